@@ -1,0 +1,255 @@
+"""The agent graph: summarise, call the model, execute memory tools, repeat until done."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    RemoveMessage,
+    SystemMessage,
+)
+from langchain_core.runnables import RunnableConfig
+from langgraph.constants import TAG_NOSTREAM
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime, get_runtime
+from langgraph.store.base import BaseStore, Item, Op, SearchItem, SearchOp
+from langgraph.types import Checkpointer
+
+from agent import prompts
+from agent.context import Context
+from agent.model import load_chat_model
+from agent.state import InputState, State
+from agent.summarize import clip_summary, plan_fold, transcript_lines
+from agent.tools import MEMORY_TOOLS, plan_tool_calls
+from memory import namespaces, transcript
+from memory.transcript import content_text
+
+#: Hard cap on steps per run; the router stops the tool loop before reaching it.
+RECURSION_LIMIT = 25
+_STEP_RESERVE = 3
+
+
+@dataclass
+class _Batch:
+    ops: list[Op]
+
+
+@dataclass
+class _Invoke:
+    messages: list[BaseMessage]
+    tools: bool
+    stream: bool
+
+
+# Each node is written once as a generator that yields the I/O it needs (store batches and
+# model calls) and returns its state update; `_drive` and `_adrive` perform that I/O with
+# the sync or async APIs, so `invoke` and `ainvoke` share every line of node logic.
+_Steps = Generator[_Batch | _Invoke, Any, dict[str, Any]]
+
+
+def _thread_key(config: RunnableConfig) -> str | None:
+    return (config.get("configurable") or {}).get("thread_id")
+
+
+def _unrecorded(state: State) -> list[AnyMessage]:
+    """Messages that entered the state since the last one recorded in the transcript."""
+    messages = state["messages"]
+    recorded = state.get("recorded_id")
+    if recorded is None:
+        return list(messages)
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].id == recorded:
+            return list(messages[index + 1 :])
+    return list(messages)  # the marker was removed by hand: record the window again
+
+
+def _record(state: State, thread_key: str | None, new: Sequence[BaseMessage]) -> tuple[list[Op], dict[str, Any]]:
+    """Store ops and state update that append `new` to the transcript."""
+    if not new:
+        return [], {}
+    start = state.get("transcript_len", 0)
+    ops: list[Op] = list(transcript.record_ops(thread_key, start, new)) if thread_key else []
+    return ops, {"transcript_len": start + len(new), "recorded_id": new[-1].id}
+
+
+def _summarize_steps(state: State, ctx: Context, thread_key: str | None, has_store: bool) -> _Steps:
+    new = _unrecorded(state)
+    ops, update = _record(state, thread_key, new)
+    if ops and has_store:
+        yield _Batch(ops)
+    messages = state["messages"]
+    keep = int(ctx.token_budget * ctx.keep_ratio)
+    cut = plan_fold(messages, ctx.token_budget, keep)
+    if cut == 0:
+        return update
+    folded = messages[:cut]
+    request = (
+        f"Existing summary:\n{state.get('summary') or prompts.NONE}\n\n"
+        f"Conversation:\n{transcript_lines(folded)}"
+    )
+    instruction = prompts.SUMMARY_PROMPT.format(max_words=int(ctx.summary_max_tokens * 0.7))
+    reply = yield _Invoke([SystemMessage(instruction), HumanMessage(request)], False, False)
+    summary = clip_summary(content_text(reply.content).strip(), ctx.summary_max_tokens)
+    update["summary"] = summary
+    update["messages"] = [RemoveMessage(id=m.id) for m in folded if m.id]
+    return update
+
+
+def _format_memories(items: Sequence[Item | SearchItem]) -> str:
+    lines = [f"- [{i.key}] {i.value.get('content', '')}" for i in items]
+    return "\n".join(lines) or prompts.NONE
+
+
+def _call_model_steps(state: State, ctx: Context, thread_key: str | None, has_store: bool) -> _Steps:
+    messages = state["messages"]
+    query = next((content_text(m.content) for m in reversed(messages) if isinstance(m, HumanMessage)), "")
+    user_items: list[SearchItem] = []
+    session_items: list[SearchItem] = []
+    if has_store:
+        searches: list[Op] = [
+            SearchOp(
+                namespaces.user_memories(ctx.tenant_id, ctx.user_id),
+                query=query[:2000] or None,
+                limit=ctx.memory_search_limit,
+            )
+        ]
+        if thread_key:
+            searches.append(
+                SearchOp(namespaces.session_memories(ctx.tenant_id, ctx.user_id, thread_key), limit=50)
+            )
+        found = yield _Batch(searches)
+        user_items = found[0]
+        session_items = found[1] if thread_key else []
+    system = ctx.system_prompt.format(
+        user_memories=_format_memories(user_items),
+        session_memories=_format_memories(session_items),
+        summary=state.get("summary") or prompts.NONE,
+    )
+    reply: AIMessage = yield _Invoke([SystemMessage(system), *messages], True, True)
+    if reply.tool_calls and state.get("remaining_steps", RECURSION_LIMIT) <= _STEP_RESERVE:
+        reply = AIMessage(content="Sorry, I ran out of steps for this turn before finishing.")
+    if not reply.id:
+        reply.id = f"ai-{uuid.uuid4()}"
+    ops, update = _record(state, thread_key, [reply])
+    if ops and has_store:
+        yield _Batch(ops)
+    return {"messages": [reply], **update}
+
+
+def _save_memories_steps(state: State, ctx: Context, thread_key: str | None, has_store: bool) -> _Steps:
+    last = state["messages"][-1]
+    calls = last.tool_calls if isinstance(last, AIMessage) else []
+    ops, answers = plan_tool_calls(calls, ctx.tenant_id, ctx.user_id, thread_key or "")
+    for answer in answers:
+        answer.id = f"tool-{uuid.uuid4()}"
+        if not has_store or (thread_key is None and "session" in str(answer.content)):
+            answer.content = "error: memory is unavailable in this run (no store or no thread)"
+            answer.status = "error"
+    record_ops, update = _record(state, thread_key, answers)
+    if has_store:
+        yield _Batch([*ops, *record_ops])
+    return {"messages": answers, **update}
+
+
+def _model_for(ctx: Context, request: _Invoke) -> Any:
+    model = load_chat_model(ctx.model)
+    if request.tools:
+        return model.bind_tools(MEMORY_TOOLS)
+    return model.with_config(tags=[TAG_NOSTREAM])
+
+
+def _drive(steps: _Steps, store: BaseStore | None, ctx: Context, config: RunnableConfig) -> dict[str, Any]:
+    result: Any = None
+    try:
+        while True:
+            request = steps.send(result)
+            if isinstance(request, _Batch):
+                result = store.batch(request.ops) if store is not None else []
+            else:
+                result = _model_for(ctx, request).invoke(request.messages, config)
+    except StopIteration as done:
+        return done.value
+
+
+async def _adrive(steps: _Steps, store: BaseStore | None, ctx: Context, config: RunnableConfig) -> dict[str, Any]:
+    result: Any = None
+    try:
+        while True:
+            request = steps.send(result)
+            if isinstance(request, _Batch):
+                result = await store.abatch(request.ops) if store is not None else []
+            else:
+                result = await _model_for(ctx, request).ainvoke(request.messages, config)
+    except StopIteration as done:
+        return done.value
+
+
+def _node(name: str, steps_fn: Any) -> tuple[Any, Any]:
+    def sync_node(state: State, config: RunnableConfig) -> dict[str, Any]:
+        runtime: Runtime[Context] = get_runtime(Context)
+        ctx = runtime.context or Context()
+        steps = steps_fn(state, ctx, _thread_key(config), runtime.store is not None)
+        return _drive(steps, runtime.store, ctx, config)
+
+    async def async_node(state: State, config: RunnableConfig) -> dict[str, Any]:
+        runtime: Runtime[Context] = get_runtime(Context)
+        ctx = runtime.context or Context()
+        steps = steps_fn(state, ctx, _thread_key(config), runtime.store is not None)
+        return await _adrive(steps, runtime.store, ctx, config)
+
+    sync_node.__name__ = async_node.__name__ = name
+    return sync_node, async_node
+
+
+def route_model_output(state: State) -> Literal["save_memories", "__end__"]:
+    """Execute the model's tool calls, or end the turn when it made none."""
+    last = state["messages"][-1]
+    if isinstance(last, AIMessage) and last.tool_calls:
+        return "save_memories"
+    return END
+
+
+def _build() -> StateGraph:
+    from langchain_core.runnables import RunnableLambda
+
+    builder = StateGraph(State, context_schema=Context, input_schema=InputState)
+    for name, steps_fn in (
+        ("summarize_conversation", _summarize_steps),
+        ("call_model", _call_model_steps),
+        ("save_memories", _save_memories_steps),
+    ):
+        sync_node, async_node = _node(name, steps_fn)
+        builder.add_node(name, RunnableLambda(sync_node, afunc=async_node, name=name))
+    builder.add_edge(START, "summarize_conversation")
+    builder.add_edge("summarize_conversation", "call_model")
+    builder.add_conditional_edges("call_model", route_model_output)
+    builder.add_edge("save_memories", "summarize_conversation")
+    return builder
+
+
+builder = _build()
+
+
+def build_graph(
+    checkpointer: Checkpointer = None, store: BaseStore | None = None
+) -> CompiledStateGraph:
+    """Compile the agent with the given persistence.
+
+    Args:
+        checkpointer: Saver for the thread's working state (None: no persistence, as the
+            `langgraph dev` server supplies its own).
+        store: Store for memories, the transcript and the session registry.
+    """
+    return builder.compile(checkpointer=checkpointer, store=store, name="memory-agent")
+
+
+#: The graph `langgraph.json` serves, compiled without persistence.
+graph = build_graph()

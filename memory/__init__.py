@@ -1,0 +1,1 @@
+"""Storage for memory-agent: settings, backends, transcript, memories and sessions."""
