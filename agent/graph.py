@@ -71,7 +71,9 @@ def _unrecorded(state: State) -> list[AnyMessage]:
     return list(messages)  # the marker was removed by hand: record the window again
 
 
-def _record(state: State, thread_key: str | None, new: Sequence[BaseMessage]) -> tuple[list[Op], dict[str, Any]]:
+def _record(
+    state: State, thread_key: str | None, new: Sequence[BaseMessage]
+) -> tuple[list[Op], dict[str, Any]]:
     """Store ops and state update that append `new` to the transcript."""
     if not new:
         return [], {}
@@ -108,9 +110,13 @@ def _format_memories(items: Sequence[Item | SearchItem]) -> str:
     return "\n".join(lines) or prompts.NONE
 
 
-def _call_model_steps(state: State, ctx: Context, thread_key: str | None, has_store: bool) -> _Steps:
+def _call_model_steps(
+    state: State, ctx: Context, thread_key: str | None, has_store: bool
+) -> _Steps:
     messages = state["messages"]
-    query = next((content_text(m.content) for m in reversed(messages) if isinstance(m, HumanMessage)), "")
+    query = next(
+        (content_text(m.content) for m in reversed(messages) if isinstance(m, HumanMessage)), ""
+    )
     user_items: list[SearchItem] = []
     session_items: list[SearchItem] = []
     if has_store:
@@ -123,7 +129,9 @@ def _call_model_steps(state: State, ctx: Context, thread_key: str | None, has_st
         ]
         if thread_key:
             searches.append(
-                SearchOp(namespaces.session_memories(ctx.tenant_id, ctx.user_id, thread_key), limit=50)
+                SearchOp(
+                    namespaces.session_memories(ctx.tenant_id, ctx.user_id, thread_key), limit=50
+                )
             )
         found = yield _Batch(searches)
         user_items = found[0]
@@ -144,7 +152,9 @@ def _call_model_steps(state: State, ctx: Context, thread_key: str | None, has_st
     return {"messages": [reply], **update}
 
 
-def _save_memories_steps(state: State, ctx: Context, thread_key: str | None, has_store: bool) -> _Steps:
+def _save_memories_steps(
+    state: State, ctx: Context, thread_key: str | None, has_store: bool
+) -> _Steps:
     last = state["messages"][-1]
     calls = last.tool_calls if isinstance(last, AIMessage) else []
     ops, answers = plan_tool_calls(calls, ctx.tenant_id, ctx.user_id, thread_key or "")
@@ -166,7 +176,9 @@ def _model_for(ctx: Context, request: _Invoke) -> Any:
     return model.with_config(tags=[TAG_NOSTREAM])
 
 
-def _drive(steps: _Steps, store: BaseStore | None, ctx: Context, config: RunnableConfig) -> dict[str, Any]:
+def _drive(
+    steps: _Steps, store: BaseStore | None, ctx: Context, config: RunnableConfig
+) -> dict[str, Any]:
     result: Any = None
     try:
         while True:
@@ -179,7 +191,9 @@ def _drive(steps: _Steps, store: BaseStore | None, ctx: Context, config: Runnabl
         return done.value
 
 
-async def _adrive(steps: _Steps, store: BaseStore | None, ctx: Context, config: RunnableConfig) -> dict[str, Any]:
+async def _adrive(
+    steps: _Steps, store: BaseStore | None, ctx: Context, config: RunnableConfig
+) -> dict[str, Any]:
     result: Any = None
     try:
         while True:

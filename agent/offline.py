@@ -54,7 +54,8 @@ def _clean(text: str) -> str:
 
 
 def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.split(r"(?<=[.!?;])\s+|\n+", text) if s.strip()]
+    parts = re.split(r"(?<=[.!?;])\s+|\n+|,?\s+and\s+(?=(?:i|my|i'm)\b)", text, flags=re.I)
+    return [s.strip() for s in parts if s and s.strip()]
 
 
 def _parse_memories(system: str, section: str) -> list[tuple[str, str]]:
@@ -80,7 +81,9 @@ def _statement_calls(sentence: str) -> list[dict[str, Any]]:
         inner = _statement_calls(m.group("fact"))
         fact = _clean(m.group("fact"))
         return inner or [{"key": slug(fact), "content": fact[:1].upper() + fact[1:] + "."}]
-    m = re.search(r"\b(?:my name is|call me|i'm called|i am called)\s+(?P<n>[\w'-]+(?: [A-Z][\w'-]*)*)", s, re.I)
+    m = re.search(
+        r"\b(?i:my name is|call me|i'm called|i am called)\s+(?P<n>[\w'-]+(?: [A-Z][\w'-]*)*)", s
+    )
     if m:
         name = m.group("n")
         return [{"key": "name", "content": f"The user's name is {name}."}]
@@ -110,7 +113,9 @@ def _forget_calls(
     text: str, user: list[tuple[str, str]], session: list[tuple[str, str]]
 ) -> list[dict[str, Any]] | None:
     """Delete calls for "forget X" / "remove X from my cart"; None when not a forget request."""
-    m = re.search(r"\b(?:forget|delete|remove)\s+(?:that\s+|about\s+)?(?P<x>.+)$", _clean(text), re.I)
+    m = re.search(
+        r"\b(?:forget|delete|remove)\s+(?:that\s+|about\s+)?(?P<x>.+)$", _clean(text), re.I
+    )
     if not m:
         return None
     target = m.group("x").lower()
@@ -133,25 +138,29 @@ def _answer(text: str, user: list[tuple[str, str]], session: list[tuple[str, str
             if key == "name":
                 name = content.removeprefix("The user's name is ").rstrip(".")
                 return f"Your name is {name}."
-        return "I don't know your name yet. Tell me with \"my name is ...\"."
+        return 'I don\'t know your name yet. Tell me with "my name is ...".'
     if re.search(r"\b(?:remember|know)\b.*\babout me\b", lowered):
         if not user:
             return "I don't remember anything about you yet."
         return "Here is what I remember about you: " + " ".join(c for _, c in user)
     if re.search(r"\b(?:cart|basket)\b", lowered) and "?" in text:
-        items = [c.removeprefix("In the cart: ").rstrip(".") for k, c in session if k.startswith("cart-")]
+        items = [
+            c.removeprefix("In the cart: ").rstrip(".") for k, c in session if k.startswith("cart-")
+        ]
         return ("Your cart has: " + ", ".join(items) + ".") if items else "Your cart is empty."
     m = re.search(r"\bmy\s+(?P<a>[a-z][a-z ]{0,30}?)\s*\?", lowered) or re.search(
         r"\b(allerg\w*|prefer\w*)", lowered
     )
     if m:
         words = [w[:6] for w in re.findall(r"[a-z0-9]+", m.group(1)) if w not in {"what", "is"}]
-        hits = [c for k, c in user + session if words and all(w in f"{k} {c}".lower() for w in words)]
+        hits = [
+            c for k, c in user + session if words and all(w in f"{k} {c}".lower() for w in words)
+        ]
         if hits:
             return "From what you told me: " + " ".join(hits)
         return "I don't have anything about that in my memory."
     echo = text if len(text) <= 200 else text[:197] + "..."
-    return f"(offline model) You said: \"{echo}\". I can remember facts you tell me."
+    return f'(offline model) You said: "{echo}". I can remember facts you tell me.'
 
 
 def _summarise(request: str) -> str:
@@ -214,7 +223,13 @@ def _chunks(message: AIMessage) -> Iterator[AIMessageChunk]:
             content="",
             id=message.id,
             tool_call_chunks=[
-                {"name": c["name"], "args": _json(c["args"]), "id": c["id"], "index": i, "type": "tool_call_chunk"}
+                {
+                    "name": c["name"],
+                    "args": _json(c["args"]),
+                    "id": c["id"],
+                    "index": i,
+                    "type": "tool_call_chunk",
+                }
                 for i, c in enumerate(message.tool_calls)
             ],
         )
@@ -236,7 +251,9 @@ class OfflineChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "memory-agent-offline"
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+    def bind_tools(
+        self, tools: Sequence[Any], **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tool schemas; the offline model only ever calls the memory tools."""
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 

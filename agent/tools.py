@@ -15,7 +15,7 @@ from memory.memories import MemoryTooLargeError, memory_value
 Scope = Literal["user", "session"]
 
 
-class save_memory(BaseModel):  # noqa: N801 - the class name is the tool name the model sees
+class save_memory(BaseModel):
     """Save or update a fact worth remembering.
 
     Use scope "user" for lasting facts about the user (name, allergies, preferences) and
@@ -31,7 +31,7 @@ class save_memory(BaseModel):  # noqa: N801 - the class name is the tool name th
     scope: Scope = Field(default="user", description="'user' or 'session'.")
 
 
-class delete_memory(BaseModel):  # noqa: N801 - the class name is the tool name the model sees
+class delete_memory(BaseModel):
     """Forget a fact that is wrong or that the user asked to forget."""
 
     key: str = Field(description="The key the fact was saved under.")

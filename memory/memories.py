@@ -19,7 +19,9 @@ class MemoryTooLargeError(ValueError):
 
 def memory_value(value: Any) -> dict[str, Any]:
     """The stored value of a memory: the caller's JSON plus the text that gets embedded."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = (
+        value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    )
     if len(text) > MAX_CONTENT_CHARS:
         raise MemoryTooLargeError(
             f"memory is {len(text)} characters; the limit is {MAX_CONTENT_CHARS}"

@@ -1,0 +1,42 @@
+# memory-agent: `make run` serves the agent, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run dev chat test lint services services-stop bench bench-quick clean
+
+# The venv is created when missing and reinstalled only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/memory-agent serve
+
+dev: $(STAMP)
+	$(BIN)/langgraph dev --no-browser
+
+chat: $(STAMP)
+	$(BIN)/memory-agent chat
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check agent memory server tests
+	$(BIN)/ruff format --check agent memory server
+	$(BIN)/mypy
+
+services: $(STAMP)
+	$(BIN)/python -m memory.devservers start
+
+services-stop: $(STAMP)
+	$(BIN)/python -m memory.devservers stop
+
+clean:
+	rm -rf $(VENV) .data .services

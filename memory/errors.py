@@ -1,0 +1,35 @@
+"""Errors the Python API raises; the HTTP edge maps each to a status code."""
+
+
+class MemoryAgentError(Exception):
+    """Base of the errors a caller can act on."""
+
+    status_code = 400
+
+
+class NotFoundError(MemoryAgentError):
+    """The thread or memory does not exist, or belongs to someone else."""
+
+    status_code = 404
+
+
+class ConflictError(MemoryAgentError):
+    """The request conflicts with the current state (thread exists, run active, ended)."""
+
+    status_code = 409
+
+
+class InvalidInputError(MemoryAgentError):
+    """The request is malformed: a bad id, role, message or value."""
+
+    status_code = 422
+
+
+class RateLimitedError(MemoryAgentError):
+    """Too many runs in the current window."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,773 @@
+"""The sessions API: threads by id, their transcripts, summaries and memories, sync and async.
+
+Every method exists twice with one shared core: `get`/`aget`, `run`/`arun`, ... Each core is
+a generator that yields the I/O it needs (store batches, graph state reads and writes, graph
+runs, checkpoint deletion); `SessionManager` performs it with the sync or the async APIs of
+LangGraph, so the logic is written once. A manager built on async backends must be used
+through the `a*` methods, and the LangGraph savers say so loudly when it is not.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import GetOp, Op, PutOp, SearchOp
+
+from agent import RECURSION_LIMIT, Context
+from agent.tools import scope_namespace
+from memory import namespaces, transcript
+from memory.errors import ConflictError, InvalidInputError, NotFoundError
+from memory.memories import MemoryTooLargeError, memory_out, memory_value
+from memory.namespaces import InvalidIdError, Owner, check_id
+
+#: Messages a session needs before ending it writes its summary into long-term memory.
+MIN_MESSAGES_FOR_SUMMARY = 4
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "can",
+        "could",
+        "do",
+        "does",
+        "for",
+        "from",
+        "have",
+        "how",
+        "i",
+        "i'm",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "please",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yes",
+        "no",
+        "not",
+        "just",
+        "about",
+        "any",
+        "some",
+    ]
+)
+_PAGE = 500
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class RunResult:
+    """What one run produced: the reply and every message it added to the transcript."""
+
+    thread_id: str
+    reply: str
+    messages: list[dict[str, Any]]
+
+
+@dataclass
+class _Batch:
+    ops: list[Op]
+
+
+@dataclass
+class _GetState:
+    config: RunnableConfig
+
+
+@dataclass
+class _UpdateState:
+    config: RunnableConfig
+    values: dict[str, Any]
+
+
+@dataclass
+class _Invoke:
+    input: dict[str, Any]
+    config: RunnableConfig
+    context: Context
+
+
+@dataclass
+class _DeleteThread:
+    thread_key: str
+
+
+_Steps = Generator[Any, Any, Any]
+
+
+def to_messages(items: Sequence[dict[str, Any] | BaseMessage]) -> list[AnyMessage]:
+    """Convert `{"role", "content", ...}` dicts (or messages) to LangChain messages.
+
+    Tool calls (`{"id", "name", "args"}`) and tool results (`tool_call_id`) are kept, so a
+    whole tool exchange can be stored. Every message gets an id.
+    """
+    out: list[AnyMessage] = []
+    for i, item in enumerate(items):
+        if isinstance(item, BaseMessage):
+            message = item.model_copy()
+        else:
+            if not isinstance(item, dict):
+                raise InvalidInputError(f"messages[{i}] must be an object with role and content")
+            role = item.get("role")
+            if role not in ("user", "assistant", "system", "tool"):
+                raise InvalidInputError(
+                    f"messages[{i}].role must be user, assistant, system or tool, got {role!r}"
+                )
+            content = item.get("content", "")
+            if not isinstance(content, str | list):
+                raise InvalidInputError(f"messages[{i}].content must be a string")
+            if role == "tool" and not item.get("tool_call_id"):
+                raise InvalidInputError(f"messages[{i}] is a tool result without tool_call_id")
+            record = {**item, "content": content}
+            try:
+                message = transcript.record_to_message(record)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InvalidInputError(f"messages[{i}] is malformed: {exc}") from exc
+        if not message.id:
+            message.id = str(uuid.uuid4())
+        out.append(message)
+    return out
+
+
+def _topics(texts: Sequence[str], into: dict[str, int], keep: int = 50) -> dict[str, int]:
+    counts = Counter(into)
+    for text in texts:
+        for word in re.findall(r"[a-z][a-z'-]{2,}", text.lower()):
+            if word not in _STOPWORDS:
+                counts[word] += 1
+    return dict(counts.most_common(keep))
+
+
+class SessionManager:
+    """Sessions, transcripts, summaries and memories over a compiled agent graph.
+
+    Args:
+        graph: The agent compiled with a checkpointer and a store.
+        context: Defaults for each run's context (model, token budget); the owner is
+            filled in per call.
+        min_messages_for_summary: Messages a session needs before `end` saves its summary
+            into the user's long-term memory.
+    """
+
+    def __init__(
+        self,
+        graph: CompiledStateGraph,
+        *,
+        context: Context | None = None,
+        min_messages_for_summary: int = MIN_MESSAGES_FOR_SUMMARY,
+    ) -> None:
+        if graph.store is None or graph.checkpointer is None:
+            raise ValueError(
+                "SessionManager needs a graph compiled with a checkpointer and a store"
+            )
+        self.graph = graph
+        self.store = graph.store
+        self.checkpointer = graph.checkpointer
+        self.context = context or Context()
+        self.min_messages_for_summary = min_messages_for_summary
+        self._active: set[str] = set()
+
+    # -- drivers ---------------------------------------------------------------
+
+    def _drive(self, steps: _Steps) -> Any:
+        result: Any = None
+        try:
+            while True:
+                request = steps.send(result)
+                if isinstance(request, _Batch):
+                    result = self.store.batch(request.ops)
+                elif isinstance(request, _GetState):
+                    result = self.graph.get_state(request.config)
+                elif isinstance(request, _UpdateState):
+                    result = self.graph.update_state(
+                        request.config, request.values, as_node="call_model"
+                    )
+                elif isinstance(request, _Invoke):
+                    result = self.graph.invoke(
+                        request.input, request.config, context=request.context
+                    )
+                else:
+                    self.checkpointer.delete_thread(request.thread_key)  # type: ignore[union-attr]
+                    result = None
+        except StopIteration as done:
+            return done.value
+
+    async def _adrive(self, steps: _Steps) -> Any:
+        result: Any = None
+        try:
+            while True:
+                request = steps.send(result)
+                if isinstance(request, _Batch):
+                    result = await self.store.abatch(request.ops)
+                elif isinstance(request, _GetState):
+                    result = await self.graph.aget_state(request.config)
+                elif isinstance(request, _UpdateState):
+                    result = await self.graph.aupdate_state(
+                        request.config, request.values, as_node="call_model"
+                    )
+                elif isinstance(request, _Invoke):
+                    result = await self.graph.ainvoke(
+                        request.input, request.config, context=request.context
+                    )
+                else:
+                    await self.checkpointer.adelete_thread(request.thread_key)  # type: ignore[union-attr]
+                    result = None
+        except StopIteration as done:
+            return done.value
+
+    # -- helpers -----------------------------------------------------------------
+
+    @staticmethod
+    def config(owner: Owner, thread_id: str) -> RunnableConfig:
+        """The LangGraph config of an owner's thread."""
+        return {
+            "configurable": {"thread_id": owner.thread_key(thread_id)},
+            "recursion_limit": RECURSION_LIMIT,
+        }
+
+    def run_context(self, owner: Owner) -> Context:
+        """This manager's default context, acting for `owner`."""
+        base = self.context
+        return Context(
+            user_id=owner.user,
+            tenant_id=owner.tenant,
+            model=base.model,
+            token_budget=base.token_budget,
+            keep_ratio=base.keep_ratio,
+            summary_max_tokens=base.summary_max_tokens,
+            memory_search_limit=base.memory_search_limit,
+            system_prompt=base.system_prompt,
+        )
+
+    def _load(self, owner: Owner, thread_id: str) -> _Steps:
+        check_id("thread_id", thread_id)
+        (item,) = yield _Batch([GetOp(namespaces.sessions(owner.tenant, owner.user), thread_id)])
+        if item is None:
+            raise NotFoundError(f"thread {thread_id!r} not found")
+        return dict(item.value)
+
+    def _save(self, owner: Owner, record: dict[str, Any]) -> _Steps:
+        ns = namespaces.sessions(owner.tenant, owner.user)
+        yield _Batch([PutOp(ns, record["thread_id"], record, index=False)])
+        return record
+
+    def _create(
+        self, owner: Owner, thread_id: str | None, metadata: dict[str, Any] | None
+    ) -> _Steps:
+        thread_id = check_id("thread_id", thread_id) if thread_id else str(uuid.uuid4())
+        ns = namespaces.sessions(owner.tenant, owner.user)
+        (existing,) = yield _Batch([GetOp(ns, thread_id)])
+        if existing is not None:
+            raise ConflictError(f"thread {thread_id!r} already exists")
+        now = _now()
+        record = {
+            "thread_id": thread_id,
+            "tenant": owner.tenant,
+            "user": owner.user,
+            "status": "active",
+            "created_at": now,
+            "last_active_at": now,
+            "ended_at": None,
+            "message_count": 0,
+            "counts": {},
+            "topics": {},
+            "metadata": metadata or {},
+        }
+        return (yield from self._save(owner, record))
+
+    def _get_or_create(self, owner: Owner, thread_id: str | None) -> _Steps:
+        if thread_id:
+            try:
+                return (yield from self._load(owner, thread_id)), False
+            except NotFoundError:
+                pass
+        return (yield from self._create(owner, thread_id, None)), True
+
+    def _list(self, owner: Owner, limit: int, offset: int) -> _Steps:
+        # One user's registry entries: a scan of this user's sessions only, never of others'.
+        ns = namespaces.sessions(owner.tenant, owner.user)
+        records: list[dict[str, Any]] = []
+        while True:
+            (page,) = yield _Batch([SearchOp(ns, limit=_PAGE, offset=len(records))])
+            records.extend(item.value for item in page)
+            if len(page) < _PAGE:
+                break
+        records.sort(key=lambda r: (r["last_active_at"], r["thread_id"]), reverse=True)
+        return records[offset : offset + limit], len(records)
+
+    def _state(self, owner: Owner, thread_id: str) -> _Steps:
+        snapshot = yield _GetState(self.config(owner, thread_id))
+        return snapshot.values or {}
+
+    def _run_steps(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> _Steps:
+        new = to_messages(messages)
+        if not new:
+            raise InvalidInputError("a run needs at least one message")
+        record, _ = yield from self._get_or_create(owner, thread_id)
+        thread_id = record["thread_id"]
+        if record["status"] == "ended":
+            raise ConflictError(f"thread {thread_id!r} has ended; start a new thread")
+        key = owner.thread_key(thread_id)
+        if key in self._active:
+            raise ConflictError(f"a run is already active on thread {thread_id!r}")
+        self._active.add(key)
+        try:
+            before = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
+            values = yield _Invoke(
+                {"messages": new}, self.config(owner, thread_id), self.run_context(owner)
+            )
+        finally:
+            self._active.discard(key)
+        after = values.get("transcript_len", before)
+        added = yield _Batch(transcript.page_ops(key, before, after - before, after))
+        records = transcript.page_records(added)
+        yield from self._touch(owner, record, records, after)
+        reply = next(
+            (
+                transcript.content_text(r["content"])
+                for r in reversed(records)
+                if r["role"] == "assistant"
+            ),
+            "",
+        )
+        return RunResult(thread_id=thread_id, reply=reply, messages=records)
+
+    def _touch(
+        self, owner: Owner, record: dict[str, Any], added: list[dict[str, Any]], total: int
+    ) -> _Steps:
+        counts = Counter(record.get("counts", {}))
+        counts.update(r["role"] for r in added)
+        record["counts"] = dict(counts)
+        record["message_count"] = total
+        record["last_active_at"] = _now()
+        record["topics"] = _topics(
+            [transcript.content_text(r["content"]) for r in added if r["role"] == "user"],
+            record.get("topics", {}),
+        )
+        yield from self._save(owner, record)
+
+    def _add_messages(self, owner: Owner, thread_id: str, messages: Sequence[Any]) -> _Steps:
+        new = to_messages(messages)
+        record = yield from self._load(owner, thread_id)
+        if record["status"] == "ended":
+            raise ConflictError(f"thread {thread_id!r} has ended")
+        key = owner.thread_key(thread_id)
+        total = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
+        if new:
+            yield _Batch(list(transcript.record_ops(key, total, new)))
+            yield _UpdateState(
+                self.config(owner, thread_id),
+                {"messages": new, "transcript_len": total + len(new), "recorded_id": new[-1].id},
+            )
+        records = [transcript.message_to_record(m, total + i) for i, m in enumerate(new)]
+        yield from self._touch(owner, record, records, total + len(new))
+        return total + len(new)
+
+    def _messages(self, owner: Owner, thread_id: str, limit: int, offset: int) -> _Steps:
+        yield from self._load(owner, thread_id)
+        if limit < 0 or offset < 0:
+            raise InvalidInputError("limit and offset must not be negative")
+        total = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
+        found = yield _Batch(transcript.page_ops(owner.thread_key(thread_id), offset, limit, total))
+        return transcript.page_records(found), total
+
+    def _recent_context(self, owner: Owner, thread_id: str, max_messages: int) -> _Steps:
+        yield from self._load(owner, thread_id)
+        total = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
+        start = max(0, total - max_messages)
+        found = yield _Batch(
+            transcript.page_ops(owner.thread_key(thread_id), start, max_messages, total)
+        )
+        return transcript.format_context(transcript.page_records(found))
+
+    def _summary(self, owner: Owner, thread_id: str) -> _Steps:
+        yield from self._load(owner, thread_id)
+        return (yield from self._state(owner, thread_id)).get("summary", "")
+
+    def _update_summary(self, owner: Owner, thread_id: str, summary: str) -> _Steps:
+        yield from self._load(owner, thread_id)
+        if not isinstance(summary, str):
+            raise InvalidInputError("summary must be a string")
+        yield _UpdateState(self.config(owner, thread_id), {"summary": summary})
+        return summary
+
+    def _end(self, owner: Owner, thread_id: str) -> _Steps:
+        record = yield from self._load(owner, thread_id)
+        if record["status"] == "ended":
+            return record
+        state = yield from self._state(owner, thread_id)
+        if record["message_count"] >= self.min_messages_for_summary:
+            total = state.get("transcript_len", 0)
+            start = max(0, total - 20)
+            found = yield _Batch(transcript.page_ops(owner.thread_key(thread_id), start, 20, total))
+            recent = transcript.format_context(transcript.page_records(found))
+            summary = state.get("summary", "")
+            text = (f"{summary}\n{recent}" if summary else recent)[-3000:]
+            value = memory_value(
+                f"Summary of session {thread_id} ({record['created_at'][:10]}): {text}"
+            )
+            ns = namespaces.user_memories(owner.tenant, owner.user)
+            yield _Batch([PutOp(ns, f"session-summary-{thread_id}"[:128], value)])
+            record["summary_saved"] = True
+        record["status"] = "ended"
+        record["ended_at"] = _now()
+        return (yield from self._save(owner, record))
+
+    def _delete(self, owner: Owner, thread_id: str) -> _Steps:
+        record = yield from self._load(owner, thread_id)
+        key = owner.thread_key(thread_id)
+        if key in self._active:
+            raise ConflictError(f"a run is active on thread {thread_id!r}; retry when it ends")
+        total = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
+        session_ns = namespaces.session_memories(owner.tenant, owner.user, key)
+        ops: list[Op] = list(transcript.delete_ops(key, total))
+        ops += yield from self._delete_all_in(session_ns)
+        ops.append(PutOp(namespaces.sessions(owner.tenant, owner.user), thread_id, None))
+        yield _DeleteThread(key)
+        yield _Batch(ops)
+        return record
+
+    def _delete_all_in(self, ns: tuple[str, ...]) -> _Steps:
+        ops: list[Op] = []
+        while True:
+            (page,) = yield _Batch([SearchOp(ns, limit=_PAGE, offset=len(ops))])
+            ops.extend(PutOp(item.namespace, item.key, None) for item in page)
+            if len(page) < _PAGE:
+                return ops
+
+    def _memory_ns(self, owner: Owner, thread_id: str | None) -> _Steps:
+        if thread_id is None:
+            return namespaces.user_memories(owner.tenant, owner.user)
+        yield from self._load(owner, thread_id)
+        return scope_namespace("session", owner.tenant, owner.user, owner.thread_key(thread_id))
+
+    def _save_memory(self, owner: Owner, key: str, value: Any, thread_id: str | None) -> _Steps:
+        try:
+            check_id("memory key", key)
+            stored = memory_value(value)
+        except (InvalidIdError, MemoryTooLargeError) as exc:
+            raise InvalidInputError(str(exc)) from exc
+        ns = yield from self._memory_ns(owner, thread_id)
+        yield _Batch([PutOp(ns, key, stored)])
+        (item,) = yield _Batch([GetOp(ns, key)])
+        return memory_out(item, "session" if thread_id else "user")
+
+    def _get_memory(self, owner: Owner, key: str, thread_id: str | None) -> _Steps:
+        check_id("memory key", key)
+        ns = yield from self._memory_ns(owner, thread_id)
+        (item,) = yield _Batch([GetOp(ns, key)])
+        if item is None:
+            raise NotFoundError(f"memory {key!r} not found")
+        return memory_out(item, "session" if thread_id else "user")
+
+    def _delete_memory(self, owner: Owner, key: str, thread_id: str | None) -> _Steps:
+        yield from self._get_memory(owner, key, thread_id)
+        ns = yield from self._memory_ns(owner, thread_id)
+        yield _Batch([PutOp(ns, key, None)])
+
+    def _list_memories(
+        self, owner: Owner, query: str | None, limit: int, thread_id: str | None
+    ) -> _Steps:
+        ns = yield from self._memory_ns(owner, thread_id)
+        (items,) = yield _Batch([SearchOp(ns, query=query or None, limit=limit)])
+        return [memory_out(i, "session" if thread_id else "user") for i in items]
+
+    def _clear_memories(self, owner: Owner, thread_id: str | None) -> _Steps:
+        ns = yield from self._memory_ns(owner, thread_id)
+        ops = yield from self._delete_all_in(ns)
+        if ops:
+            yield _Batch(ops)
+        return len(ops)
+
+    # -- public API: sync ----------------------------------------------------------
+
+    def create(
+        self, owner: Owner, thread_id: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Create a session; a random UUID id unless `thread_id` is given."""
+        return self._drive(self._create(owner, thread_id, metadata))
+
+    def get(self, owner: Owner, thread_id: str) -> dict[str, Any]:
+        """The session record; `NotFoundError` if absent or someone else's."""
+        return self._drive(self._load(owner, thread_id))
+
+    def get_or_create(
+        self, owner: Owner, thread_id: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Resume a session or create it: `(record, created)`."""
+        return self._drive(self._get_or_create(owner, thread_id))
+
+    def list(
+        self, owner: Owner, limit: int = 20, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The owner's sessions, newest activity first, and their total."""
+        return self._drive(self._list(owner, limit, offset))
+
+    def end(self, owner: Owner, thread_id: str) -> dict[str, Any]:
+        """End a session; long enough ones leave their summary in long-term memory."""
+        return self._drive(self._end(owner, thread_id))
+
+    def delete(self, owner: Owner, thread_id: str) -> dict[str, Any]:
+        """Delete a session's checkpoints, transcript, session memories and record."""
+        return self._drive(self._delete(owner, thread_id))
+
+    def run(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> RunResult:
+        """Send messages to the agent on a thread (created if new) and return its reply."""
+        return self._drive(self._run_steps(owner, thread_id, messages))
+
+    def add_messages(self, owner: Owner, thread_id: str, messages: Sequence[Any]) -> int:
+        """Append messages without running the model; returns the new total."""
+        return self._drive(self._add_messages(owner, thread_id, messages))
+
+    def get_messages(
+        self, owner: Owner, thread_id: str, limit: int = 20, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of the full transcript, oldest first, and the total."""
+        return self._drive(self._messages(owner, thread_id, limit, offset))
+
+    def recent_context(self, owner: Owner, thread_id: str, max_messages: int = 20) -> str:
+        """The last messages formatted for a prompt, one `role: text` line each."""
+        return self._drive(self._recent_context(owner, thread_id, max_messages))
+
+    def get_summary(self, owner: Owner, thread_id: str) -> str:
+        """The running summary of a thread."""
+        return self._drive(self._summary(owner, thread_id))
+
+    def update_summary(self, owner: Owner, thread_id: str, summary: str) -> str:
+        """Replace the running summary of a thread."""
+        return self._drive(self._update_summary(owner, thread_id, summary))
+
+    def save_memory(
+        self, owner: Owner, key: str, value: Any, thread_id: str | None = None
+    ) -> dict[str, Any]:
+        """Save a user memory, or a session memory when `thread_id` is given."""
+        return self._drive(self._save_memory(owner, key, value, thread_id))
+
+    def get_memory(self, owner: Owner, key: str, thread_id: str | None = None) -> dict[str, Any]:
+        """One memory; `NotFoundError` if absent."""
+        return self._drive(self._get_memory(owner, key, thread_id))
+
+    def delete_memory(self, owner: Owner, key: str, thread_id: str | None = None) -> None:
+        """Delete one memory; `NotFoundError` if absent."""
+        return self._drive(self._delete_memory(owner, key, thread_id))
+
+    def list_memories(
+        self, owner: Owner, query: str | None = None, limit: int = 20, thread_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Memories, most relevant first when `query` is given."""
+        return self._drive(self._list_memories(owner, query, limit, thread_id))
+
+    def clear_memories(self, owner: Owner, thread_id: str | None = None) -> int:
+        """Delete all of the owner's user memories (or one session's); returns how many."""
+        return self._drive(self._clear_memories(owner, thread_id))
+
+    # -- public API: async ---------------------------------------------------------
+
+    async def acreate(
+        self, owner: Owner, thread_id: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Async `create`."""
+        return await self._adrive(self._create(owner, thread_id, metadata))
+
+    async def aget(self, owner: Owner, thread_id: str) -> dict[str, Any]:
+        """Async `get`."""
+        return await self._adrive(self._load(owner, thread_id))
+
+    async def aget_or_create(
+        self, owner: Owner, thread_id: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Async `get_or_create`."""
+        return await self._adrive(self._get_or_create(owner, thread_id))
+
+    async def alist(
+        self, owner: Owner, limit: int = 20, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Async `list`."""
+        return await self._adrive(self._list(owner, limit, offset))
+
+    async def aend(self, owner: Owner, thread_id: str) -> dict[str, Any]:
+        """Async `end`."""
+        return await self._adrive(self._end(owner, thread_id))
+
+    async def adelete(self, owner: Owner, thread_id: str) -> dict[str, Any]:
+        """Async `delete`."""
+        return await self._adrive(self._delete(owner, thread_id))
+
+    async def arun(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> RunResult:
+        """Async `run`."""
+        return await self._adrive(self._run_steps(owner, thread_id, messages))
+
+    async def aadd_messages(self, owner: Owner, thread_id: str, messages: Sequence[Any]) -> int:
+        """Async `add_messages`."""
+        return await self._adrive(self._add_messages(owner, thread_id, messages))
+
+    async def aget_messages(
+        self, owner: Owner, thread_id: str, limit: int = 20, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Async `get_messages`."""
+        return await self._adrive(self._messages(owner, thread_id, limit, offset))
+
+    async def arecent_context(self, owner: Owner, thread_id: str, max_messages: int = 20) -> str:
+        """Async `recent_context`."""
+        return await self._adrive(self._recent_context(owner, thread_id, max_messages))
+
+    async def aget_summary(self, owner: Owner, thread_id: str) -> str:
+        """Async `get_summary`."""
+        return await self._adrive(self._summary(owner, thread_id))
+
+    async def aupdate_summary(self, owner: Owner, thread_id: str, summary: str) -> str:
+        """Async `update_summary`."""
+        return await self._adrive(self._update_summary(owner, thread_id, summary))
+
+    async def asave_memory(
+        self, owner: Owner, key: str, value: Any, thread_id: str | None = None
+    ) -> dict[str, Any]:
+        """Async `save_memory`."""
+        return await self._adrive(self._save_memory(owner, key, value, thread_id))
+
+    async def aget_memory(
+        self, owner: Owner, key: str, thread_id: str | None = None
+    ) -> dict[str, Any]:
+        """Async `get_memory`."""
+        return await self._adrive(self._get_memory(owner, key, thread_id))
+
+    async def adelete_memory(self, owner: Owner, key: str, thread_id: str | None = None) -> None:
+        """Async `delete_memory`."""
+        return await self._adrive(self._delete_memory(owner, key, thread_id))
+
+    async def alist_memories(
+        self, owner: Owner, query: str | None = None, limit: int = 20, thread_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Async `list_memories`."""
+        return await self._adrive(self._list_memories(owner, query, limit, thread_id))
+
+    async def aclear_memories(self, owner: Owner, thread_id: str | None = None) -> int:
+        """Async `clear_memories`."""
+        return await self._adrive(self._clear_memories(owner, thread_id))
+
+    # -- streaming ---------------------------------------------------------------
+
+    async def astream(
+        self, owner: Owner, thread_id: str | None, messages: Sequence[Any]
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """Run like `arun`, yielding `("token", text)` as the model writes, then `("done", RunResult)`."""
+        new = to_messages(messages)
+        if not new:
+            raise InvalidInputError("a run needs at least one message")
+        record, _ = await self._adrive(self._get_or_create(owner, thread_id))
+        thread_id = record["thread_id"]
+        if record["status"] == "ended":
+            raise ConflictError(f"thread {thread_id!r} has ended; start a new thread")
+        key = owner.thread_key(thread_id)
+        if key in self._active:
+            raise ConflictError(f"a run is already active on thread {thread_id!r}")
+        self._active.add(key)
+        config = self.config(owner, thread_id)
+        try:
+            before = (await self.graph.aget_state(config)).values.get("transcript_len", 0)
+            async for chunk, meta in self.graph.astream(
+                {"messages": new}, config, context=self.run_context(owner), stream_mode="messages"
+            ):
+                if meta.get("langgraph_node") == "call_model" and isinstance(chunk, AIMessageChunk):
+                    text = transcript.content_text(chunk.content)
+                    if text:
+                        yield "token", text
+        finally:
+            self._active.discard(key)
+        after = (await self.graph.aget_state(config)).values.get("transcript_len", before)
+        added = transcript.page_records(
+            await self.store.abatch(transcript.page_ops(key, before, after - before, after))
+        )
+        await self._adrive(self._touch(owner, record, added, after))
+        reply = next(
+            (
+                transcript.content_text(r["content"])
+                for r in reversed(added)
+                if r["role"] == "assistant"
+            ),
+            "",
+        )
+        yield "done", RunResult(thread_id=thread_id, reply=reply, messages=added)
+
+    def stream(
+        self, owner: Owner, thread_id: str | None, messages: Sequence[Any]
+    ) -> Iterator[tuple[str, Any]]:
+        """Sync `astream`: `("token", text)` events, then `("done", RunResult)`."""
+        new = to_messages(messages)
+        record, _ = self.get_or_create(owner, thread_id)
+        thread_id = record["thread_id"]
+        if record["status"] == "ended":
+            raise ConflictError(f"thread {thread_id!r} has ended; start a new thread")
+        key = owner.thread_key(thread_id)
+        config = self.config(owner, thread_id)
+        before = self.graph.get_state(config).values.get("transcript_len", 0)
+        for chunk, meta in self.graph.stream(
+            {"messages": new}, config, context=self.run_context(owner), stream_mode="messages"
+        ):
+            if meta.get("langgraph_node") == "call_model" and isinstance(
+                chunk, AIMessageChunk | AIMessage
+            ):
+                text = transcript.content_text(chunk.content)
+                if text:
+                    yield "token", text
+        after = self.graph.get_state(config).values.get("transcript_len", before)
+        added = transcript.page_records(
+            self.store.batch(transcript.page_ops(key, before, after - before, after))
+        )
+        self._drive(self._touch(owner, record, added, after))
+        reply = next(
+            (
+                transcript.content_text(r["content"])
+                for r in reversed(added)
+                if r["role"] == "assistant"
+            ),
+            "",
+        )
+        yield "done", RunResult(thread_id=thread_id, reply=reply, messages=added)
