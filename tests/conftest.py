@@ -1,5 +1,45 @@
-"""Shared fixtures: real backends started by the tests, and a scripted chat model."""
+"""Shared fixtures: every backend, real servers started by the tests, a scripted chat model."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from memory.namespaces import Owner
+
 pytest_plugins = ["tests.plugins.services"]
+
+#: The backends every behaviour is asserted on.
+BACKENDS = ["memory", "sqlite", "postgres", "redis"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database URL for each backend; the servers are shared, so tests use unique owners."""
+    kind = request.param
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'agent.sqlite'}"
+    if kind == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture
+def owner() -> Owner:
+    """A tenant/user pair no other test uses."""
+    return Owner(tenant=f"t{uuid.uuid4().hex[:8]}", user=f"u{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def fresh_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Clear every MEMORY_AGENT_* setting so a test starts from the defaults."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("MEMORY_AGENT_") and not name.startswith("MEMORY_AGENT_TEST_"):
+            monkeypatch.delenv(name)
+    yield monkeypatch
