@@ -7,6 +7,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
     AnyMessage,
@@ -169,15 +170,19 @@ def _save_memories_steps(
     return {"messages": answers, **update}
 
 
-def _model_for(ctx: Context, request: _Invoke) -> Any:
-    model = load_chat_model(ctx.model)
+def _model_for(ctx: Context, request: _Invoke, chat_model: BaseChatModel | None) -> Any:
+    model = chat_model or load_chat_model(ctx.model)
     if request.tools:
         return model.bind_tools(MEMORY_TOOLS)
     return model.with_config(tags=[TAG_NOSTREAM])
 
 
 def _drive(
-    steps: _Steps, store: BaseStore | None, ctx: Context, config: RunnableConfig
+    steps: _Steps,
+    store: BaseStore | None,
+    ctx: Context,
+    config: RunnableConfig,
+    chat_model: BaseChatModel | None,
 ) -> dict[str, Any]:
     result: Any = None
     try:
@@ -186,13 +191,17 @@ def _drive(
             if isinstance(request, _Batch):
                 result = store.batch(request.ops) if store is not None else []
             else:
-                result = _model_for(ctx, request).invoke(request.messages, config)
+                result = _model_for(ctx, request, chat_model).invoke(request.messages, config)
     except StopIteration as done:
         return done.value
 
 
 async def _adrive(
-    steps: _Steps, store: BaseStore | None, ctx: Context, config: RunnableConfig
+    steps: _Steps,
+    store: BaseStore | None,
+    ctx: Context,
+    config: RunnableConfig,
+    chat_model: BaseChatModel | None,
 ) -> dict[str, Any]:
     result: Any = None
     try:
@@ -201,23 +210,25 @@ async def _adrive(
             if isinstance(request, _Batch):
                 result = await store.abatch(request.ops) if store is not None else []
             else:
-                result = await _model_for(ctx, request).ainvoke(request.messages, config)
+                result = await _model_for(ctx, request, chat_model).ainvoke(
+                    request.messages, config
+                )
     except StopIteration as done:
         return done.value
 
 
-def _node(name: str, steps_fn: Any) -> tuple[Any, Any]:
+def _node(name: str, steps_fn: Any, chat_model: BaseChatModel | None) -> tuple[Any, Any]:
     def sync_node(state: State, config: RunnableConfig) -> dict[str, Any]:
         runtime: Runtime[Context] = get_runtime(Context)
         ctx = runtime.context or Context()
         steps = steps_fn(state, ctx, _thread_key(config), runtime.store is not None)
-        return _drive(steps, runtime.store, ctx, config)
+        return _drive(steps, runtime.store, ctx, config, chat_model)
 
     async def async_node(state: State, config: RunnableConfig) -> dict[str, Any]:
         runtime: Runtime[Context] = get_runtime(Context)
         ctx = runtime.context or Context()
         steps = steps_fn(state, ctx, _thread_key(config), runtime.store is not None)
-        return await _adrive(steps, runtime.store, ctx, config)
+        return await _adrive(steps, runtime.store, ctx, config, chat_model)
 
     sync_node.__name__ = async_node.__name__ = name
     return sync_node, async_node
@@ -231,7 +242,8 @@ def route_model_output(state: State) -> Literal["save_memories", "__end__"]:
     return END
 
 
-def _build() -> StateGraph:
+def make_builder(chat_model: BaseChatModel | None = None) -> StateGraph:
+    """The agent's graph builder; `chat_model` overrides the model named in the context."""
     from langchain_core.runnables import RunnableLambda
 
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
@@ -240,7 +252,7 @@ def _build() -> StateGraph:
         ("call_model", _call_model_steps),
         ("save_memories", _save_memories_steps),
     ):
-        sync_node, async_node = _node(name, steps_fn)
+        sync_node, async_node = _node(name, steps_fn, chat_model)
         builder.add_node(name, RunnableLambda(sync_node, afunc=async_node, name=name))
     builder.add_edge(START, "summarize_conversation")
     builder.add_edge("summarize_conversation", "call_model")
@@ -249,20 +261,26 @@ def _build() -> StateGraph:
     return builder
 
 
-builder = _build()
+builder = make_builder()
 
 
 def build_graph(
-    checkpointer: Checkpointer = None, store: BaseStore | None = None
+    checkpointer: Checkpointer = None,
+    store: BaseStore | None = None,
+    *,
+    chat_model: BaseChatModel | None = None,
 ) -> CompiledStateGraph:
     """Compile the agent with the given persistence.
 
     Args:
+        chat_model: A chat model instance to use instead of the one `Context.model` names
+            (tests pass a scripted model here).
         checkpointer: Saver for the thread's working state (None: no persistence, as the
             `langgraph dev` server supplies its own).
         store: Store for memories, the transcript and the session registry.
     """
-    return builder.compile(checkpointer=checkpointer, store=store, name="memory-agent")
+    graph_builder = builder if chat_model is None else make_builder(chat_model)
+    return graph_builder.compile(checkpointer=checkpointer, store=store, name="memory-agent")
 
 
 #: The graph `langgraph.json` serves, compiled without persistence.

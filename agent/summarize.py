@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from langchain_core.messages import AnyMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
 from memory.transcript import content_text
@@ -36,7 +36,7 @@ def plan_fold(
         messages: The working messages, oldest first.
         budget: Fold only when the messages hold more tokens than this.
         keep_tokens: After folding, keep at most this many tokens of recent messages, unless
-            the newest unsplittable group alone is larger (then keep just that group).
+            the newest turn alone is larger (then keep just that turn).
         count: Token counter for one message.
 
     Returns:
@@ -45,17 +45,17 @@ def plan_fold(
     sizes = [count(m) for m in messages]
     if sum(sizes) <= budget:
         return 0
-    suffix = 0
-    best = 0
-    for index in range(len(messages) - 1, 0, -1):
-        suffix += sizes[index]
-        if not is_safe_cut(messages, index):
-            continue
-        if suffix <= keep_tokens or best == 0:
-            best = index  # within the keep budget, or the smallest safe tail there is
-        else:
-            break
-    return best
+    suffix = [0] * (len(messages) + 1)
+    for index in range(len(messages) - 1, -1, -1):
+        suffix[index] = suffix[index + 1] + sizes[index]
+    safe = [i for i in range(1, len(messages)) if is_safe_cut(messages, i)]
+    # Prefer cuts before a user message: providers such as Anthropic want the kept
+    # conversation to open with one. Fall back to any safe cut.
+    candidates = [i for i in safe if isinstance(messages[i], HumanMessage)] or safe
+    if not candidates:
+        return 0
+    fitting = [i for i in candidates if suffix[i] <= keep_tokens]
+    return fitting[0] if fitting else candidates[-1]
 
 
 def transcript_lines(messages: Sequence[AnyMessage], max_chars: int = 600) -> str:
