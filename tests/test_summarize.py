@@ -13,9 +13,7 @@ from agent.summarize import clip_summary, plan_fold
 def histories(draw: st.DrawFn) -> list[BaseMessage]:
     """Well-formed histories: user turns, answers, and tool rounds with parallel calls."""
     messages: list[BaseMessage] = []
-    n = 0
-    for _ in range(draw(st.integers(1, 25))):
-        n += 1
+    for n in range(1, draw(st.integers(1, 25)) + 1):
         messages.append(HumanMessage("u" * draw(st.integers(1, 400)), id=f"h{n}"))
         for _round in range(draw(st.integers(0, 3))):
             calls = [
