@@ -109,6 +109,9 @@ def _statement_calls(sentence: str) -> list[dict[str, Any]]:
     return []
 
 
+_FORGET_STOP = frozenset({"that", "about", "the", "and", "you", "what", "from", "cart", "basket"})
+
+
 def _forget_calls(
     text: str, user: list[tuple[str, str]], session: list[tuple[str, str]]
 ) -> list[dict[str, Any]] | None:
@@ -120,7 +123,8 @@ def _forget_calls(
         return None
     target = m.group("x").lower()
     target = re.sub(r"\s+from\s+(?:my|the)\s+(?:cart|basket)$", "", target)
-    words = [w for w in re.findall(r"[a-z0-9]+", target) if w not in {"my", "the", "i", "am", "is"}]
+    # Word stems of three letters or more: "allergic" finds the "allergy-..." fact.
+    words = [w[:5] for w in re.findall(r"[a-z0-9]{3,}", target) if w not in _FORGET_STOP]
     calls = []
     for scope, pairs in (("user", user), ("session", session)):
         for key, content in pairs:

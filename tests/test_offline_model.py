@@ -1,0 +1,78 @@
+"""The offline model: statements become memory tool calls, questions read the prompt."""
+
+from __future__ import annotations
+
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+from agent.offline import OfflineChatModel
+from agent.tools import MEMORY_TOOLS
+
+SYSTEM = """You are...
+
+## What you remember about the user
+- [name] The user's name is Sam.
+- [allergy-penicillin] Allergic to penicillin.
+
+## Notes for this session
+- [cart-blue-mug] In the cart: blue mug.
+
+## Summary of the earlier conversation
+(none)
+"""
+
+
+def reply(text: str, system: str = SYSTEM) -> AIMessage:
+    model = OfflineChatModel().bind_tools(MEMORY_TOOLS)
+    return model.invoke([SystemMessage(system), HumanMessage(text)])
+
+
+def test_statements_become_parallel_save_calls() -> None:
+    message = reply(
+        "Hi! My name is Ana and I prefer express shipping. Remember that I work nights."
+    )
+    args = [c["args"] for c in message.tool_calls]
+    assert [c["name"] for c in message.tool_calls] == ["save_memory"] * 3
+    assert args[0] == {"key": "name", "content": "The user's name is Ana."}
+    assert args[1]["key"] == "preference-express-shipping"
+    assert args[2]["content"] == "I work nights."
+
+
+def test_cart_items_are_session_scoped() -> None:
+    (call,) = reply("Please add two croissants to my cart").tool_calls
+    assert call["args"]["scope"] == "session" and call["args"]["key"] == "cart-two-croissants"
+
+
+def test_questions_are_answered_from_memories() -> None:
+    assert reply("What is my name?").content == "Your name is Sam."
+    assert "penicillin" in reply("What do you remember about me?").content
+    assert reply("What's in my cart?").content == "Your cart has: blue mug."
+    assert not reply("What is my name?").tool_calls
+
+
+def test_forget_deletes_the_matching_memory() -> None:
+    (call,) = reply("Forget that I'm allergic to penicillin").tool_calls
+    assert call["name"] == "delete_memory"
+    assert call["args"] == {"key": "allergy-penicillin", "scope": "user"}
+
+
+def test_tool_results_are_acknowledged() -> None:
+    model = OfflineChatModel().bind_tools(MEMORY_TOOLS)
+    calls = [{"id": "c1", "name": "save_memory", "args": {"key": "name", "content": "x"}}]
+    out = model.invoke(
+        [
+            SystemMessage(SYSTEM),
+            HumanMessage("My name is Jo"),
+            AIMessage("", tool_calls=calls),
+            ToolMessage("saved user memory 'name': The user's name is Jo.", tool_call_id="c1"),
+        ]
+    )
+    assert out.content == "Noted: The user's name is Jo."
+
+
+def test_deterministic_and_streamed() -> None:
+    model = OfflineChatModel()
+    messages = [SystemMessage(SYSTEM), HumanMessage("tell me a joke")]
+    chunks = [c.content for c in model.stream(messages)]
+    assert len(chunks) > 3
+    assert "".join(chunks) == model.invoke(messages).content == model.invoke(messages).content
+    assert "(offline model)" in "".join(chunks)
