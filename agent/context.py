@@ -46,7 +46,7 @@ class Context:
             env = os.environ.get(f"MEMORY_AGENT_{f.name.upper()}")
             if env is None or getattr(self, f.name) != f.default:
                 continue
-            setattr(self, f.name, type(f.default)(env) if f.default is not None else env)
+            setattr(self, f.name, type(getattr(self, f.name))(env))
         if self.token_budget < 100:
             raise ValueError("token_budget must be at least 100 tokens")
         if not 0.05 <= self.keep_ratio <= 0.95:

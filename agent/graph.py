@@ -18,7 +18,7 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import RunnableConfig
 from langgraph.constants import TAG_NOSTREAM
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime, get_runtime
 from langgraph.store.base import BaseStore, Item, Op, SearchItem, SearchOp
@@ -239,10 +239,10 @@ def route_model_output(state: State) -> Literal["save_memories", "__end__"]:
     last = state["messages"][-1]
     if isinstance(last, AIMessage) and last.tool_calls:
         return "save_memories"
-    return END
+    return "__end__"
 
 
-def make_builder(chat_model: BaseChatModel | None = None) -> StateGraph:
+def make_builder(chat_model: BaseChatModel | None = None) -> StateGraph[Any, Any, Any, Any]:
     """The agent's graph builder; `chat_model` overrides the model named in the context."""
     from langchain_core.runnables import RunnableLambda
 

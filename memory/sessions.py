@@ -9,6 +9,7 @@ through the `a*` methods, and the LangGraph savers say so loudly when it is not.
 
 from __future__ import annotations
 
+import builtins
 import re
 import uuid
 from collections import Counter
@@ -113,7 +114,7 @@ class RunResult:
 
 @dataclass
 class _Batch:
-    ops: list[Op]
+    ops: Sequence[Op]
 
 
 @dataclass
@@ -151,7 +152,7 @@ def to_messages(items: Sequence[dict[str, Any] | BaseMessage]) -> list[AnyMessag
     out: list[AnyMessage] = []
     for i, item in enumerate(items):
         if isinstance(item, BaseMessage):
-            message = item.model_copy()
+            message = item.model_copy()  # type: ignore[assignment]
         else:
             if not isinstance(item, dict):
                 raise InvalidInputError(f"messages[{i}] must be an object with role and content")
@@ -172,7 +173,7 @@ def to_messages(items: Sequence[dict[str, Any] | BaseMessage]) -> list[AnyMessag
                 raise InvalidInputError(f"messages[{i}] is malformed: {exc}") from exc
         if not message.id:
             message.id = str(uuid.uuid4())
-        out.append(message)
+        out.append(message)  # type: ignore[arg-type]
     return out
 
 
@@ -230,7 +231,7 @@ class SessionManager:
                         request.config, request.values, as_node="call_model"
                     )
                 elif isinstance(request, _Invoke):
-                    result = self.graph.invoke(
+                    result = self.graph.invoke(  # type: ignore[call-overload]
                         request.input, request.config, context=request.context
                     )
                 else:
@@ -253,7 +254,7 @@ class SessionManager:
                         request.config, request.values, as_node="call_model"
                     )
                 elif isinstance(request, _Invoke):
-                    result = await self.graph.ainvoke(
+                    result = await self.graph.ainvoke(  # type: ignore[call-overload]
                         request.input, request.config, context=request.context
                     )
                 else:
@@ -380,7 +381,7 @@ class SessionManager:
         return RunResult(thread_id=thread_id, reply=reply, messages=records)
 
     def _touch(
-        self, owner: Owner, record: dict[str, Any], added: list[dict[str, Any]], total: int
+        self, owner: Owner, record: dict[str, Any], added: Sequence[dict[str, Any]], total: int
     ) -> _Steps:
         counts = Counter(record.get("counts", {}))
         counts.update(r["role"] for r in added)
@@ -410,17 +411,23 @@ class SessionManager:
         yield from self._touch(owner, record, records, total + len(new))
         return total + len(new)
 
+    def _transcript_len(self, owner: Owner, record: dict[str, Any]) -> _Steps:
+        # The record's count survives the checkpoints (an expired session has none left);
+        # the state's is ahead of it while a run is being recorded.
+        state = yield from self._state(owner, record["thread_id"])
+        return max(state.get("transcript_len", 0), record.get("message_count", 0))
+
     def _messages(self, owner: Owner, thread_id: str, limit: int, offset: int) -> _Steps:
-        yield from self._load(owner, thread_id)
+        record = yield from self._load(owner, thread_id)
         if limit < 0 or offset < 0:
             raise InvalidInputError("limit and offset must not be negative")
-        total = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
+        total = yield from self._transcript_len(owner, record)
         found = yield _Batch(transcript.page_ops(owner.thread_key(thread_id), offset, limit, total))
         return transcript.page_records(found), total
 
     def _recent_context(self, owner: Owner, thread_id: str, max_messages: int) -> _Steps:
-        yield from self._load(owner, thread_id)
-        total = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
+        record = yield from self._load(owner, thread_id)
+        total = yield from self._transcript_len(owner, record)
         start = max(0, total - max_messages)
         found = yield _Batch(
             transcript.page_ops(owner.thread_key(thread_id), start, max_messages, total)
@@ -465,7 +472,7 @@ class SessionManager:
         key = owner.thread_key(thread_id)
         if key in self._active:
             raise ConflictError(f"a run is active on thread {thread_id!r}; retry when it ends")
-        total = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
+        total = yield from self._transcript_len(owner, record)
         session_ns = namespaces.session_memories(owner.tenant, owner.user, key)
         ops: list[Op] = list(transcript.delete_ops(key, total))
         ops += yield from self._delete_all_in(session_ns)
@@ -546,7 +553,7 @@ class SessionManager:
 
     def list(
         self, owner: Owner, limit: int = 20, offset: int = 0
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[builtins.list[dict[str, Any]], int]:
         """The owner's sessions, newest activity first, and their total."""
         return self._drive(self._list(owner, limit, offset))
 
@@ -568,7 +575,7 @@ class SessionManager:
 
     def get_messages(
         self, owner: Owner, thread_id: str, limit: int = 20, offset: int = 0
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[builtins.list[dict[str, Any]], int]:
         """A page of the full transcript, oldest first, and the total."""
         return self._drive(self._messages(owner, thread_id, limit, offset))
 
@@ -600,7 +607,7 @@ class SessionManager:
 
     def list_memories(
         self, owner: Owner, query: str | None = None, limit: int = 20, thread_id: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """Memories, most relevant first when `query` is given."""
         return self._drive(self._list_memories(owner, query, limit, thread_id))
 
@@ -628,7 +635,7 @@ class SessionManager:
 
     async def alist(
         self, owner: Owner, limit: int = 20, offset: int = 0
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[builtins.list[dict[str, Any]], int]:
         """Async `list`."""
         return await self._adrive(self._list(owner, limit, offset))
 
@@ -650,7 +657,7 @@ class SessionManager:
 
     async def aget_messages(
         self, owner: Owner, thread_id: str, limit: int = 20, offset: int = 0
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[builtins.list[dict[str, Any]], int]:
         """Async `get_messages`."""
         return await self._adrive(self._messages(owner, thread_id, limit, offset))
 
@@ -684,7 +691,7 @@ class SessionManager:
 
     async def alist_memories(
         self, owner: Owner, query: str | None = None, limit: int = 20, thread_id: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """Async `list_memories`."""
         return await self._adrive(self._list_memories(owner, query, limit, thread_id))
 
@@ -712,7 +719,7 @@ class SessionManager:
         config = self.config(owner, thread_id)
         try:
             before = (await self.graph.aget_state(config)).values.get("transcript_len", 0)
-            async for chunk, meta in self.graph.astream(
+            async for chunk, meta in self.graph.astream(  # type: ignore[call-overload]
                 {"messages": new}, config, context=self.run_context(owner), stream_mode="messages"
             ):
                 if meta.get("langgraph_node") == "call_model" and isinstance(chunk, AIMessageChunk):
@@ -748,7 +755,7 @@ class SessionManager:
         key = owner.thread_key(thread_id)
         config = self.config(owner, thread_id)
         before = self.graph.get_state(config).values.get("transcript_len", 0)
-        for chunk, meta in self.graph.stream(
+        for chunk, meta in self.graph.stream(  # type: ignore[call-overload]
             {"messages": new}, config, context=self.run_context(owner), stream_mode="messages"
         ):
             if meta.get("langgraph_node") == "call_model" and isinstance(

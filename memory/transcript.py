@@ -21,7 +21,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from langgraph.store.base import GetOp, Item, PutOp
+from langgraph.store.base import GetOp, PutOp
 
 from memory import namespaces
 
@@ -111,7 +111,7 @@ def delete_ops(thread_key: str, total: int) -> list[PutOp]:
     return [PutOp(namespace, seq_key(s), None) for s in range(total)]
 
 
-def page_records(results: Sequence[Item | None]) -> list[dict[str, Any]]:
+def page_records(results: Sequence[Any]) -> list[dict[str, Any]]:
     """The records found by `page_ops`, oldest first (missing items are skipped)."""
     return [item.value for item in results if item is not None]
 
