@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/memory-agent serve
 
 dev: $(STAMP)
-	$(BIN)/langgraph dev --no-browser
+	LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true $(BIN)/langgraph dev --no-browser
 
 chat: $(STAMP)
 	$(BIN)/memory-agent chat

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from agent import prompts
+
+T = TypeVar("T", str, int, float)
+
+
+def _env(name: str, default: T) -> Callable[[], T]:
+    """A default read from `MEMORY_AGENT_<NAME>` when the field is not given explicitly."""
+
+    def read() -> T:
+        raw = os.environ.get(f"MEMORY_AGENT_{name.upper()}")
+        return default if raw is None else type(default)(raw)
+
+    return read
 
 
 @dataclass(kw_only=True)
@@ -16,37 +30,39 @@ class Context:
     the default.
     """
 
-    user_id: str = field(default="local", metadata={"description": "The user the run acts for."})
-    tenant_id: str = field(default="default", metadata={"description": "The user's tenant."})
+    user_id: str = field(
+        default_factory=_env("user_id", "local"),
+        metadata={"description": "The user the run acts for."},
+    )
+    tenant_id: str = field(
+        default_factory=_env("tenant_id", "default"), metadata={"description": "The user's tenant."}
+    )
     model: str = field(
-        default="offline",
+        default_factory=_env("model", "offline"),
         metadata={"description": "`offline` or a `provider:model` for init_chat_model."},
     )
     token_budget: int = field(
-        default=2000,
+        default_factory=_env("token_budget", 2000),
         metadata={"description": "Tokens of working messages allowed before summarisation."},
     )
     keep_ratio: float = field(
-        default=0.5,
+        default_factory=_env("keep_ratio", 0.5),
         metadata={"description": "Share of the budget kept as recent messages after summarising."},
     )
     summary_max_tokens: int = field(
-        default=400, metadata={"description": "Longest running summary, in tokens."}
+        default_factory=_env("summary_max_tokens", 400),
+        metadata={"description": "Longest running summary, in tokens."},
     )
     memory_search_limit: int = field(
-        default=5, metadata={"description": "User memories retrieved into the prompt."}
+        default_factory=_env("memory_search_limit", 5),
+        metadata={"description": "User memories retrieved into the prompt."},
     )
     system_prompt: str = field(
-        default=prompts.SYSTEM_PROMPT,
+        default_factory=_env("system_prompt", prompts.SYSTEM_PROMPT),
         metadata={"description": "The system prompt; placeholders are filled each turn."},
     )
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            env = os.environ.get(f"MEMORY_AGENT_{f.name.upper()}")
-            if env is None or getattr(self, f.name) != f.default:
-                continue
-            setattr(self, f.name, type(getattr(self, f.name))(env))
         if self.token_budget < 100:
             raise ValueError("token_budget must be at least 100 tokens")
         if not 0.05 <= self.keep_ratio <= 0.95:

@@ -112,7 +112,7 @@ def local_embeddings() -> LocalEmbeddings:
     return _local
 
 
-def aembed_texts_local(texts: list[str]) -> list[list[float]]:
+def embed_texts_local(texts: list[str]) -> list[list[float]]:
     """Embed texts with the local model; the entry point `langgraph.json` names."""
     return local_embeddings().embed_documents(texts)
 

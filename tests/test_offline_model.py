@@ -76,3 +76,13 @@ def test_deterministic_and_streamed() -> None:
     assert len(chunks) > 3
     assert "".join(chunks) == model.invoke(messages).content == model.invoke(messages).content
     assert "(offline model)" in "".join(chunks)
+
+
+def test_context_explicit_beats_environment(fresh_env) -> None:
+    from agent import Context
+
+    fresh_env.setenv("MEMORY_AGENT_MODEL", "openai:gpt-4o-mini")
+    fresh_env.setenv("MEMORY_AGENT_TOKEN_BUDGET", "900")
+    assert Context().model == "openai:gpt-4o-mini"
+    assert Context().token_budget == 900
+    assert Context(model="offline").model == "offline"
