@@ -9,7 +9,7 @@ import pytest
 
 from memory.namespaces import Owner
 
-pytest_plugins = ["tests.plugins.services"]
+pytest_plugins = ["tests.plugins.services", "tests.plugins.server"]
 
 #: The backends every behaviour is asserted on.
 BACKENDS = ["memory", "sqlite", "postgres", "redis"]

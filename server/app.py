@@ -1,0 +1,192 @@
+"""The FastAPI application: lifespan, error translation and the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from langchain_core.language_models import BaseChatModel
+
+from agent import OFFLINE_NOTICE, Context, build_graph
+from agent.model import is_offline
+from memory.backends import aopen_backends
+from memory.errors import MemoryAgentError, RateLimitedError
+from memory.lifecycle import SessionLifecycle
+from memory.namespaces import InvalidIdError
+from memory.sessions import SessionManager
+from memory.settings import Settings
+from server.auth import KeyRing, UnauthorizedError
+from server.limits import BodyLimitMiddleware, RateLimiter, RunRegistry
+from server.routes import router
+from server.settings import ServerSettings
+
+logger = logging.getLogger("memory_agent.server")
+
+DEV_MODE_WARNING = (
+    "NO API KEYS CONFIGURED: single-user development mode, every request acts as user "
+    "'local' without authentication. Set MEMORY_AGENT_API_KEYS=key=tenant/user,... "
+    "before exposing this server."
+)
+
+
+def _server_settings(settings: Settings | None) -> ServerSettings:
+    if settings is None:
+        return ServerSettings()
+    if isinstance(settings, ServerSettings):
+        return settings
+    return ServerSettings(**settings.model_dump(exclude_unset=True))
+
+
+async def _sweep_forever(lifecycle: SessionLifecycle, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            expired = await lifecycle.asweep()
+        except Exception:  # a failed sweep must not stop later ones; it is logged in full
+            logger.exception("session sweep failed")
+            continue
+        if expired:
+            logger.info("expired %d idle sessions", expired)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the backends once, build the graph and the sessions API, sweep idle sessions."""
+    settings: ServerSettings = app.state.settings
+    async with aopen_backends(settings=settings) as backends:
+        graph = build_graph(backends.checkpointer, backends.store, chat_model=app.state.chat_model)
+        sessions = SessionManager(
+            graph,
+            context=Context(model=settings.model, token_budget=settings.token_budget),
+            min_messages_for_summary=settings.min_messages_for_summary,
+        )
+        runs = RunRegistry()
+        lifecycle = SessionLifecycle(
+            sessions,
+            idle_timeout=timedelta(hours=settings.idle_timeout_hours),
+            max_open_sessions=settings.max_open_sessions,
+            busy=lambda key: runs.is_active(key) or key in sessions._active,
+        )
+        app.state.backends = backends
+        app.state.sessions = sessions
+        app.state.lifecycle = lifecycle
+        app.state.runs = runs
+        app.state.limiter = RateLimiter(settings.runs_per_minute)
+        logger.info(
+            "backends: checkpointer %s, store %s; model: %s",
+            backends.name,
+            backends.store_name,
+            settings.model if app.state.chat_model is None else type(app.state.chat_model).__name__,
+        )
+        if app.state.chat_model is None and is_offline(settings.model):
+            logger.warning(OFFLINE_NOTICE)
+        if app.state.keys.dev_mode:
+            logger.warning(DEV_MODE_WARNING)
+        sweeper = asyncio.create_task(
+            _sweep_forever(lifecycle, settings.sweep_interval_seconds), name="session-sweeper"
+        )
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await runs.drain()
+
+
+class ErrorResponse(JSONResponse):
+    """A JSON error body that renders whatever text a client put into it.
+
+    Errors may quote client input; ASCII escapes keep unpaired surrogates renderable and
+    non-finite numbers are written as strings, so rendering an error never fails.
+    """
+
+    def render(self, content: Any) -> bytes:
+        """Serialise `content` as ASCII JSON."""
+        return json.dumps(content, ensure_ascii=True, default=str, separators=(",", ":")).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+async def _validation_error(request: Request, exc: Exception) -> ErrorResponse:
+    assert isinstance(exc, RequestValidationError)
+    # The field path and message only: echoing the rejected input back could be large,
+    # and may be exactly what cannot be rendered (NaN, unpaired surrogates).
+    detail = [
+        {"loc": _finite(list(e.get("loc", ()))), "msg": e.get("msg", ""), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+    return ErrorResponse({"detail": detail}, status_code=422)
+
+
+async def _agent_error(request: Request, exc: Exception) -> ErrorResponse:
+    assert isinstance(exc, MemoryAgentError)
+    headers = None
+    if isinstance(exc, RateLimitedError):
+        headers = {"Retry-After": str(int(exc.retry_after))}
+    return ErrorResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
+
+
+async def _invalid_id(request: Request, exc: Exception) -> ErrorResponse:
+    return ErrorResponse({"detail": str(exc)}, status_code=422)
+
+
+async def _unauthorized(request: Request, exc: Exception) -> ErrorResponse:
+    return ErrorResponse(
+        {"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+async def _internal(request: Request, exc: Exception) -> ErrorResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return ErrorResponse({"detail": "internal server error"}, status_code=500)
+
+
+def create_app(
+    settings: Settings | None = None, *, chat_model: BaseChatModel | None = None
+) -> FastAPI:
+    """Build the app; the lifespan opens the backends the settings name.
+
+    Args:
+        settings: Explicit settings (a `ServerSettings`, or storage `Settings` to which the
+            server's defaults and environment are added); None reads the environment.
+        chat_model: A model instance to use instead of the one `settings.model` names
+            (tests pass a scripted model).
+
+    Raises:
+        ApiKeyConfigError: `api_keys` is malformed.
+    """
+    server_settings = _server_settings(settings)
+    app = FastAPI(
+        title="memory-agent",
+        summary="A LangGraph agent with checkpointed conversation memory, served by session id.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = server_settings
+    app.state.keys = KeyRing.parse(server_settings.api_keys)
+    app.state.chat_model = chat_model
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(MemoryAgentError, _agent_error)
+    app.add_exception_handler(InvalidIdError, _invalid_id)
+    app.add_exception_handler(UnauthorizedError, _unauthorized)
+    app.add_exception_handler(Exception, _internal)
+    app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=server_settings.max_body_bytes)
+    return app

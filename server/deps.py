@@ -1,0 +1,76 @@
+"""FastAPI dependencies: the objects the lifespan opened, and the caller's identity."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from memory.backends import Backends
+from memory.lifecycle import SessionLifecycle
+from memory.namespaces import ID_PATTERN, Owner
+from memory.sessions import SessionManager
+from server.auth import KeyRing
+from server.limits import RateLimiter, RunRegistry
+from server.settings import ServerSettings
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="`Authorization: Bearer <key>`; keys come from MEMORY_AGENT_API_KEYS.",
+)
+
+
+async def get_settings(request: Request) -> ServerSettings:
+    """The settings the app was created with."""
+    return request.app.state.settings
+
+
+async def get_backends(request: Request) -> Backends:
+    """The checkpointer and store opened by the lifespan."""
+    return request.app.state.backends
+
+
+async def get_sessions(request: Request) -> SessionManager:
+    """The sessions API over the compiled graph."""
+    return request.app.state.sessions
+
+
+async def get_lifecycle(request: Request) -> SessionLifecycle:
+    """Idle expiry, the open-session cap and erasure."""
+    return request.app.state.lifecycle
+
+
+async def get_runs(request: Request) -> RunRegistry:
+    """The runs in progress, one per thread."""
+    return request.app.state.runs
+
+
+async def get_limiter(request: Request) -> RateLimiter:
+    """The per-user limit on runs."""
+    return request.app.state.limiter
+
+
+async def get_owner(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Owner:
+    """The tenant and user of the request's API key (`default/local` without keys)."""
+    keys: KeyRing = request.app.state.keys
+    header = f"Bearer {credentials.credentials}" if credentials else None
+    return keys.owner_for(header)
+
+
+SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
+BackendsDep = Annotated[Backends, Depends(get_backends)]
+SessionsDep = Annotated[SessionManager, Depends(get_sessions)]
+LifecycleDep = Annotated[SessionLifecycle, Depends(get_lifecycle)]
+RunsDep = Annotated[RunRegistry, Depends(get_runs)]
+LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
+OwnerDep = Annotated[Owner, Depends(get_owner)]
+ThreadId = Annotated[
+    str, Path(pattern=ID_PATTERN, description="The thread's id: 1-128 of A-Z a-z 0-9 _-:@.")
+]
+MemoryKey = Annotated[
+    str, Path(pattern=ID_PATTERN, description="The memory's key: 1-128 of A-Z a-z 0-9 _-:@.")
+]

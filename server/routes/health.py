@@ -1,0 +1,50 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from server.deps import BackendsDep
+from server.schemas import Health, Readiness, errors
+
+router = APIRouter(tags=["health"])
+
+#: Longest a readiness probe waits for one backend.
+PROBE_TIMEOUT_SECONDS = 5.0
+_PROBE_THREAD = "readyz-probe"
+
+
+async def _probe(name: str, kind: str, check: Any) -> tuple[str, dict[str, Any]]:
+    try:
+        await asyncio.wait_for(check, PROBE_TIMEOUT_SECONDS)
+    except Exception as exc:  # any failure of the backend means "not ready", with its reason
+        return name, {"backend": kind, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return name, {"backend": kind, "ok": True}
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """The process is up."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Readiness, responses=errors(503))
+async def readyz(backends: BackendsDep) -> JSONResponse:
+    """Each backend is reachable, reported by name (503 when one is not)."""
+    results = dict(
+        await asyncio.gather(
+            _probe(
+                "checkpointer",
+                backends.name,
+                backends.checkpointer.aget_tuple({"configurable": {"thread_id": _PROBE_THREAD}}),
+            ),
+            _probe("store", backends.store_name, backends.store.asearch(("readyz",), limit=1)),
+        )
+    )
+    ok = all(r["ok"] for r in results.values())
+    body = Readiness(status="ok" if ok else "unavailable", backends=results)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

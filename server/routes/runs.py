@@ -1,0 +1,189 @@
+"""Runs: send messages to the agent on a thread, whole or as server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from memory.errors import ConflictError, MemoryAgentError
+from memory.lifecycle import SessionLifecycle
+from memory.namespaces import Owner
+from memory.sessions import SessionManager
+from server.deps import (
+    LifecycleDep,
+    LimiterDep,
+    OwnerDep,
+    RunsDep,
+    SessionsDep,
+    SettingsDep,
+    ThreadId,
+)
+from server.limits import RateLimiter, RunRegistry
+from server.schemas import ChatRequest, RunOut, RunRequest, errors
+from server.settings import ServerSettings
+
+logger = logging.getLogger("memory_agent.server")
+router = APIRouter(tags=["runs"])
+
+_RUN_ERRORS = errors(401, 409, 413, 422, 429)
+_STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-sent events: `metadata` ({thread_id}), `token` ({text}) as the "
+        "model writes, then `done` (the run's result) or `error` ({detail, status_code}).",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+async def _begin(
+    owner: Owner,
+    thread_id: str | None,
+    body: RunRequest,
+    settings: ServerSettings,
+    lifecycle: SessionLifecycle,
+    runs: RunRegistry,
+    limiter: RateLimiter,
+) -> tuple[str, str, list[dict[str, str]]]:
+    """Validate a run, claim its thread and resume or create the session.
+
+    Returns:
+        `(thread_id, thread_key, messages)`; the thread stays claimed for `runs.start`.
+    """
+    messages = body.to_dicts(settings.max_message_chars, settings.max_messages_per_request)
+    thread_id = thread_id or str(uuid.uuid4())
+    key = owner.thread_key(thread_id)
+    runs.claim(key, thread_id)
+    try:
+        limiter.hit(owner)
+        record, _ = await lifecycle.aget_or_create(owner, thread_id)
+        if record["status"] == "ended":
+            raise ConflictError(f"thread {thread_id!r} has ended; start a new thread")
+    except BaseException:
+        runs.release(key)
+        raise
+    return thread_id, key, messages
+
+
+async def _run(
+    owner: Owner,
+    thread_id: str | None,
+    body: RunRequest,
+    settings: ServerSettings,
+    sessions: SessionManager,
+    lifecycle: SessionLifecycle,
+    runs: RunRegistry,
+    limiter: RateLimiter,
+) -> RunOut:
+    thread_id, key, messages = await _begin(
+        owner, thread_id, body, settings, lifecycle, runs, limiter
+    )
+    task = runs.start(key, sessions.arun(owner, thread_id, messages))
+    # Shielded: a client that goes away does not cut the run in half.
+    result = await asyncio.shield(task)
+    return RunOut.model_validate(asdict(result))
+
+
+def _event(name: str, data: Any) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+
+
+async def _stream(
+    owner: Owner,
+    thread_id: str | None,
+    body: RunRequest,
+    settings: ServerSettings,
+    sessions: SessionManager,
+    lifecycle: SessionLifecycle,
+    runs: RunRegistry,
+    limiter: RateLimiter,
+) -> StreamingResponse:
+    thread_id, key, messages = await _begin(
+        owner, thread_id, body, settings, lifecycle, runs, limiter
+    )
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def work() -> None:
+        # The run feeds a queue from its own task: when the client disconnects only the
+        # reader below stops, and the run still finishes and records every message.
+        try:
+            async for kind, value in sessions.astream(owner, thread_id, messages):
+                if kind == "token":
+                    queue.put_nowait(_event("token", {"text": value}))
+                else:
+                    queue.put_nowait(_event("done", asdict(value)))
+        except MemoryAgentError as exc:
+            queue.put_nowait(_event("error", {"detail": str(exc), "status_code": exc.status_code}))
+        except Exception:
+            logger.exception("run on thread %s failed", key)
+            queue.put_nowait(_event("error", {"detail": "the run failed", "status_code": 500}))
+        finally:
+            queue.put_nowait(None)
+
+    runs.start(key, work())
+
+    async def events() -> AsyncIterator[str]:
+        yield _event("metadata", {"thread_id": thread_id})
+        while (event := await queue.get()) is not None:
+            yield event
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/threads/{thread_id}/runs", response_model=RunOut, responses=_RUN_ERRORS)
+async def run_thread(
+    thread_id: ThreadId,
+    body: RunRequest,
+    owner: OwnerDep,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    lifecycle: LifecycleDep,
+    runs: RunsDep,
+    limiter: LimiterDep,
+) -> RunOut:
+    """Send one message (or a list) and return the reply; creates the thread if new."""
+    return await _run(owner, thread_id, body, settings, sessions, lifecycle, runs, limiter)
+
+
+@router.post(
+    "/threads/{thread_id}/runs/stream",
+    response_class=StreamingResponse,
+    responses={**_STREAM_DOC, **_RUN_ERRORS},
+)
+async def stream_thread(
+    thread_id: ThreadId,
+    body: RunRequest,
+    owner: OwnerDep,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    lifecycle: LifecycleDep,
+    runs: RunsDep,
+    limiter: LimiterDep,
+) -> StreamingResponse:
+    """Like a run, as server-sent events: tokens as they come, then a final `done` event."""
+    return await _stream(owner, thread_id, body, settings, sessions, lifecycle, runs, limiter)
+
+
+@router.post("/chat", response_model=RunOut, responses=_RUN_ERRORS)
+async def chat(
+    body: ChatRequest,
+    owner: OwnerDep,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    lifecycle: LifecycleDep,
+    runs: RunsDep,
+    limiter: LimiterDep,
+) -> RunOut:
+    """Send a message on `thread_id`, or on a new thread when it is omitted."""
+    return await _run(owner, body.thread_id, body, settings, sessions, lifecycle, runs, limiter)

@@ -1,0 +1,208 @@
+"""Threads: create, list, read, end and delete sessions; their transcript, state and history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+from langchain_core.messages import BaseMessage
+
+from memory import transcript
+from memory.errors import ConflictError
+from memory.namespaces import Owner
+from memory.sessions import SessionManager
+from server.deps import LifecycleDep, OwnerDep, RunsDep, SessionsDep, ThreadId
+from server.limits import RunRegistry
+from server.schemas import (
+    Analytics,
+    CheckpointOut,
+    CheckpointPage,
+    CreateThread,
+    MessageOut,
+    MessagePage,
+    StateOut,
+    ThreadDetail,
+    ThreadOut,
+    ThreadPage,
+    errors,
+)
+
+router = APIRouter(tags=["threads"])
+
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1-100.")]
+MessageLimit = Annotated[int, Query(ge=1, le=500, description="Page size, 1-500.")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Items to skip.")]
+_TOP_TOPICS = 5
+
+
+def _detail(record: dict[str, Any], summary: str, running: bool) -> ThreadDetail:
+    start = datetime.fromisoformat(record["created_at"])
+    end = datetime.fromisoformat(record.get("ended_at") or record["last_active_at"])
+    topics = sorted(record.get("topics", {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    return ThreadDetail.model_validate(
+        {
+            **record,
+            "summary": summary,
+            "running": running,
+            "analytics": Analytics(
+                duration_seconds=max(0.0, (end - start).total_seconds()),
+                message_counts=dict(record.get("counts", {})),
+                top_topics=[{"topic": t, "count": c} for t, c in topics[:_TOP_TOPICS]],
+            ),
+        }
+    )
+
+
+def _message(message: BaseMessage) -> MessageOut:
+    record = transcript.message_to_record(message, 0)
+    record.pop("seq")
+    record.pop("created_at")
+    return MessageOut.model_validate(record)
+
+
+def _ensure_idle(runs: RunRegistry, owner: Owner, thread_id: str, sessions: SessionManager) -> None:
+    key = owner.thread_key(thread_id)
+    if runs.is_active(key) or key in sessions._active:
+        raise ConflictError(f"a run is active on thread {thread_id!r}; retry when it ends")
+
+
+@router.post(
+    "/threads",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ThreadOut,
+    responses=errors(401, 409, 413, 422),
+)
+async def create_thread(
+    owner: OwnerDep, lifecycle: LifecycleDep, body: CreateThread | None = None
+) -> ThreadOut:
+    """Create a session: a random UUID id unless `thread_id` is given (409 if it exists)."""
+    body = body or CreateThread()
+    record = await lifecycle.acreate(owner, body.thread_id, body.metadata)
+    return ThreadOut.model_validate(record)
+
+
+@router.get("/threads", response_model=ThreadPage, responses=errors(401, 422))
+async def list_threads(
+    owner: OwnerDep, lifecycle: LifecycleDep, limit: Limit = 20, offset: Offset = 0
+) -> ThreadPage:
+    """The caller's sessions, newest activity first."""
+    records, total = await lifecycle.alist(owner, limit, offset)
+    return ThreadPage(items=[ThreadOut.model_validate(r) for r in records], total=total)
+
+
+@router.get("/threads/{thread_id}", response_model=ThreadDetail, responses=errors(401, 404, 422))
+async def get_thread(
+    thread_id: ThreadId,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    lifecycle: LifecycleDep,
+    runs: RunsDep,
+) -> ThreadDetail:
+    """The session: times, status, summary and analytics (duration, counts by role, topics)."""
+    record = await lifecycle.aget(owner, thread_id)
+    summary = await sessions.aget_summary(owner, thread_id) or record.get("summary", "")
+    return _detail(record, summary, runs.is_active(owner.thread_key(thread_id)))
+
+
+@router.delete(
+    "/threads/{thread_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(401, 404, 409, 422),
+)
+async def delete_thread(
+    thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep, runs: RunsDep
+) -> Response:
+    """Delete the session's checkpoints, transcript, session memories and record."""
+    await sessions.aget(owner, thread_id)
+    _ensure_idle(runs, owner, thread_id, sessions)
+    await sessions.adelete(owner, thread_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/threads/{thread_id}/end", response_model=ThreadDetail, responses=errors(401, 404, 409, 422)
+)
+async def end_thread(
+    thread_id: ThreadId,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    lifecycle: LifecycleDep,
+    runs: RunsDep,
+) -> ThreadDetail:
+    """End the session; one with enough messages leaves its summary in long-term memory."""
+    await lifecycle.aget(owner, thread_id)
+    _ensure_idle(runs, owner, thread_id, sessions)
+    summary = await sessions.aget_summary(owner, thread_id)
+    record = await sessions.aend(owner, thread_id)
+    return _detail(record, summary or record.get("summary", ""), False)
+
+
+@router.get(
+    "/threads/{thread_id}/messages", response_model=MessagePage, responses=errors(401, 404, 422)
+)
+async def get_messages(
+    thread_id: ThreadId,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    lifecycle: LifecycleDep,
+    limit: MessageLimit = 100,
+    offset: Offset = 0,
+) -> MessagePage:
+    """The full transcript, oldest first, including what summarisation folded away."""
+    await lifecycle.aget(owner, thread_id)
+    items, total = await sessions.aget_messages(owner, thread_id, limit, offset)
+    return MessagePage(items=[MessageOut.model_validate(i) for i in items], total=total)
+
+
+@router.get("/threads/{thread_id}/state", response_model=StateOut, responses=errors(401, 404, 422))
+async def get_state(
+    thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep, lifecycle: LifecycleDep
+) -> StateOut:
+    """The working state: the messages in the window and the running summary."""
+    record = await lifecycle.aget(owner, thread_id)
+    snapshot = await sessions.graph.aget_state(sessions.config(owner, thread_id))
+    values = snapshot.values or {}
+    return StateOut(
+        thread_id=thread_id,
+        messages=[_message(m) for m in values.get("messages", [])],
+        summary=values.get("summary") or record.get("summary", ""),
+        transcript_len=values.get("transcript_len", 0),
+        checkpoint_id=(snapshot.config or {}).get("configurable", {}).get("checkpoint_id"),
+        next=list(snapshot.next),
+    )
+
+
+@router.get(
+    "/threads/{thread_id}/history", response_model=CheckpointPage, responses=errors(401, 404, 422)
+)
+async def get_history(
+    thread_id: ThreadId,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    lifecycle: LifecycleDep,
+    limit: Limit = 20,
+    offset: Offset = 0,
+) -> CheckpointPage:
+    """The thread's checkpoints, newest first."""
+    await lifecycle.aget(owner, thread_id)
+    items: list[CheckpointOut] = []
+    total = 0
+    async for snap in sessions.graph.aget_state_history(sessions.config(owner, thread_id)):
+        if offset <= total < offset + limit:
+            conf = snap.config.get("configurable", {})
+            parent = (snap.parent_config or {}).get("configurable", {})
+            meta = snap.metadata or {}
+            items.append(
+                CheckpointOut(
+                    checkpoint_id=conf.get("checkpoint_id", ""),
+                    parent_checkpoint_id=parent.get("checkpoint_id"),
+                    created_at=snap.created_at,
+                    step=meta.get("step"),
+                    source=meta.get("source"),
+                    next=list(snap.next),
+                    message_count=len((snap.values or {}).get("messages", [])),
+                )
+            )
+        total += 1
+    return CheckpointPage(items=items, total=total)

@@ -1,0 +1,307 @@
+"""Request and response bodies of the HTTP API, with the bounds every input must respect."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from memory.errors import InvalidInputError
+from memory.namespaces import ID_PATTERN
+
+#: Deepest nesting accepted in client JSON (metadata, memory values).
+MAX_JSON_DEPTH = 20
+#: Most keys of a thread's metadata, and its longest serialised form.
+MAX_METADATA_KEYS = 50
+MAX_METADATA_CHARS = 16_000
+MAX_QUERY_CHARS = 2000
+
+
+def check_text(value: str, field: str = "text") -> str:
+    """Reject text no backend can store: NUL characters and unpaired surrogates."""
+    if "\x00" in value:
+        raise ValueError(f"{field} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{field} is not valid Unicode (unpaired surrogate)") from exc
+    return value
+
+
+def check_json(value: Any, depth: int = 0) -> Any:
+    """Reject JSON no backend can store or render: NaN/Infinity, NUL, bad Unicode, deep nesting."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    if isinstance(value, str):
+        check_text(value, "strings")
+    elif isinstance(value, list):
+        for item in value:
+            check_json(item, depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, "keys")
+            check_json(item, depth + 1)
+    return value
+
+
+SafeText = Annotated[str, AfterValidator(check_text)]
+JsonValue = Annotated[Any, AfterValidator(check_json)]
+ThreadIdField = Annotated[str, Field(pattern=ID_PATTERN, description="1-128 of A-Z a-z 0-9 _-:@")]
+
+
+class _Request(BaseModel):
+    # Unknown fields are rejected, so nothing in a body can reach the owner or run config.
+    model_config = ConfigDict(extra="forbid")
+
+
+class MessageIn(_Request):
+    """One message a client sends."""
+
+    role: Literal["user", "assistant"] = Field(
+        default="user", description="`user`, or `assistant` to import earlier replies."
+    )
+    content: SafeText = Field(description="The text of the message.")
+
+
+class RunRequest(_Request):
+    """One message (`message`) or several (`messages`) to send to the agent."""
+
+    message: SafeText | None = Field(default=None, description="A single user message.")
+    messages: list[MessageIn] | None = Field(
+        default=None, description="Several messages, oldest first; the last should be the user's."
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RunRequest:
+        if (self.message is None) == (self.messages is None):
+            raise ValueError("send exactly one of `message` or `messages`")
+        return self
+
+    def to_dicts(self, max_chars: int, max_messages: int) -> list[dict[str, str]]:
+        """The messages as `{"role", "content"}` dicts, within the server's bounds.
+
+        Raises:
+            InvalidInputError: too many messages, an empty list, or a message too long.
+        """
+        if self.message is not None:
+            if len(self.message) > max_chars:
+                raise InvalidInputError(
+                    f"message is {len(self.message)} characters; the limit is {max_chars}"
+                )
+            if not self.message.strip():
+                raise InvalidInputError("message must not be empty")
+            return [{"role": "user", "content": self.message}]
+        items = self.messages or []
+        if not items:
+            raise InvalidInputError("messages must hold at least one message")
+        if len(items) > max_messages:
+            raise InvalidInputError(
+                f"messages holds {len(items)} messages; the limit is {max_messages}"
+            )
+        for i, item in enumerate(items):
+            if len(item.content) > max_chars:
+                raise InvalidInputError(
+                    f"messages[{i}].content is {len(item.content)} characters; "
+                    f"the limit is {max_chars}"
+                )
+        return [{"role": m.role, "content": m.content} for m in items]
+
+
+class ChatRequest(RunRequest):
+    """A run for the simplest clients: resumes `thread_id`, or starts a new thread."""
+
+    thread_id: ThreadIdField | None = Field(default=None, description="Thread to resume.")
+
+
+class CreateThread(_Request):
+    """A new session; its id is a random UUID unless the client chooses one."""
+
+    thread_id: ThreadIdField | None = None
+    metadata: dict[SafeText, JsonValue] | None = Field(
+        default=None,
+        description=f"Free JSON object: at most {MAX_METADATA_KEYS} keys and "
+        f"{MAX_METADATA_CHARS} characters.",
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> CreateThread:
+        if self.metadata is None:
+            return self
+        if len(self.metadata) > MAX_METADATA_KEYS:
+            raise ValueError(f"metadata has more than {MAX_METADATA_KEYS} keys")
+        if len(json.dumps(self.metadata)) > MAX_METADATA_CHARS:
+            raise ValueError(f"metadata is longer than {MAX_METADATA_CHARS} characters as JSON")
+        return self
+
+
+class MemoryIn(_Request):
+    """The value of a memory: any JSON, at most 4000 characters once serialised."""
+
+    value: JsonValue
+
+
+class ErrorOut(BaseModel):
+    """Every error: what went wrong, in words."""
+
+    detail: Any = Field(description="A sentence, or a list of field errors for 422s.")
+
+
+class MessageOut(BaseModel):
+    """One message of a transcript."""
+
+    model_config = ConfigDict(extra="allow")
+
+    seq: int | None = None
+    id: str | None = None
+    role: str
+    content: Any
+    created_at: str | None = None
+
+
+class RunOut(BaseModel):
+    """The reply of a run and every message it added."""
+
+    thread_id: str
+    reply: str
+    messages: list[MessageOut]
+
+
+class MessagePage(BaseModel):
+    """A page of a transcript, oldest first."""
+
+    items: list[MessageOut]
+    total: int
+
+
+class Analytics(BaseModel):
+    """Figures about a session."""
+
+    duration_seconds: float
+    message_counts: dict[str, int]
+    top_topics: list[dict[str, Any]]
+
+
+class ThreadOut(BaseModel):
+    """A session."""
+
+    model_config = ConfigDict(extra="allow")
+
+    thread_id: str
+    status: Literal["active", "ended"]
+    created_at: str
+    last_active_at: str
+    ended_at: str | None = None
+    message_count: int = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ThreadDetail(ThreadOut):
+    """A session with its summary and analytics."""
+
+    summary: str = ""
+    running: bool = False
+    analytics: Analytics
+
+
+class ThreadPage(BaseModel):
+    """The caller's sessions, newest activity first."""
+
+    items: list[ThreadOut]
+    total: int
+
+
+class StateOut(BaseModel):
+    """The working state: the messages in the window and the running summary."""
+
+    thread_id: str
+    messages: list[MessageOut]
+    summary: str
+    transcript_len: int
+    checkpoint_id: str | None
+    next: list[str]
+
+
+class CheckpointOut(BaseModel):
+    """One checkpoint of a thread."""
+
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    created_at: str | None
+    step: int | None
+    source: str | None
+    next: list[str]
+    message_count: int
+
+
+class CheckpointPage(BaseModel):
+    """A thread's checkpoints, newest first."""
+
+    items: list[CheckpointOut]
+    total: int
+
+
+class MemoryOut(BaseModel):
+    """A memory."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key: str
+    value: Any
+    content: str
+    scope: Literal["user", "session"]
+    created_at: str
+    updated_at: str
+    score: float | None = None
+
+
+class MemoryPage(BaseModel):
+    """Memories, most relevant first for a search."""
+
+    items: list[MemoryOut]
+    total: int = Field(
+        description="How many memories there are; for a search, how many matched (returned)."
+    )
+
+
+class Deleted(BaseModel):
+    """How much a delete removed."""
+
+    deleted: int
+
+
+class Erased(BaseModel):
+    """What erasing the caller removed."""
+
+    threads: int
+    memories: int
+
+
+class Health(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Each backend's reachability, by name."""
+
+    status: Literal["ok", "unavailable"]
+    backends: dict[str, dict[str, Any]]
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for the error statuses a route may answer."""
+    text = {
+        401: "Missing or unknown API key.",
+        404: "Thread or memory not found (also for another user's).",
+        409: "Conflict: a run is active, the session has ended, it exists, or the cap is hit.",
+        413: "Request body too large.",
+        422: "Invalid input; `detail` names the field.",
+        429: "Rate limit reached; see the Retry-After header.",
+        503: "A backend is unreachable.",
+    }
+    return {code: {"model": ErrorOut, "description": text[code]} for code in codes}

@@ -1,0 +1,82 @@
+"""The `memory-agent` command: one-shot and interactive chat persisted to SQLite."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from agent import OFFLINE_NOTICE
+
+pytestmark = pytest.mark.slow
+
+
+def command() -> list[str]:
+    """The installed console script, or the module when the project is not installed."""
+    script = shutil.which("memory-agent", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "server"]
+
+
+def chat(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*command(), "chat", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the command at a fresh SQLite database and the offline model."""
+    db = tmp_path / "chat.sqlite"
+    monkeypatch.setenv("MEMORY_AGENT_DATABASE_URL", f"sqlite:///{db}")
+    monkeypatch.setenv("MEMORY_AGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MEMORY_AGENT_MODEL", "offline")
+    return db
+
+
+def test_one_shot_messages_share_a_thread_across_processes(sqlite_env: Path) -> None:
+    thread = f"cli-{uuid.uuid4().hex[:8]}"
+    first = chat("--thread", thread, "--user", "sam", "-m", "my name is Sam")
+    assert first.returncode == 0, first.stderr
+    assert "Sam" in first.stdout
+    assert OFFLINE_NOTICE in first.stderr
+    assert f"--thread {thread}" in first.stderr
+
+    second = chat("--thread", thread, "--user", "sam", "-m", "what is my name?")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "Your name is Sam."
+    assert "resuming thread" in second.stderr
+    assert sqlite_env.exists()
+
+
+def test_interactive_chat_prints_a_new_thread_and_replies(sqlite_env: Path) -> None:
+    result = chat("--user", "ada", stdin="my name is Ada\nwhat is my name?\n/exit\n")
+    assert result.returncode == 0, result.stderr
+    assert "new thread " in result.stderr
+    assert "resume with: memory-agent chat --thread " in result.stderr
+    assert "Your name is Ada." in result.stdout
+
+
+def test_invalid_thread_id_is_refused(sqlite_env: Path) -> None:
+    result = chat("--thread", "bad id!", "-m", "hi")
+    assert result.returncode == 2
+    assert "invalid thread id" in result.stderr
+
+
+def test_invalid_settings_stop_serve_with_a_message(
+    sqlite_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMORY_AGENT_API_KEYS", "a-key-without-owner")
+    result = subprocess.run(
+        [*command(), "serve", "--port", "1"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert "MEMORY_AGENT_API_KEYS entry 1 is not key=tenant/user" in result.stderr
