@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage
+from langchain_core.messages import AIMessageChunk, AnyMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import GetOp, Op, PutOp, SearchOp
@@ -136,6 +136,14 @@ class _Invoke:
 
 
 @dataclass
+class _Run:
+    owner: Owner
+    record: dict[str, Any]
+    key: str
+    before: int
+
+
+@dataclass
 class _DeleteThread:
     thread_key: str
 
@@ -217,51 +225,60 @@ class SessionManager:
 
     # -- drivers ---------------------------------------------------------------
 
+    def _perform(self, request: Any) -> Any:
+        if isinstance(request, _Batch):
+            return self.store.batch(request.ops)
+        if isinstance(request, _GetState):
+            return self.graph.get_state(request.config)
+        if isinstance(request, _UpdateState):
+            return self.graph.update_state(request.config, request.values, as_node="call_model")
+        if isinstance(request, _Invoke):
+            return self.graph.invoke(  # type: ignore[call-overload]
+                request.input, request.config, context=request.context
+            )
+        return self.checkpointer.delete_thread(request.thread_key)  # type: ignore[union-attr]
+
+    async def _aperform(self, request: Any) -> Any:
+        if isinstance(request, _Batch):
+            return await self.store.abatch(request.ops)
+        if isinstance(request, _GetState):
+            return await self.graph.aget_state(request.config)
+        if isinstance(request, _UpdateState):
+            return await self.graph.aupdate_state(
+                request.config, request.values, as_node="call_model"
+            )
+        if isinstance(request, _Invoke):
+            return await self.graph.ainvoke(  # type: ignore[call-overload]
+                request.input, request.config, context=request.context
+            )
+        return await self.checkpointer.adelete_thread(request.thread_key)  # type: ignore[union-attr]
+
     def _drive(self, steps: _Steps) -> Any:
-        result: Any = None
-        try:
-            while True:
-                request = steps.send(result)
-                if isinstance(request, _Batch):
-                    result = self.store.batch(request.ops)
-                elif isinstance(request, _GetState):
-                    result = self.graph.get_state(request.config)
-                elif isinstance(request, _UpdateState):
-                    result = self.graph.update_state(
-                        request.config, request.values, as_node="call_model"
-                    )
-                elif isinstance(request, _Invoke):
-                    result = self.graph.invoke(  # type: ignore[call-overload]
-                        request.input, request.config, context=request.context
-                    )
-                else:
-                    self.checkpointer.delete_thread(request.thread_key)  # type: ignore[union-attr]
-                    result = None
-        except StopIteration as done:
-            return done.value
+        # Failures are thrown back into the core, so its `finally` blocks run.
+        resume: Any = steps.send
+        value: Any = None
+        while True:
+            try:
+                request = resume(value)
+            except StopIteration as done:
+                return done.value
+            try:
+                value, resume = self._perform(request), steps.send
+            except Exception as exc:
+                value, resume = exc, steps.throw
 
     async def _adrive(self, steps: _Steps) -> Any:
-        result: Any = None
-        try:
-            while True:
-                request = steps.send(result)
-                if isinstance(request, _Batch):
-                    result = await self.store.abatch(request.ops)
-                elif isinstance(request, _GetState):
-                    result = await self.graph.aget_state(request.config)
-                elif isinstance(request, _UpdateState):
-                    result = await self.graph.aupdate_state(
-                        request.config, request.values, as_node="call_model"
-                    )
-                elif isinstance(request, _Invoke):
-                    result = await self.graph.ainvoke(  # type: ignore[call-overload]
-                        request.input, request.config, context=request.context
-                    )
-                else:
-                    await self.checkpointer.adelete_thread(request.thread_key)  # type: ignore[union-attr]
-                    result = None
-        except StopIteration as done:
-            return done.value
+        resume: Any = steps.send
+        value: Any = None
+        while True:
+            try:
+                request = resume(value)
+            except StopIteration as done:
+                return done.value
+            try:
+                value, resume = await self._aperform(request), steps.send
+            except Exception as exc:
+                value, resume = exc, steps.throw
 
     # -- helpers -----------------------------------------------------------------
 
@@ -347,7 +364,8 @@ class SessionManager:
         snapshot = yield _GetState(self.config(owner, thread_id))
         return snapshot.values or {}
 
-    def _run_steps(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> _Steps:
+    def _begin_run(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> _Steps:
+        """Validate a run, resume or create its thread and mark it active: `(run, input)`."""
         new = to_messages(messages)
         if not new:
             raise InvalidInputError("a run needs at least one message")
@@ -358,18 +376,18 @@ class SessionManager:
         key = owner.thread_key(thread_id)
         if key in self._active:
             raise ConflictError(f"a run is already active on thread {thread_id!r}")
+        before = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
         self._active.add(key)
-        try:
-            before = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
-            values = yield _Invoke(
-                {"messages": new}, self.config(owner, thread_id), self.run_context(owner)
-            )
-        finally:
-            self._active.discard(key)
-        after = values.get("transcript_len", before)
-        added = yield _Batch(transcript.page_ops(key, before, after - before, after))
-        records = transcript.page_records(added)
-        yield from self._touch(owner, record, records, after)
+        return _Run(owner, record, key, before), {"messages": new}
+
+    def _finish_run(self, run: _Run) -> _Steps:
+        """Release the thread and record what the run added, however the run ended."""
+        self._active.discard(run.key)
+        config = self.config(run.owner, run.record["thread_id"])
+        after = (yield _GetState(config)).values.get("transcript_len", run.before)
+        found = yield _Batch(transcript.page_ops(run.key, run.before, after - run.before, after))
+        records = transcript.page_records(found)
+        yield from self._touch(run.owner, run.record, records, after)
         reply = next(
             (
                 transcript.content_text(r["content"])
@@ -378,7 +396,17 @@ class SessionManager:
             ),
             "",
         )
-        return RunResult(thread_id=thread_id, reply=reply, messages=records)
+        return RunResult(thread_id=run.record["thread_id"], reply=reply, messages=records)
+
+    def _run_steps(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> _Steps:
+        run, graph_input = yield from self._begin_run(owner, thread_id, messages)
+        try:
+            yield _Invoke(
+                graph_input, self.config(owner, run.record["thread_id"]), self.run_context(owner)
+            )
+        finally:
+            result = yield from self._finish_run(run)
+        return result
 
     def _touch(
         self, owner: Owner, record: dict[str, Any], added: Sequence[dict[str, Any]], total: int
@@ -704,77 +732,39 @@ class SessionManager:
     async def astream(
         self, owner: Owner, thread_id: str | None, messages: Sequence[Any]
     ) -> AsyncIterator[tuple[str, Any]]:
-        """Run like `arun`, yielding `("token", text)` as the model writes, then `("done", RunResult)`."""
-        new = to_messages(messages)
-        if not new:
-            raise InvalidInputError("a run needs at least one message")
-        record, _ = await self._adrive(self._get_or_create(owner, thread_id))
-        thread_id = record["thread_id"]
-        if record["status"] == "ended":
-            raise ConflictError(f"thread {thread_id!r} has ended; start a new thread")
-        key = owner.thread_key(thread_id)
-        if key in self._active:
-            raise ConflictError(f"a run is already active on thread {thread_id!r}")
-        self._active.add(key)
-        config = self.config(owner, thread_id)
+        """Run like `arun`, yielding `("token", text)` as the model writes, then `("done", RunResult)`.
+
+        A consumer that stops early does not lose the turn: the session record is updated
+        with whatever the run stored.
+        """
+        run, graph_input = await self._adrive(self._begin_run(owner, thread_id, messages))
+        config = self.config(owner, run.record["thread_id"])
         try:
-            before = (await self.graph.aget_state(config)).values.get("transcript_len", 0)
             async for chunk, meta in self.graph.astream(  # type: ignore[call-overload]
-                {"messages": new}, config, context=self.run_context(owner), stream_mode="messages"
+                graph_input, config, context=self.run_context(owner), stream_mode="messages"
             ):
                 if meta.get("langgraph_node") == "call_model" and isinstance(chunk, AIMessageChunk):
                     text = transcript.content_text(chunk.content)
                     if text:
                         yield "token", text
         finally:
-            self._active.discard(key)
-        after = (await self.graph.aget_state(config)).values.get("transcript_len", before)
-        added = transcript.page_records(
-            await self.store.abatch(transcript.page_ops(key, before, after - before, after))
-        )
-        await self._adrive(self._touch(owner, record, added, after))
-        reply = next(
-            (
-                transcript.content_text(r["content"])
-                for r in reversed(added)
-                if r["role"] == "assistant"
-            ),
-            "",
-        )
-        yield "done", RunResult(thread_id=thread_id, reply=reply, messages=added)
+            result = await self._adrive(self._finish_run(run))
+        yield "done", result
 
     def stream(
         self, owner: Owner, thread_id: str | None, messages: Sequence[Any]
     ) -> Iterator[tuple[str, Any]]:
         """Sync `astream`: `("token", text)` events, then `("done", RunResult)`."""
-        new = to_messages(messages)
-        record, _ = self.get_or_create(owner, thread_id)
-        thread_id = record["thread_id"]
-        if record["status"] == "ended":
-            raise ConflictError(f"thread {thread_id!r} has ended; start a new thread")
-        key = owner.thread_key(thread_id)
-        config = self.config(owner, thread_id)
-        before = self.graph.get_state(config).values.get("transcript_len", 0)
-        for chunk, meta in self.graph.stream(  # type: ignore[call-overload]
-            {"messages": new}, config, context=self.run_context(owner), stream_mode="messages"
-        ):
-            if meta.get("langgraph_node") == "call_model" and isinstance(
-                chunk, AIMessageChunk | AIMessage
+        run, graph_input = self._drive(self._begin_run(owner, thread_id, messages))
+        config = self.config(owner, run.record["thread_id"])
+        try:
+            for chunk, meta in self.graph.stream(  # type: ignore[call-overload]
+                graph_input, config, context=self.run_context(owner), stream_mode="messages"
             ):
-                text = transcript.content_text(chunk.content)
-                if text:
-                    yield "token", text
-        after = self.graph.get_state(config).values.get("transcript_len", before)
-        added = transcript.page_records(
-            self.store.batch(transcript.page_ops(key, before, after - before, after))
-        )
-        self._drive(self._touch(owner, record, added, after))
-        reply = next(
-            (
-                transcript.content_text(r["content"])
-                for r in reversed(added)
-                if r["role"] == "assistant"
-            ),
-            "",
-        )
-        yield "done", RunResult(thread_id=thread_id, reply=reply, messages=added)
+                if meta.get("langgraph_node") == "call_model" and isinstance(chunk, AIMessageChunk):
+                    text = transcript.content_text(chunk.content)
+                    if text:
+                        yield "token", text
+        finally:
+            result = self._drive(self._finish_run(run))
+        yield "done", result

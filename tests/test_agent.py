@@ -219,3 +219,25 @@ async def test_sessions_list_newest_first(backends, owner: Owner) -> None:
     items, total = await sessions.alist(owner, limit=2)
     assert total == 3 and [s["thread_id"] for s in items] == ["a", "c"]
     assert items[0]["counts"] == {"user": 2, "assistant": 2}
+
+
+class _FailingOnceModel(ScriptedChatModel):
+    failed: bool = False
+
+    def _generate(self, messages, stop=None, run_manager=None, **kw):  # type: ignore[override]
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("provider down")
+        return super()._generate(messages, stop, run_manager, **kw)
+
+
+async def test_failed_run_releases_the_thread_and_keeps_the_question(backends, owner: Owner) -> None:
+    sessions = manager(backends, model=_FailingOnceModel(replies=[AIMessage("back again")]))
+    with pytest.raises(RuntimeError, match="provider down"):
+        await sessions.arun(owner, "flaky", [{"role": "user", "content": "hello?"}])
+    record = await sessions.aget(owner, "flaky")
+    assert record["message_count"] == 1  # the question was recorded before the model failed
+    reply = await sessions.arun(owner, "flaky", [{"role": "user", "content": "still there?"}])
+    assert reply.reply == "back again"
+    _, total = await sessions.aget_messages(owner, "flaky")
+    assert total == 3
