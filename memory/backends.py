@@ -3,29 +3,70 @@
 One factory per concern: `open_checkpointer`/`aopen_checkpointer` and
 `open_store`/`aopen_store` pick an implementation by URL scheme, own its connections and
 close them on exit; `open_backends`/`aopen_backends` open both from the settings.
+
+Every store the factory opens behaves alike, whatever the backend:
+
+- values, keys and labels that some backend cannot hold (NUL characters, unpaired
+  surrogates) are rejected up front with `StoreValueError`, on every backend;
+- items written with a TTL are never returned once expired, even before any sweeper runs
+  (the in-memory and SQLite stores drop due items before each operation, Postgres filters
+  them in SQL, Redis in its queries);
+- on Redis, `ttl_minutes` (settings) gives every key of the checkpointer and of the store an
+  expiry that reads refresh, so abandoned threads disappear. The other checkpointers cannot
+  expire threads, so there the setting is not applied: a thread's store records must not
+  vanish while its checkpoints stay.
 """
 
 from __future__ import annotations
 
+import heapq
+import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.store.base import BaseStore
+from langgraph.store.base import (
+    NOT_PROVIDED,
+    BaseStore,
+    GetOp,
+    Item,
+    NotProvided,
+    Op,
+    PutOp,
+    Result,
+    SearchOp,
+    TTLConfig,
+    validate_op_namespace,
+)
 from langgraph.store.memory import InMemoryStore
+from langgraph.store.postgres import PostgresStore
+from langgraph.store.postgres.aio import AsyncPostgresStore
+from langgraph.store.sqlite import SqliteStore
+from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from memory.embeddings import load_embeddings
 from memory.memories import INDEX_FIELDS
 from memory.settings import Settings, get_settings
 
+logger = logging.getLogger(__name__)
+
+#: Minutes between sweeps that delete expired Postgres store rows (reads skip them anyway).
+PG_SWEEP_MINUTES = 5
+
 
 class BackendURLError(ValueError):
     """A database URL this project cannot open."""
+
+
+class StoreValueError(ValueError):
+    """A store key, label or value contains text that a backend cannot hold."""
 
 
 @dataclass
@@ -86,6 +127,197 @@ def index_config(settings: Settings) -> dict[str, Any] | None:
     return {"dims": dims, "embed": embeddings, "fields": INDEX_FIELDS}
 
 
+def store_ttl(kind: str, settings: Settings) -> TTLConfig:
+    """The store's TTL configuration: per-item TTLs everywhere, a default TTL on Redis."""
+    config: TTLConfig = {"refresh_on_read": True, "omit_expired": True}
+    if kind == "redis" and settings.ttl_minutes is not None:
+        config["default_ttl"] = settings.ttl_minutes
+    if kind == "postgres":
+        config["sweep_interval_minutes"] = PG_SWEEP_MINUTES
+    return config
+
+
+def saver_ttl(settings: Settings) -> dict[str, Any] | None:
+    """The Redis checkpointer's TTL: every key expires `ttl_minutes` after its last use."""
+    if settings.ttl_minutes is None:
+        return None
+    return {"default_ttl": settings.ttl_minutes, "refresh_on_read": True}
+
+
+def _warn_unapplied_ttl(kind: str, settings: Settings) -> None:
+    if settings.ttl_minutes is not None and kind != "redis":
+        logger.warning(
+            "MEMORY_AGENT_TTL_MINUTES applies to Redis only; the %s checkpointer cannot "
+            "expire threads, so nothing expires on this backend",
+            kind,
+        )
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _check_text(text: str, where: str) -> None:
+    if "\x00" in text:
+        raise StoreValueError(
+            f"{where} contains a NUL character (U+0000), which Postgres cannot store; remove it"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise StoreValueError(
+            f"{where} is not valid Unicode text (unpaired surrogate at index {exc.start})"
+        ) from exc
+
+
+def check_put(op: PutOp) -> None:
+    """Reject a put whose key, labels or value a backend cannot hold.
+
+    Raises:
+        StoreValueError: naming the offending part (`key`, a label or `value[...]`).
+        InvalidNamespaceError: for labels LangGraph forbids (empty, with `.` or NUL).
+    """
+    validate_op_namespace(op)
+    if not isinstance(op.key, str):
+        raise StoreValueError(f"store key must be a string, got {type(op.key).__name__}")
+    _check_text(op.key, "store key")
+    for label in op.namespace:
+        _check_text(label, f"namespace label {label!r}")
+    if op.value is None:
+        return
+    if not isinstance(op.value, Mapping):
+        raise StoreValueError(f"store value must be a dict, got {type(op.value).__name__}")
+    pending: list[tuple[Any, str]] = [(op.value, "value")]
+    while pending:
+        node, where = pending.pop()
+        if isinstance(node, str):
+            _check_text(node, where)
+        elif isinstance(node, Mapping):
+            for key, child in node.items():
+                if isinstance(key, str):
+                    _check_text(key, f"key {key!r} of {where}")
+                pending.append((child, f"{where}[{key!r}]"))
+        elif isinstance(node, list | tuple):
+            pending.extend((child, f"{where}[{i}]") for i, child in enumerate(node))
+
+
+class EarlyPutCheck:
+    """Mixin for stores that gather concurrent calls into one batch (LangGraph's
+    `AsyncBatchedBaseStore`): `aput` checks its put before queueing it, so a bad value
+    fails its own call only, not the other callers' operations batched with it."""
+
+    async def aput(
+        self,
+        namespace: tuple[str, ...],
+        key: str,
+        value: Mapping[str, Any],
+        index: Literal[False] | list[str] | None = None,
+        *,
+        ttl: float | NotProvided | None = NOT_PROVIDED,
+    ) -> None:
+        """Check the put, then queue it."""
+        check_put(PutOp(tuple(namespace), key, cast(dict[str, Any], value)))
+        await super().aput(namespace, key, value, index, ttl=ttl)  # type: ignore[misc]
+
+
+def checked(ops: Iterable[Op]) -> list[Op]:
+    """The operations as a list, after `check_put` has passed every put among them."""
+    ops = list(ops)
+    for op in ops:
+        if isinstance(op, PutOp):
+            check_put(op)
+    return ops
+
+
+# --------------------------------------------------------------------------- memory
+
+
+class ExpiringInMemoryStore(InMemoryStore):
+    """LangGraph's in-memory store with TTLs and checked puts (see the module docstring).
+
+    Due items are dropped before each operation.
+    Also drops namespaces left empty (by deletes, expiry, or reads of absent items), which
+    the in-memory store would otherwise keep listing.
+
+    Args:
+        index: Semantic index configuration.
+        ttl: TTL configuration (`default_ttl`, `refresh_on_read`).
+    """
+
+    supports_ttl = True
+
+    def __init__(self, *, index: Any = None, ttl: TTLConfig | None = None) -> None:
+        super().__init__(index=index)
+        self.ttl_config = ttl
+        self._expiry: dict[tuple[tuple[str, ...], str], tuple[float, float]] = {}
+        self._due: list[tuple[float, tuple[str, ...], str]] = []
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """Check the puts, drop expired items, then run the operations."""
+        ops = checked(ops)
+        self._expire()
+        results = super().batch(ops)
+        self._track(ops, results)
+        return results
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """Check the puts, drop expired items, then run the operations."""
+        ops = checked(ops)
+        self._expire()
+        results = await super().abatch(ops)
+        self._track(ops, results)
+        return results
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        while self._due and self._due[0][0] <= now:
+            at, namespace, key = heapq.heappop(self._due)
+            entry = self._expiry.get((namespace, key))
+            if entry is None or entry[0] != at:  # rewritten or refreshed since
+                continue
+            del self._expiry[(namespace, key)]
+            self._data.get(namespace, {}).pop(key, None)
+            self._vectors.get(namespace, {}).pop(key, None)
+            self._drop_if_empty(namespace)
+
+    def _schedule(self, namespace: tuple[str, ...], key: str, ttl: float, now: float) -> None:
+        at = now + ttl * 60
+        self._expiry[(namespace, key)] = (at, ttl)
+        heapq.heappush(self._due, (at, namespace, key))
+
+    def _track(self, ops: list[Op], results: list[Result]) -> None:
+        now = time.monotonic()
+        for op, result in zip(ops, results, strict=True):
+            if isinstance(op, PutOp):
+                if op.value is not None and op.ttl is not None:
+                    self._schedule(op.namespace, op.key, op.ttl, now)
+                else:
+                    self._expiry.pop((op.namespace, op.key), None)
+                self._drop_if_empty(op.namespace)
+            elif isinstance(op, GetOp):
+                if result is None:
+                    self._drop_if_empty(op.namespace)
+                elif op.refresh_ttl:
+                    self._refresh(op.namespace, op.key, now)
+            elif isinstance(op, SearchOp) and op.refresh_ttl and isinstance(result, list):
+                for item in result:
+                    if isinstance(item, Item):
+                        self._refresh(item.namespace, item.key, now)
+
+    def _refresh(self, namespace: tuple[str, ...], key: str, now: float) -> None:
+        entry = self._expiry.get((namespace, key))
+        if entry is not None:
+            self._schedule(namespace, key, entry[1], now)
+
+    def _drop_if_empty(self, namespace: tuple[str, ...]) -> None:
+        if not self._data.get(namespace, True):
+            del self._data[namespace]
+        if not self._vectors.get(namespace, True):
+            del self._vectors[namespace]
+
+
+# --------------------------------------------------------------------------- sqlite
+
+
 def _sqlite_module() -> Any:
     """A sqlite3 module that can load extensions (sqlite-vec needs it for vector search).
 
@@ -104,38 +336,129 @@ def _sqlite_module() -> Any:
     return module
 
 
-def _sqlite_connect(path: str, *, extensions: bool = False) -> Any:
-    module = _sqlite_module() if extensions else sqlite3
+#: WAL lets readers proceed during a write; NORMAL sync is durable across process crashes.
+_SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000")
+#: The store's vectors reference its items ON DELETE CASCADE, which SQLite only enforces
+#: with foreign keys on; without it deleted or expired items leave their vectors behind.
+_STORE_PRAGMAS = (*_SQLITE_PRAGMAS, "foreign_keys=ON")
+
+
+def _sqlite_connect(path: str, *, store: bool = False) -> Any:
+    module = _sqlite_module() if store else sqlite3
     conn = module.connect(path, check_same_thread=False, isolation_level=None)
-    _tune_sqlite(conn)
+    for pragma in _STORE_PRAGMAS if store else _SQLITE_PRAGMAS:
+        conn.execute(f"PRAGMA {pragma}")
     return conn
 
 
-def _tune_sqlite(conn: Any) -> None:
-    # WAL lets readers proceed during a write; NORMAL sync is durable across process crashes.
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=5000")
-
-
-async def _asqlite_connect(path: str, *, extensions: bool = False) -> Any:
+async def _asqlite_connect(path: str, *, store: bool = False) -> Any:
     import aiosqlite
 
-    module = _sqlite_module() if extensions else sqlite3
+    module = _sqlite_module() if store else sqlite3
 
     def connector() -> Any:
         return module.connect(path, check_same_thread=False, isolation_level=None)
 
     conn = await aiosqlite.Connection(connector, iter_chunk_size=64)
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000"):
+    for pragma in _STORE_PRAGMAS if store else _SQLITE_PRAGMAS:
         await conn.execute(f"PRAGMA {pragma}")
     return conn
+
+
+#: Expired rows; `expires_at` holds ISO text, which compares in time order.
+_SQLITE_DUE = "expires_at IS NOT NULL AND expires_at <= ?"
+
+
+def _sqlite_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class ExpiringSqliteStore(SqliteStore):
+    """LangGraph's SQLite store with checked puts; expired items are deleted before each batch."""
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """Check the puts, delete expired items, then run the operations."""
+        ops = checked(ops)
+        now = _sqlite_now()
+        with self._cursor(transaction=False) as cur:
+            due = cur.execute(f"SELECT 1 FROM store WHERE {_SQLITE_DUE} LIMIT 1", (now,))
+            found = due.fetchone() is not None
+        if found:
+            with self._cursor(transaction=True) as cur:
+                cur.execute(f"DELETE FROM store WHERE {_SQLITE_DUE}", (now,))
+        return super().batch(ops)
+
+
+class AsyncExpiringSqliteStore(EarlyPutCheck, AsyncSqliteStore):
+    """Async `ExpiringSqliteStore`."""
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """Check the puts, delete expired items, then run the operations."""
+        ops = checked(ops)
+        now = _sqlite_now()
+        async with self._cursor(transaction=False) as cur:
+            await cur.execute(f"SELECT 1 FROM store WHERE {_SQLITE_DUE} LIMIT 1", (now,))
+            found = await cur.fetchone() is not None
+        if found:
+            async with self._cursor(transaction=True) as cur:
+                await cur.execute(f"DELETE FROM store WHERE {_SQLITE_DUE}", (now,))
+        return await super().abatch(ops)
+
+
+# --------------------------------------------------------------------------- postgres
+
+
+class CheckedPostgresStore(PostgresStore):
+    """LangGraph's Postgres store with checked puts (it filters expired items itself)."""
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """Check the puts, then run the operations."""
+        return super().batch(checked(ops))
+
+
+class AsyncCheckedPostgresStore(EarlyPutCheck, AsyncPostgresStore):
+    """Async `CheckedPostgresStore`."""
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """Check the puts, then run the operations."""
+        return await super().abatch(checked(ops))
 
 
 def _pg_kwargs() -> dict[str, Any]:
     from psycopg.rows import dict_row
 
     return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+
+
+def _pg_pool(url: str, settings: Settings, name: str) -> Any:
+    from psycopg_pool import ConnectionPool
+
+    return ConnectionPool(
+        url,
+        kwargs=_pg_kwargs(),
+        min_size=min(2, settings.pool_size),
+        max_size=settings.pool_size,
+        open=False,
+        check=ConnectionPool.check_connection,
+        name=name,
+    )
+
+
+def _apg_pool(url: str, settings: Settings, name: str) -> Any:
+    from psycopg_pool import AsyncConnectionPool
+
+    return AsyncConnectionPool(
+        url,
+        kwargs=_pg_kwargs(),
+        min_size=min(2, settings.pool_size),
+        max_size=settings.pool_size,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        name=name,
+    )
+
+
+# --------------------------------------------------------------------------- checkpointers
 
 
 @contextmanager
@@ -156,23 +479,22 @@ def open_checkpointer(url: str, settings: Settings | None = None) -> Iterator[Ba
             saver.setup()
         elif kind == "postgres":
             from langgraph.checkpoint.postgres import PostgresSaver
-            from psycopg_pool import ConnectionPool
 
-            pool = ConnectionPool(
-                url,
-                kwargs=_pg_kwargs(),
-                max_size=settings.pool_size,
-                open=False,
-                check=ConnectionPool.check_connection,
-            )
+            from memory.pg_setup import setup_lock
+
+            pool = _pg_pool(url, settings, "memory-agent-checkpoints")
             pool.open(wait=True)
             stack.callback(pool.close)
             saver = PostgresSaver(pool)  # type: ignore[arg-type]
-            saver.setup()
+            with setup_lock(url):
+                saver.setup()
         else:
-            from langgraph.checkpoint.redis import RedisSaver
+            from memory.redis_saver import ListingRedisSaver
+            from memory.redis_store import redis_client
 
-            saver = RedisSaver(redis_url=url, ttl=_redis_ttl(settings))
+            client = redis_client(url)
+            stack.callback(client.close)
+            saver = ListingRedisSaver(redis_client=client, ttl=saver_ttl(settings))
             saver.setup()
         yield saver
 
@@ -197,32 +519,28 @@ async def aopen_checkpointer(
             await saver.setup()
         elif kind == "postgres":
             from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-            from psycopg_pool import AsyncConnectionPool
 
-            pool = AsyncConnectionPool(
-                url,
-                kwargs=_pg_kwargs(),
-                max_size=settings.pool_size,
-                open=False,
-                check=AsyncConnectionPool.check_connection,
-            )
+            from memory.pg_setup import asetup_lock
+
+            pool = _apg_pool(url, settings, "memory-agent-checkpoints")
             await pool.open(wait=True)
             stack.push_async_callback(pool.close)
             saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
-            await saver.setup()
+            async with asetup_lock(url):
+                await saver.setup()
         else:
-            from langgraph.checkpoint.redis.aio import AsyncRedisSaver
+            from memory.redis_saver import AsyncListingRedisSaver
+            from memory.redis_store import async_redis_client
 
+            client = async_redis_client(url)
+            stack.push_async_callback(client.aclose)
             saver = await stack.enter_async_context(
-                AsyncRedisSaver(redis_url=url, ttl=_redis_ttl(settings))
+                AsyncListingRedisSaver(redis_client=client, ttl=saver_ttl(settings))
             )
         yield saver
 
 
-def _redis_ttl(settings: Settings) -> dict[str, Any] | None:
-    if settings.ttl_minutes is None:
-        return None
-    return {"default_ttl": settings.ttl_minutes, "refresh_on_read": True}
+# --------------------------------------------------------------------------- stores
 
 
 @contextmanager
@@ -231,36 +549,35 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
     settings = settings or get_settings()
     kind = scheme_of(url)
     index = index_config(settings)
+    ttl = store_ttl(kind, settings)
     with ExitStack() as stack:
         store: BaseStore
         if kind == "memory":
-            store = InMemoryStore(index=index)  # type: ignore[arg-type]
+            store = ExpiringInMemoryStore(index=index, ttl=ttl)
         elif kind == "sqlite":
-            from langgraph.store.sqlite import SqliteStore
-
-            conn = _sqlite_connect(sqlite_path(url), extensions=True)
+            conn = _sqlite_connect(sqlite_path(url), store=True)
             stack.callback(conn.close)
-            store = SqliteStore(conn, index=index)  # type: ignore[arg-type]
-            store.setup()
+            sqlite_store = ExpiringSqliteStore(conn, index=index, ttl=ttl)  # type: ignore[arg-type]
+            sqlite_store.setup()
+            store = sqlite_store
         elif kind == "postgres":
-            from langgraph.store.postgres import PostgresStore
-            from psycopg_pool import ConnectionPool
+            from memory.pg_setup import setup_lock
 
-            pool = ConnectionPool(
-                url,
-                kwargs=_pg_kwargs(),
-                max_size=settings.pool_size,
-                open=False,
-                check=ConnectionPool.check_connection,
-            )
+            pool = _pg_pool(url, settings, "memory-agent-store")
             pool.open(wait=True)
             stack.callback(pool.close)
-            store = PostgresStore(pool, index=index)  # type: ignore[arg-type]
-            store.setup()
+            pg_store = CheckedPostgresStore(pool, index=index, ttl=ttl)  # type: ignore[arg-type]
+            with setup_lock(url):
+                pg_store.setup()
+            pg_store.start_ttl_sweeper()
+            stack.callback(pg_store.stop_ttl_sweeper, 10)
+            store = pg_store
         else:
-            from langgraph.store.redis import RedisStore
+            from memory.redis_store import KeyedRedisStore, redis_client
 
-            store = RedisStore(url, index=index)  # type: ignore[arg-type]
+            client = redis_client(url)
+            stack.callback(client.close)
+            store = KeyedRedisStore(client, index=index, ttl=ttl)  # type: ignore[arg-type]
             store.setup()
         yield store
 
@@ -271,39 +588,38 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
     settings = settings or get_settings()
     kind = scheme_of(url)
     index = index_config(settings)
+    ttl = store_ttl(kind, settings)
     async with AsyncExitStack() as stack:
         store: BaseStore
         if kind == "memory":
-            store = InMemoryStore(index=index)  # type: ignore[arg-type]
+            store = ExpiringInMemoryStore(index=index, ttl=ttl)
         elif kind == "sqlite":
-            from langgraph.store.sqlite.aio import AsyncSqliteStore
-
-            conn = await _asqlite_connect(sqlite_path(url), extensions=True)
+            conn = await _asqlite_connect(sqlite_path(url), store=True)
             stack.push_async_callback(conn.close)
-            store = AsyncSqliteStore(conn, index=index)  # type: ignore[arg-type]
-            await store.setup()
+            sqlite_store = AsyncExpiringSqliteStore(conn, index=index, ttl=ttl)  # type: ignore[arg-type]
+            await sqlite_store.setup()
+            store = sqlite_store
         elif kind == "postgres":
-            from langgraph.store.postgres.aio import AsyncPostgresStore
-            from psycopg_pool import AsyncConnectionPool
+            from memory.pg_setup import asetup_lock
 
-            pool = AsyncConnectionPool(
-                url,
-                kwargs=_pg_kwargs(),
-                max_size=settings.pool_size,
-                open=False,
-                check=AsyncConnectionPool.check_connection,
-            )
+            pool = _apg_pool(url, settings, "memory-agent-store")
             await pool.open(wait=True)
             stack.push_async_callback(pool.close)
-            store = AsyncPostgresStore(pool, index=index)  # type: ignore[arg-type]
-            await store.setup()
+            pg_store = AsyncCheckedPostgresStore(pool, index=index, ttl=ttl)  # type: ignore[arg-type]
+            async with asetup_lock(url):
+                await pg_store.setup()
+            await pg_store.start_ttl_sweeper()
+            stack.push_async_callback(pg_store.stop_ttl_sweeper, 10)
+            store = pg_store
         else:
-            from langgraph.store.redis.aio import AsyncRedisStore
+            from memory.redis_store import AsyncKeyedRedisStore, async_redis_client
 
-            store = await stack.enter_async_context(
-                AsyncRedisStore(url, index=index)  # type: ignore[arg-type]
-            )
-            await store.setup()
+            client = async_redis_client(url)
+            stack.push_async_callback(client.aclose)
+            redis_store = AsyncKeyedRedisStore(client, index=index, ttl=ttl)  # type: ignore[arg-type]
+            stack.push_async_callback(redis_store.aclose)
+            await redis_store.setup()
+            store = redis_store
         yield store
 
 
@@ -336,6 +652,7 @@ def open_backends(
     """Open the sync checkpointer and store (explicit URLs beat the settings)."""
     settings = settings or get_settings()
     db, st = _urls(settings, database_url, store_url)
+    _warn_unapplied_ttl(scheme_of(db), settings)
     with open_checkpointer(db, settings) as saver, open_store(st, settings) as store:
         yield Backends(saver, store, db, st)
 
@@ -349,5 +666,6 @@ async def aopen_backends(
     """Open the async checkpointer and store (explicit URLs beat the settings)."""
     settings = settings or get_settings()
     db, st = _urls(settings, database_url, store_url)
+    _warn_unapplied_ttl(scheme_of(db), settings)
     async with aopen_checkpointer(db, settings) as saver, aopen_store(st, settings) as store:
         yield Backends(saver, store, db, st)

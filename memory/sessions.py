@@ -26,6 +26,7 @@ from langgraph.store.base import GetOp, Op, PutOp, SearchOp
 from agent import RECURSION_LIMIT, Context
 from agent.tools import scope_namespace
 from memory import namespaces, transcript
+from memory.backends import StoreValueError, check_put
 from memory.errors import ConflictError, InvalidInputError, NotFoundError
 from memory.memories import MemoryTooLargeError, memory_out, memory_value
 from memory.namespaces import InvalidIdError, Owner, check_id
@@ -181,6 +182,10 @@ def to_messages(items: Sequence[dict[str, Any] | BaseMessage]) -> list[AnyMessag
                 raise InvalidInputError(f"messages[{i}] is malformed: {exc}") from exc
         if not message.id:
             message.id = str(uuid.uuid4())
+        try:  # reject what a backend cannot store before it reaches the thread's state
+            check_put(PutOp(("messages",), str(i), transcript.message_to_record(message, i)))
+        except StoreValueError as exc:
+            raise InvalidInputError(f"messages[{i}]: {exc}") from exc
         out.append(message)  # type: ignore[arg-type]
     return out
 
@@ -264,6 +269,8 @@ class SessionManager:
                 return done.value
             try:
                 value, resume = self._perform(request), steps.send
+            except StoreValueError as exc:
+                value, resume = InvalidInputError(str(exc)), steps.throw
             except Exception as exc:
                 value, resume = exc, steps.throw
 
@@ -277,6 +284,8 @@ class SessionManager:
                 return done.value
             try:
                 value, resume = await self._aperform(request), steps.send
+            except StoreValueError as exc:
+                value, resume = InvalidInputError(str(exc)), steps.throw
             except Exception as exc:
                 value, resume = exc, steps.throw
 

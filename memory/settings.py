@@ -37,9 +37,16 @@ class Settings(BaseSettings):
     token_budget: int = Field(
         default=2000, ge=200, description="Working-message tokens before summarisation runs."
     )
-    pool_size: int = Field(default=10, ge=1, le=200, description="Postgres pool size.")
+    pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=200,
+        description="Postgres connections per pool (the checkpointer and the store each have one).",
+    )
     ttl_minutes: float | None = Field(
-        default=None, gt=0, description="Expiry of idle threads on backends that support TTL."
+        default=None,
+        gt=0,
+        description="Redis only: every key expires after this many idle minutes (reads refresh).",
     )
 
     @field_validator("database_url", "store_url")

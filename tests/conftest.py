@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from memory.namespaces import Owner
+from memory.settings import Settings
 
 pytest_plugins = ["tests.plugins.services", "tests.plugins.server"]
 
@@ -43,3 +47,21 @@ def fresh_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
         if name.startswith("MEMORY_AGENT_") and not name.startswith("MEMORY_AGENT_TEST_"):
             monkeypatch.delenv(name)
     yield monkeypatch
+
+
+@pytest.fixture
+def backend_settings() -> Settings:
+    """Deployment settings of the backend tests: local embeddings, no default TTL."""
+    return Settings(embeddings="local", ttl_minutes=None, pool_size=4)
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """A database of its own on the test Postgres server (no tables yet), dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    parts = urlsplit(postgres_url)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -231,7 +231,9 @@ class _FailingOnceModel(ScriptedChatModel):
         return super()._generate(messages, stop, run_manager, **kw)
 
 
-async def test_failed_run_releases_the_thread_and_keeps_the_question(backends, owner: Owner) -> None:
+async def test_failed_run_releases_the_thread_and_keeps_the_question(
+    backends, owner: Owner
+) -> None:
     sessions = manager(backends, model=_FailingOnceModel(replies=[AIMessage("back again")]))
     with pytest.raises(RuntimeError, match="provider down"):
         await sessions.arun(owner, "flaky", [{"role": "user", "content": "hello?"}])
@@ -241,3 +243,14 @@ async def test_failed_run_releases_the_thread_and_keeps_the_question(backends, o
     assert reply.reply == "back again"
     _, total = await sessions.aget_messages(owner, "flaky")
     assert total == 3
+
+
+async def test_nul_characters_are_rejected_not_stored(backends, owner: Owner) -> None:
+    from memory.errors import InvalidInputError
+
+    sessions = manager(backends)
+    with pytest.raises(InvalidInputError):
+        await sessions.arun(owner, "nul", [{"role": "user", "content": "bad \x00 byte"}])
+    await sessions.arun(owner, "nul", [{"role": "user", "content": "fine"}])
+    items, total = await sessions.aget_messages(owner, "nul")
+    assert [m["content"] for m in items if m["role"] == "user"] == ["fine"]
