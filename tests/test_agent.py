@@ -252,5 +252,5 @@ async def test_nul_characters_are_rejected_not_stored(backends, owner: Owner) ->
     with pytest.raises(InvalidInputError):
         await sessions.arun(owner, "nul", [{"role": "user", "content": "bad \x00 byte"}])
     await sessions.arun(owner, "nul", [{"role": "user", "content": "fine"}])
-    items, total = await sessions.aget_messages(owner, "nul")
+    items, _ = await sessions.aget_messages(owner, "nul")
     assert [m["content"] for m in items if m["role"] == "user"] == ["fine"]
