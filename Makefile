@@ -40,3 +40,9 @@ services-stop: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .data .services
+
+bench: $(STAMP)
+	PYTHONPATH=. $(BIN)/python -m bench.turns
+
+bench-quick: $(STAMP)
+	PYTHONPATH=. $(BIN)/python -m bench.turns --quick

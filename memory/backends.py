@@ -53,6 +53,7 @@ from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from memory.embeddings import load_embeddings
 from memory.memories import INDEX_FIELDS
+from memory.retention import with_retention
 from memory.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -496,7 +497,7 @@ def open_checkpointer(url: str, settings: Settings | None = None) -> Iterator[Ba
             stack.callback(client.close)
             saver = ListingRedisSaver(redis_client=client, ttl=saver_ttl(settings))
             saver.setup()
-        yield saver
+        yield with_retention(saver, settings.checkpoint_keep)
 
 
 @asynccontextmanager
@@ -537,7 +538,7 @@ async def aopen_checkpointer(
             saver = await stack.enter_async_context(
                 AsyncListingRedisSaver(redis_client=client, ttl=saver_ttl(settings))
             )
-        yield saver
+        yield with_retention(saver, settings.checkpoint_keep)
 
 
 # --------------------------------------------------------------------------- stores

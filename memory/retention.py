@@ -21,6 +21,7 @@ checkpoints); this project's graph does not use one.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -450,4 +451,26 @@ def with_retention(
     """
     if not keep:
         return saver
-    return RetentionSaver(saver, keep=keep, every=every)
+    return _retention_class(type(saver))(saver, keep=keep, every=every)
+
+
+_OPTIONAL = ("delete_for_runs", "copy_thread", "prune")
+
+
+@functools.cache
+def _retention_class(inner_type: type[BaseCheckpointSaver]) -> type[RetentionSaver]:
+    """`RetentionSaver` without the optional methods `inner_type` lacks.
+
+    Capability checks (LangGraph's conformance suite among them) look at which methods a
+    saver's class overrides; a wrapper that delegated all of them would claim capabilities
+    the wrapped saver does not have.
+    """
+    missing = {
+        name: getattr(BaseCheckpointSaver, name)
+        for base in _OPTIONAL
+        for name in (base, f"a{base}")
+        if getattr(inner_type, name) is getattr(BaseCheckpointSaver, name)
+    }
+    if not missing:
+        return RetentionSaver
+    return type(f"RetentionSaver[{inner_type.__name__}]", (RetentionSaver,), missing)

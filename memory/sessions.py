@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessageChunk, AnyMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
@@ -150,6 +150,7 @@ class _DeleteThread:
 
 
 _Steps = Generator[Any, Any, Any]
+Durability = Literal["sync", "async", "exit"]
 
 
 def to_messages(items: Sequence[dict[str, Any] | BaseMessage]) -> list[AnyMessage]:
@@ -208,6 +209,8 @@ class SessionManager:
             filled in per call.
         min_messages_for_summary: Messages a session needs before `end` saves its summary
             into the user's long-term memory.
+        durability: When checkpoints are written: `async` (each step, in the background),
+            `sync`, or `exit` (once per run: fastest; a crashed turn restarts).
     """
 
     def __init__(
@@ -216,12 +219,14 @@ class SessionManager:
         *,
         context: Context | None = None,
         min_messages_for_summary: int = MIN_MESSAGES_FOR_SUMMARY,
+        durability: Durability = "async",
     ) -> None:
         if graph.store is None or graph.checkpointer is None:
             raise ValueError(
                 "SessionManager needs a graph compiled with a checkpointer and a store"
             )
         self.graph = graph
+        self.durability = durability
         self.store = graph.store
         self.checkpointer = graph.checkpointer
         self.context = context or Context()
@@ -239,7 +244,7 @@ class SessionManager:
             return self.graph.update_state(request.config, request.values, as_node="call_model")
         if isinstance(request, _Invoke):
             return self.graph.invoke(  # type: ignore[call-overload]
-                request.input, request.config, context=request.context
+                request.input, request.config, context=request.context, durability=self.durability
             )
         return self.checkpointer.delete_thread(request.thread_key)  # type: ignore[union-attr]
 
@@ -254,7 +259,7 @@ class SessionManager:
             )
         if isinstance(request, _Invoke):
             return await self.graph.ainvoke(  # type: ignore[call-overload]
-                request.input, request.config, context=request.context
+                request.input, request.config, context=request.context, durability=self.durability
             )
         return await self.checkpointer.adelete_thread(request.thread_key)  # type: ignore[union-attr]
 
@@ -750,7 +755,11 @@ class SessionManager:
         config = self.config(owner, run.record["thread_id"])
         try:
             async for chunk, meta in self.graph.astream(  # type: ignore[call-overload]
-                graph_input, config, context=self.run_context(owner), stream_mode="messages"
+                graph_input,
+                config,
+                context=self.run_context(owner),
+                stream_mode="messages",
+                durability=self.durability,
             ):
                 if meta.get("langgraph_node") == "call_model" and isinstance(chunk, AIMessageChunk):
                     text = transcript.content_text(chunk.content)
@@ -768,7 +777,11 @@ class SessionManager:
         config = self.config(owner, run.record["thread_id"])
         try:
             for chunk, meta in self.graph.stream(  # type: ignore[call-overload]
-                graph_input, config, context=self.run_context(owner), stream_mode="messages"
+                graph_input,
+                config,
+                context=self.run_context(owner),
+                stream_mode="messages",
+                durability=self.durability,
             ):
                 if meta.get("langgraph_node") == "call_model" and isinstance(chunk, AIMessageChunk):
                     text = transcript.content_text(chunk.content)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,18 @@ class Settings(BaseSettings):
         ge=1,
         le=200,
         description="Postgres connections per pool (the checkpointer and the store each have one).",
+    )
+    checkpoint_keep: int = Field(
+        default=20,
+        ge=0,
+        description="Checkpoints kept per thread (history and time travel reach this far back); "
+        "0 keeps every checkpoint.",
+    )
+    durability: Literal["sync", "async", "exit"] = Field(
+        default="async",
+        description="When a run's checkpoints are written: each step in the background "
+        "(async), each step before the next (sync), or once at the end (exit: fastest, but a "
+        "crashed turn restarts instead of resuming).",
     )
     ttl_minutes: float | None = Field(
         default=None,

@@ -69,6 +69,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             graph,
             context=Context(model=settings.model, token_budget=settings.token_budget),
             min_messages_for_summary=settings.min_messages_for_summary,
+            durability=settings.durability,
         )
         runs = RunRegistry()
         lifecycle = SessionLifecycle(

@@ -98,6 +98,7 @@ def chat(
             build_graph(backends.checkpointer, backends.store),
             context=Context(model=settings.model, token_budget=settings.token_budget),
             min_messages_for_summary=settings.min_messages_for_summary,
+            durability=settings.durability,
         )
         lifecycle = SessionLifecycle(
             sessions,

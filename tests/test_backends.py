@@ -30,6 +30,7 @@ from memory.backends import (
 from memory.devservers import start_redis
 from memory.namespaces import Owner
 from memory.redis_store import RedisStoreSetupError
+from memory.retention import RetentionSaver
 from memory.sessions import SessionManager
 from memory.settings import Settings
 
@@ -72,9 +73,12 @@ async def test_postgres_uses_configured_health_checked_pools(
 ) -> None:
     settings = Settings(embeddings="none", pool_size=3)
     async with aopen_backends(fresh_postgres_url, settings=settings) as backends:
-        assert isinstance(backends.checkpointer, BasePostgresSaver)
+        assert isinstance(backends.checkpointer, RetentionSaver)
+        assert backends.checkpointer.keep == settings.checkpoint_keep
+        saver = backends.checkpointer.inner
+        assert isinstance(saver, BasePostgresSaver)
         assert isinstance(backends.store, BasePostgresStore)
-        for pool in (backends.checkpointer.conn, backends.store.conn):
+        for pool in (saver.conn, backends.store.conn):
             assert (pool.min_size, pool.max_size) == (2, 3)
             async with pool.connection() as conn:
                 assert conn.autocommit is True

@@ -1,0 +1,1 @@
+"""Benchmarks of memory-agent against stock LangGraph persistence (`make bench`)."""

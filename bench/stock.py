@@ -1,0 +1,66 @@
+"""The stock equivalent of the agent: same graph shape, full message list, no summarisation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from langchain_core.messages import AIMessage, AnyMessage, SystemMessage, ToolMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+from typing_extensions import TypedDict
+
+from agent import prompts
+from agent.model import load_chat_model
+from agent.tools import MEMORY_TOOLS
+
+
+class StockState(TypedDict):
+    """The whole conversation, re-stored by every checkpoint as stock LangGraph does."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+_SYSTEM = prompts.SYSTEM_PROMPT.format(
+    user_memories=prompts.NONE, session_memories=prompts.NONE, summary=prompts.NONE
+)
+
+
+def summarize_conversation(state: StockState) -> dict[str, Any]:
+    """No summarisation: the node exists only to keep the graph shape."""
+    return {}
+
+
+def call_model(state: StockState) -> dict[str, Any]:
+    """Send the whole conversation to the model."""
+    model = load_chat_model("offline").bind_tools(MEMORY_TOOLS)
+    return {"messages": [model.invoke([SystemMessage(_SYSTEM), *state["messages"]])]}
+
+
+def save_memories(state: StockState) -> dict[str, Any]:
+    """Acknowledge tool calls (the stock graph has no store)."""
+    last = state["messages"][-1]
+    calls = last.tool_calls if isinstance(last, AIMessage) else []
+    return {"messages": [ToolMessage("saved", tool_call_id=c["id"]) for c in calls]}
+
+
+def route_model_output(state: StockState) -> Literal["save_memories", "__end__"]:
+    """Execute tool calls, or end the turn."""
+    last = state["messages"][-1]
+    if isinstance(last, AIMessage) and last.tool_calls:
+        return "save_memories"
+    return END
+
+
+def build_stock_graph(checkpointer: Checkpointer = None) -> CompiledStateGraph:
+    """Compile the stock graph with a stock saver (or none)."""
+    builder = StateGraph(StockState)
+    builder.add_node("summarize_conversation", summarize_conversation)
+    builder.add_node("call_model", call_model)
+    builder.add_node("save_memories", save_memories)
+    builder.add_edge(START, "summarize_conversation")
+    builder.add_edge("summarize_conversation", "call_model")
+    builder.add_conditional_edges("call_model", route_model_output)
+    builder.add_edge("save_memories", "summarize_conversation")
+    return builder.compile(checkpointer=checkpointer, name="stock")

@@ -1,0 +1,82 @@
+"""Structural bounds of a long thread: working state, checkpoints per turn, full transcript.
+
+Timings never appear here; the benchmark in `bench/` measures them. These tests pin the
+properties that make the cost per turn constant, on every backend.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from langchain_core.messages.utils import count_tokens_approximately
+
+from agent import Context, build_graph
+from memory.backends import aopen_backends
+from memory.namespaces import Owner
+from memory.retention import RetentionSaver
+from memory.sessions import SessionManager
+from memory.settings import Settings
+
+BUDGET = 300
+KEEP, EVERY = 6, 6
+TURNS = 40
+WARM_UP = 15
+
+
+def _text(turn: int) -> str:
+    return f"Turn {turn}: the weekly review covers latency, churn and the roadmap items " * 2
+
+
+async def _checkpoints(saver: Any, config: dict[str, Any]) -> int:
+    return len([c async for c in saver.alist({"configurable": config["configurable"]})])
+
+
+async def test_long_thread_stays_bounded_and_transcript_complete(
+    backend_url: str, owner: Owner
+) -> None:
+    settings = Settings(embeddings="none")
+    async with aopen_backends(backend_url, settings=settings) as backends:
+        inner = backends.checkpointer
+        if isinstance(inner, RetentionSaver):
+            inner = inner.inner
+        saver = RetentionSaver(inner, keep=KEEP, every=EVERY)
+        manager = SessionManager(
+            build_graph(saver, backends.store), context=Context(token_budget=BUDGET)
+        )
+        thread_id = f"long-{uuid.uuid4().hex[:8]}"
+        config = manager.config(owner, thread_id)
+        window_sizes: list[int] = []
+        retained: list[int] = []
+        for turn in range(TURNS):
+            result = await manager.arun(
+                owner, thread_id, [{"role": "user", "content": _text(turn)}]
+            )
+            assert [r["role"] for r in result.messages] == ["user", "assistant"]
+            state = (await manager.graph.aget_state(config)).values
+            assert state["transcript_len"] == 2 * (turn + 1)  # every message recorded once
+            if turn >= WARM_UP:
+                window_sizes.append(count_tokens_approximately(state["messages"]))
+                retained.append(await _checkpoints(inner, config))
+
+        # Working state: the summariser keeps the window within the token budget.
+        assert max(window_sizes) <= BUDGET
+        assert state.get("summary")
+        # Checkpoints: a bounded count however many turns pass (rows per turn constant).
+        assert max(retained) <= KEEP + EVERY
+        assert min(retained) >= KEEP
+
+        # The transcript holds every message, in order, page by page.
+        page, total = await manager.aget_messages(owner, thread_id, limit=7, offset=0)
+        assert total == 2 * TURNS
+        records: list[dict[str, Any]] = []
+        for offset in range(0, total, 7):
+            page, _ = await manager.aget_messages(owner, thread_id, limit=7, offset=offset)
+            records.extend(page)
+        assert [r["seq"] for r in records] == list(range(2 * TURNS))
+        users = [r["content"] for r in records if r["role"] == "user"]
+        assert users == [_text(t) for t in range(TURNS)]
+
+        # The session list shows the thread with its full count.
+        sessions, _ = await manager.alist(owner)
+        assert [(s["thread_id"], s["message_count"]) for s in sessions] == [(thread_id, 2 * TURNS)]
