@@ -40,7 +40,7 @@ _STEP_RESERVE = 3
 
 @dataclass
 class _Batch:
-    ops: list[Op]
+    ops: Sequence[Op]
 
 
 @dataclass
@@ -73,20 +73,24 @@ def _unrecorded(state: State) -> list[AnyMessage]:
 
 
 def _record(
-    state: State, thread_key: str | None, new: Sequence[BaseMessage]
-) -> tuple[list[Op], dict[str, Any]]:
+    state: State, thread_key: str | None, new: Sequence[BaseMessage], has_store: bool
+) -> Generator[_Batch, Any, tuple[list[Op], dict[str, Any]]]:
     """Store ops and state update that append `new` to the transcript."""
     if not new:
         return [], {}
     start = state.get("transcript_len", 0)
-    ops: list[Op] = list(transcript.record_ops(thread_key, start, new)) if thread_key else []
-    return ops, {"transcript_len": start + len(new), "recorded_id": new[-1].id}
+    update = {"transcript_len": start + len(new), "recorded_id": new[-1].id}
+    if not (thread_key and has_store):
+        return [], update
+    prepare = transcript.prepare_ops(thread_key, start)
+    found = (yield _Batch(prepare)) if prepare else []
+    return list(transcript.record_ops(thread_key, start, new, found)), update
 
 
 def _summarize_steps(state: State, ctx: Context, thread_key: str | None, has_store: bool) -> _Steps:
     new = _unrecorded(state)
-    ops, update = _record(state, thread_key, new)
-    if ops and has_store:
+    ops, update = yield from _record(state, thread_key, new, has_store)
+    if ops:
         yield _Batch(ops)
     messages = state["messages"]
     keep = int(ctx.token_budget * ctx.keep_ratio)
@@ -147,8 +151,8 @@ def _call_model_steps(
         reply = AIMessage(content="Sorry, I ran out of steps for this turn before finishing.")
     if not reply.id:
         reply.id = f"ai-{uuid.uuid4()}"
-    ops, update = _record(state, thread_key, [reply])
-    if ops and has_store:
+    ops, update = yield from _record(state, thread_key, [reply], has_store)
+    if ops:
         yield _Batch(ops)
     return {"messages": [reply], **update}
 
@@ -164,7 +168,7 @@ def _save_memories_steps(
         if not has_store or (thread_key is None and "session" in str(answer.content)):
             answer.content = "error: memory is unavailable in this run (no store or no thread)"
             answer.status = "error"
-    record_ops, update = _record(state, thread_key, answers)
+    record_ops, update = yield from _record(state, thread_key, answers, has_store)
     if has_store:
         yield _Batch([*ops, *record_ops])
     return {"messages": answers, **update}

@@ -184,7 +184,7 @@ def run_agent(
             series.tokens.append(max(recorder.take_tokens(), default=0))
             after = values.get("transcript_len", before)
             added = backends.store.batch(transcript.page_ops(key, before, after - before, after))
-            payload += _content_bytes(transcript.page_records(added))
+            payload += _content_bytes(transcript.page_records(added, before, after - before))
             series.payload.append(payload)
             if turn in _storage_points(turns):
                 series.storage[turn] = size_now() - empty

@@ -451,7 +451,7 @@ def with_retention(
     """
     if not keep:
         return saver
-    return _retention_class(type(saver))(saver, keep=keep, every=every)
+    return _retention_class(type(saver))(saver, keep=keep, every=every)  # type: ignore[arg-type]
 
 
 _OPTIONAL = ("delete_for_runs", "copy_thread", "prune")

@@ -400,7 +400,7 @@ class SessionManager:
         config = self.config(run.owner, run.record["thread_id"])
         after = (yield _GetState(config)).values.get("transcript_len", run.before)
         found = yield _Batch(transcript.page_ops(run.key, run.before, after - run.before, after))
-        records = transcript.page_records(found)
+        records = transcript.page_records(found, run.before, after - run.before)
         yield from self._touch(run.owner, run.record, records, after)
         reply = next(
             (
@@ -444,7 +444,9 @@ class SessionManager:
         key = owner.thread_key(thread_id)
         total = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
         if new:
-            yield _Batch(list(transcript.record_ops(key, total, new)))
+            prepare = transcript.prepare_ops(key, total)
+            found = (yield _Batch(prepare)) if prepare else []
+            yield _Batch(transcript.record_ops(key, total, new, found))
             yield _UpdateState(
                 self.config(owner, thread_id),
                 {"messages": new, "transcript_len": total + len(new), "recorded_id": new[-1].id},
@@ -465,7 +467,7 @@ class SessionManager:
             raise InvalidInputError("limit and offset must not be negative")
         total = yield from self._transcript_len(owner, record)
         found = yield _Batch(transcript.page_ops(owner.thread_key(thread_id), offset, limit, total))
-        return transcript.page_records(found), total
+        return transcript.page_records(found, offset, limit), total
 
     def _recent_context(self, owner: Owner, thread_id: str, max_messages: int) -> _Steps:
         record = yield from self._load(owner, thread_id)
@@ -474,7 +476,7 @@ class SessionManager:
         found = yield _Batch(
             transcript.page_ops(owner.thread_key(thread_id), start, max_messages, total)
         )
-        return transcript.format_context(transcript.page_records(found))
+        return transcript.format_context(transcript.page_records(found, start, max_messages))
 
     def _summary(self, owner: Owner, thread_id: str) -> _Steps:
         yield from self._load(owner, thread_id)
@@ -496,7 +498,7 @@ class SessionManager:
             total = state.get("transcript_len", 0)
             start = max(0, total - 20)
             found = yield _Batch(transcript.page_ops(owner.thread_key(thread_id), start, 20, total))
-            recent = transcript.format_context(transcript.page_records(found))
+            recent = transcript.format_context(transcript.page_records(found, start, 20))
             summary = state.get("summary", "")
             text = (f"{summary}\n{recent}" if summary else recent)[-3000:]
             value = memory_value(

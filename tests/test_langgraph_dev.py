@@ -191,7 +191,8 @@ async def test_name_said_once_is_remembered(client: LangGraphClient) -> None:
     assert state["recorded_id"] == state["messages"][-1]["id"]
 
     transcript = await client.store.search_items(list(namespaces.transcript(thread_id)), limit=50)
-    records = sorted((i["value"] for i in transcript["items"]), key=lambda r: r["seq"])
+    blocks = sorted(transcript["items"], key=lambda i: i["key"])
+    records = [r for block in blocks for r in block["value"]["messages"]]
     assert [r["seq"] for r in records] == list(range(6))
     assert records[0]["content"] == "My name is Sam."
 
