@@ -102,6 +102,17 @@ def _blocks(start: int, stop: int) -> range:
     return range(start // BLOCK, (stop - 1) // BLOCK + 1) if stop > start else range(0)
 
 
+def _block_value(records: list[dict[str, Any]]) -> dict[str, Any]:
+    # One compact JSON string per block: document stores such as RedisJSON spend tens of
+    # bytes on every field of a nested value, which would dwarf short messages.
+    return {"records": json.dumps(records, ensure_ascii=False, separators=(",", ":"))}
+
+
+def _block_records(item: Any) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = json.loads(item.value["records"])
+    return records
+
+
 def prepare_ops(thread_key: str, start: int) -> list[GetOp]:
     """What `record_ops` needs read first: the partly filled block message `start` goes into."""
     if start % BLOCK == 0:
@@ -124,7 +135,7 @@ def record_ops(
         prepared: The results of `prepare_ops(thread_key, start)`.
     """
     namespace = namespaces.transcript(thread_key)
-    earlier = prepared[0].value["messages"] if prepared and prepared[0] is not None else []
+    earlier = _block_records(prepared[0]) if prepared and prepared[0] is not None else []
     # Records from `start` on are replaced, so recording the same messages again after a
     # crash rewrites them instead of adding duplicates.
     records = [r for r in earlier if r["seq"] < start]
@@ -133,7 +144,7 @@ def record_ops(
         PutOp(
             namespace,
             block_key(block),
-            {"messages": [r for r in records if r["seq"] // BLOCK == block]},
+            _block_value([r for r in records if r["seq"] // BLOCK == block]),
             index=False,
         )
         for block in _blocks(start - start % BLOCK, start + len(messages))
@@ -158,7 +169,7 @@ def page_records(results: Sequence[Any], offset: int, limit: int) -> list[dict[s
         record
         for item in results
         if item is not None
-        for record in item.value["messages"]
+        for record in _block_records(item)
         if offset <= record["seq"] < offset + limit
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -192,7 +193,7 @@ async def test_name_said_once_is_remembered(client: LangGraphClient) -> None:
 
     transcript = await client.store.search_items(list(namespaces.transcript(thread_id)), limit=50)
     blocks = sorted(transcript["items"], key=lambda i: i["key"])
-    records = [r for block in blocks for r in block["value"]["messages"]]
+    records = [r for block in blocks for r in json.loads(block["value"]["records"])]
     assert [r["seq"] for r in records] == list(range(6))
     assert records[0]["content"] == "My name is Sam."
 
