@@ -198,6 +198,22 @@ async def _aprune_postgres(saver: Any, thread_id: str, keep: int) -> int:
     return removed
 
 
+def _prune_target(
+    saver: BaseCheckpointSaver, thread_ids: Sequence[str], keep: int, *, is_async: bool
+) -> tuple[Any, str]:
+    """Check the arguments of `keep_latest`/`akeep_latest`; the saver to prune and its kind."""
+    if isinstance(thread_ids, str):
+        raise TypeError("thread_ids must be a sequence of thread ids, not a str")
+    _check_keep(keep)
+    inner = saver.inner if isinstance(saver, RetentionSaver) else saver
+    kind = _kind(inner)
+    if kind != "memory" and kind.startswith("a") != is_async:
+        hint = "`await akeep_latest(...)`" if kind.startswith("a") else "`keep_latest(...)`"
+        flavour = "async" if kind.startswith("a") else "sync"
+        raise UnsupportedSaverError(f"{type(inner).__name__} is {flavour}: use {hint} instead")
+    return inner, kind
+
+
 def keep_latest(saver: BaseCheckpointSaver, thread_ids: Sequence[str], keep: int) -> None:
     """Delete all but the latest `keep` checkpoints of each thread and namespace (sync savers).
 
@@ -211,15 +227,7 @@ def keep_latest(saver: BaseCheckpointSaver, thread_ids: Sequence[str], keep: int
         TypeError: If `thread_ids` is a single string.
         ValueError: If `keep` is not a positive integer.
     """
-    if isinstance(thread_ids, str):
-        raise TypeError("thread_ids must be a sequence of thread ids, not a str")
-    _check_keep(keep)
-    inner = saver.inner if isinstance(saver, RetentionSaver) else saver
-    kind = _kind(inner)
-    if kind in ("asqlite", "apostgres", "aredis"):
-        raise UnsupportedSaverError(
-            f"{type(inner).__name__} is async: use `await akeep_latest(...)` instead"
-        )
+    inner, kind = _prune_target(saver, thread_ids, keep, is_async=False)
     for thread_id in thread_ids:
         thread_id = str(thread_id)
         if kind == "memory":
@@ -238,15 +246,7 @@ async def akeep_latest(saver: BaseCheckpointSaver, thread_ids: Sequence[str], ke
     Raises:
         UnsupportedSaverError: For a sync SQL saver (use `keep_latest`) or an unknown one.
     """
-    if isinstance(thread_ids, str):
-        raise TypeError("thread_ids must be a sequence of thread ids, not a str")
-    _check_keep(keep)
-    inner = saver.inner if isinstance(saver, RetentionSaver) else saver
-    kind = _kind(inner)
-    if kind in ("sqlite", "postgres", "redis"):
-        raise UnsupportedSaverError(
-            f"{type(inner).__name__} is sync: use `keep_latest(...)` instead"
-        )
+    inner, kind = _prune_target(saver, thread_ids, keep, is_async=True)
     for thread_id in thread_ids:
         thread_id = str(thread_id)
         if kind == "memory":

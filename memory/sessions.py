@@ -191,6 +191,13 @@ def to_messages(items: Sequence[dict[str, Any] | BaseMessage]) -> list[AnyMessag
     return out
 
 
+def _token_text(chunk: Any, meta: dict[str, Any]) -> str:
+    """The text a streamed chunk adds to the reply; empty for other nodes and tool calls."""
+    if meta.get("langgraph_node") != "call_model" or not isinstance(chunk, AIMessageChunk):
+        return ""
+    return transcript.content_text(chunk.content)
+
+
 def _topics(texts: Sequence[str], into: dict[str, int], keep: int = 50) -> dict[str, int]:
     counts = Counter(into)
     for text in texts:
@@ -763,10 +770,9 @@ class SessionManager:
                 stream_mode="messages",
                 durability=self.durability,
             ):
-                if meta.get("langgraph_node") == "call_model" and isinstance(chunk, AIMessageChunk):
-                    text = transcript.content_text(chunk.content)
-                    if text:
-                        yield "token", text
+                text = _token_text(chunk, meta)
+                if text:
+                    yield "token", text
         finally:
             result = await self._adrive(self._finish_run(run))
         yield "done", result
@@ -785,10 +791,9 @@ class SessionManager:
                 stream_mode="messages",
                 durability=self.durability,
             ):
-                if meta.get("langgraph_node") == "call_model" and isinstance(chunk, AIMessageChunk):
-                    text = transcript.content_text(chunk.content)
-                    if text:
-                        yield "token", text
+                text = _token_text(chunk, meta)
+                if text:
+                    yield "token", text
         finally:
             result = self._drive(self._finish_run(run))
         yield "done", result
