@@ -60,18 +60,6 @@ def _thread_key(config: RunnableConfig) -> str | None:
     return (config.get("configurable") or {}).get("thread_id")
 
 
-def _unrecorded(state: State) -> list[AnyMessage]:
-    """Messages that entered the state since the last one recorded in the transcript."""
-    messages = state["messages"]
-    recorded = state.get("recorded_id")
-    if recorded is None:
-        return list(messages)
-    for index in range(len(messages) - 1, -1, -1):
-        if messages[index].id == recorded:
-            return list(messages[index + 1 :])
-    return list(messages)  # the marker was removed by hand: record the window again
-
-
 def _record(
     state: State, thread_key: str | None, new: Sequence[BaseMessage], has_store: bool
 ) -> Generator[_Batch, Any, tuple[list[Op], dict[str, Any]]]:
@@ -88,7 +76,7 @@ def _record(
 
 
 def _summarize_steps(state: State, ctx: Context, thread_key: str | None, has_store: bool) -> _Steps:
-    new = _unrecorded(state)
+    new = transcript.unrecorded(state)
     ops, update = yield from _record(state, thread_key, new, has_store)
     if ops:
         yield _Batch(ops)
@@ -151,7 +139,9 @@ def _call_model_steps(
         reply = AIMessage(content="Sorry, I ran out of steps for this turn before finishing.")
     if not reply.id:
         reply.id = f"ai-{uuid.uuid4()}"
-    ops, update = yield from _record(state, thread_key, [reply], has_store)
+    # The turn's new input is recorded here, with the reply, when no summarisation ran first.
+    new = [*transcript.unrecorded(state), reply]
+    ops, update = yield from _record(state, thread_key, new, has_store)
     if ops:
         yield _Batch(ops)
     return {"messages": [reply], **update}
@@ -238,6 +228,21 @@ def _node(name: str, steps_fn: Any, chat_model: BaseChatModel | None) -> tuple[A
     return sync_node, async_node
 
 
+def _needs_fold(state: State, ctx: Context) -> bool:
+    keep = int(ctx.token_budget * ctx.keep_ratio)
+    return plan_fold(state["messages"], ctx.token_budget, keep) > 0
+
+
+def route_turn(state: State) -> Literal["summarize_conversation", "call_model"]:
+    """Summarise first only when the working window is over the token budget.
+
+    Most turns go straight to the model, so a turn writes one checkpoint per model call
+    plus the input checkpoint, rather than one more for a summarisation that does nothing.
+    """
+    ctx = get_runtime(Context).context or Context()
+    return "summarize_conversation" if _needs_fold(state, ctx) else "call_model"
+
+
 def route_model_output(state: State) -> Literal["save_memories", "__end__"]:
     """Execute the model's tool calls, or end the turn when it made none."""
     last = state["messages"][-1]
@@ -246,11 +251,18 @@ def route_model_output(state: State) -> Literal["save_memories", "__end__"]:
     return "__end__"
 
 
-def make_builder(chat_model: BaseChatModel | None = None) -> StateGraph[Any, Any, Any, Any]:
-    """The agent's graph builder; `chat_model` overrides the model named in the context."""
+def make_builder(
+    chat_model: BaseChatModel | None = None, *, input_schema: type[Any] = InputState
+) -> StateGraph[Any, Any, Any, Any]:
+    """The agent's graph builder.
+
+    Args:
+        chat_model: Overrides the model named in the context.
+        input_schema: What a run accepts: new messages (the default), or the whole `State`.
+    """
     from langchain_core.runnables import RunnableLambda
 
-    builder = StateGraph(State, context_schema=Context, input_schema=InputState)
+    builder = StateGraph(State, context_schema=Context, input_schema=input_schema)
     for name, steps_fn in (
         ("summarize_conversation", _summarize_steps),
         ("call_model", _call_model_steps),
@@ -258,10 +270,10 @@ def make_builder(chat_model: BaseChatModel | None = None) -> StateGraph[Any, Any
     ):
         sync_node, async_node = _node(name, steps_fn, chat_model)
         builder.add_node(name, RunnableLambda(sync_node, afunc=async_node, name=name))
-    builder.add_edge(START, "summarize_conversation")
+    builder.add_conditional_edges(START, route_turn)
     builder.add_edge("summarize_conversation", "call_model")
     builder.add_conditional_edges("call_model", route_model_output)
-    builder.add_edge("save_memories", "summarize_conversation")
+    builder.add_conditional_edges("save_memories", route_turn)
     return builder
 
 

@@ -47,12 +47,18 @@ def build_delta_graph(checkpointer: Any) -> CompiledStateGraph:
     graph.add_node("summarize_conversation", lambda state: {})
     graph.add_node("call_model", lambda state: stock.call_model(state))
     graph.add_node("save_memories", lambda state: stock.save_memories(state))
-    graph.add_edge(START, "summarize_conversation")
+    graph.add_conditional_edges(
+        START, lambda state: stock.route_turn(state), ["summarize_conversation", "call_model"]
+    )
     graph.add_edge("summarize_conversation", "call_model")
     graph.add_conditional_edges(
         "call_model", lambda state: stock.route_model_output(state), ["save_memories", "__end__"]
     )
-    graph.add_edge("save_memories", "summarize_conversation")
+    graph.add_conditional_edges(
+        "save_memories",
+        lambda state: stock.route_turn(state),
+        ["summarize_conversation", "call_model"],
+    )
     return graph.compile(checkpointer=checkpointer)
 
 

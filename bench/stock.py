@@ -32,6 +32,11 @@ def summarize_conversation(state: StockState) -> dict[str, Any]:
     return {}
 
 
+def route_turn(state: StockState) -> Literal["summarize_conversation", "call_model"]:
+    """The agent's entry route; with no summarisation there is never anything to fold."""
+    return "call_model"
+
+
 def call_model(state: StockState) -> dict[str, Any]:
     """Send the whole conversation to the model."""
     model = load_chat_model("offline").bind_tools(MEMORY_TOOLS)
@@ -59,8 +64,8 @@ def build_stock_graph(checkpointer: Checkpointer = None) -> CompiledStateGraph:
     builder.add_node("summarize_conversation", summarize_conversation)
     builder.add_node("call_model", call_model)
     builder.add_node("save_memories", save_memories)
-    builder.add_edge(START, "summarize_conversation")
+    builder.add_conditional_edges(START, route_turn)
     builder.add_edge("summarize_conversation", "call_model")
     builder.add_conditional_edges("call_model", route_model_output)
-    builder.add_edge("save_memories", "summarize_conversation")
+    builder.add_conditional_edges("save_memories", route_turn)
     return builder.compile(checkpointer=checkpointer, name="stock")

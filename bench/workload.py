@@ -7,13 +7,10 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately
-from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
-from agent.context import Context
-from agent.graph import builder as agent_builder
-from agent.graph import route_model_output
+from agent.graph import make_builder
 from agent.state import State
 
 _WORDS = [
@@ -79,11 +76,4 @@ def build_unpersisted_agent(store: BaseStore | None) -> CompiledStateGraph:
     Its input is the whole `State`, so the caller passes the working state a checkpoint
     would have loaded: the same work per turn, minus persistence.
     """
-    graph = StateGraph(State, context_schema=Context)
-    for name, spec in agent_builder.nodes.items():
-        graph.add_node(name, spec.runnable)
-    graph.add_edge(START, "summarize_conversation")
-    graph.add_edge("summarize_conversation", "call_model")
-    graph.add_conditional_edges("call_model", route_model_output)
-    graph.add_edge("save_memories", "summarize_conversation")
-    return graph.compile(store=store, name="memory-agent-unpersisted")
+    return make_builder(input_schema=State).compile(store=store, name="memory-agent-unpersisted")

@@ -397,7 +397,9 @@ class SessionManager:
         key = owner.thread_key(thread_id)
         if key in self._active:
             raise ConflictError(f"a run is already active on thread {thread_id!r}")
-        before = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
+        state = yield from self._state(owner, thread_id)
+        # A failed run records its input in `_finish_run` ahead of the state's count.
+        before = max(state.get("transcript_len", 0), record.get("message_count", 0))
         self._active.add(key)
         return _Run(owner, record, key, before), {"messages": new}
 
@@ -405,7 +407,16 @@ class SessionManager:
         """Release the thread and record what the run added, however the run ended."""
         self._active.discard(run.key)
         config = self.config(run.owner, run.record["thread_id"])
-        after = (yield _GetState(config)).values.get("transcript_len", run.before)
+        values = (yield _GetState(config)).values
+        after = values.get("transcript_len", run.before)
+        pending = transcript.unrecorded(values)
+        if pending:
+            # The run failed before its messages were recorded (a model error, say): record
+            # them at the places the next run will write them again, so no turn is lost.
+            prepare = transcript.prepare_ops(run.key, after)
+            found = (yield _Batch(prepare)) if prepare else []
+            yield _Batch(transcript.record_ops(run.key, after, pending, found))
+            after += len(pending)
         found = yield _Batch(transcript.page_ops(run.key, run.before, after - run.before, after))
         records = transcript.page_records(found, run.before, after - run.before)
         yield from self._touch(run.owner, run.record, records, after)

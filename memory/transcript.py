@@ -35,6 +35,21 @@ ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 BLOCK = 16
 
 
+def unrecorded(values: dict[str, Any]) -> list[AnyMessage]:
+    """Messages of a thread's state that entered it after the last one it recorded.
+
+    `values` is the graph state: its `messages` window and its `recorded_id` marker.
+    """
+    messages = values.get("messages") or []
+    recorded = values.get("recorded_id")
+    if recorded is None:
+        return list(messages)
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].id == recorded:
+            return list(messages[index + 1 :])
+    return list(messages)  # the marker was removed by hand: record the window again
+
+
 def content_text(content: Any) -> str:
     """Plain text of a message content (strings, or lists of content blocks)."""
     if isinstance(content, str):

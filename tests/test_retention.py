@@ -76,8 +76,11 @@ async def test_time_travel_and_update_state_within_window(backend_url: str) -> N
             await graph.ainvoke(_turn(i), _config(thread))
         history = [s async for s in graph.aget_state_history(_config(thread))]
         earlier = next(s for s in history if s.next == ("call_model",))
+        assert earlier.values["messages"][-1].type == "human"  # that turn's input, unrecorded
         forked = await graph.ainvoke(None, earlier.config)
-        assert forked["transcript_len"] == earlier.values["transcript_len"] + 1
+        # Replaying from there records the question and a new reply at the same places.
+        assert forked["transcript_len"] == earlier.values["transcript_len"] + 2
+        assert forked["messages"][-2].id == earlier.values["messages"][-1].id
 
         await graph.aupdate_state(_config(thread), {"summary": "edited"}, as_node="call_model")
         assert (await graph.aget_state(_config(thread))).values["summary"] == "edited"
