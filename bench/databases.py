@@ -66,11 +66,12 @@ def stored_bytes(kind: str, urls: list[str], objects: list[Any]) -> int:
     autovacuum passes the files also hold deleted rows awaiting reuse, an amount set by
     the write rate and the autovacuum cadence, not by the thread's length. Redis:
     `MEMORY USAGE` of every key. Memory: the serialised bytes kept by savers and stores.
+    A database named twice (the checkpointer and the store on one server) counts once.
     """
     if kind == "memory":
         return sum(_memory_bytes(o) for o in objects)
     total = 0
-    for url in urls:
+    for url in dict.fromkeys(urls):
         if kind == "sqlite":
             total += _sqlite_bytes(sqlite_path(url))
         elif kind == "postgres":
