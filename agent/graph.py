@@ -164,11 +164,26 @@ def _save_memories_steps(
     return {"messages": answers, **update}
 
 
+#: Bound models by (model identity, with tools): converting the tool schemas on every call
+#: cost about a millisecond a turn. The model is kept with its binding so its id stays valid.
+_BOUND: dict[tuple[int, bool], tuple[BaseChatModel, Any]] = {}
+_BOUND_MAX = 64
+
+
 def _model_for(ctx: Context, request: _Invoke, chat_model: BaseChatModel | None) -> Any:
     model = chat_model or load_chat_model(ctx.model)
+    key = (id(model), request.tools)
+    cached = _BOUND.get(key)
+    if cached is not None and cached[0] is model:
+        return cached[1]
     if request.tools:
-        return model.bind_tools(MEMORY_TOOLS)
-    return model.with_config(tags=[TAG_NOSTREAM])
+        bound = model.bind_tools(MEMORY_TOOLS)
+    else:
+        bound = model.with_config(tags=[TAG_NOSTREAM])
+    if len(_BOUND) >= _BOUND_MAX:
+        _BOUND.clear()
+    _BOUND[key] = (model, bound)
+    return bound
 
 
 def _drive(

@@ -196,7 +196,7 @@ def write_report(
         "",
         _markdown(header, table),
         "",
-        "Reads (median of 5): `page` = the last 20 transcript messages, `first_page` = the",
+        "Reads (median of 15): `page` = the last 20 transcript messages, `first_page` = the",
         "first 20, `state` = `get_state` (the working state), `list` = the user's sessions.",
         "",
         _markdown(read_header, reads),

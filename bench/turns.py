@@ -38,7 +38,7 @@ VARIANTS = ["agent", "agent-keepall", "agent-exit", "stock"]
 _WINDOW = 10
 #: Without retention storage grows by ~50 KB a turn; this many turns show the slope.
 _KEEPALL_TURNS = 2000
-_READ_REPEATS = 5
+_READ_REPEATS = 15
 
 
 @dataclass

@@ -36,7 +36,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.memory import InMemorySaver
 
-#: Checkpoints kept per thread and namespace by default: with 3-6 checkpoints per turn,
+#: Checkpoints kept per thread and namespace by default: with 2-5 checkpoints per turn,
 #: the last few turns stay available to state history and time travel.
 DEFAULT_KEEP = 20
 
