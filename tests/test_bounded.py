@@ -80,3 +80,32 @@ async def test_long_thread_stays_bounded_and_transcript_complete(
         # The session list shows the thread with its full count.
         sessions, _ = await manager.alist(owner)
         assert [(s["thread_id"], s["message_count"]) for s in sessions] == [(thread_id, 2 * TURNS)]
+
+
+async def test_a_plain_turn_writes_three_checkpoints_and_a_fold_four(
+    backend_url: str, owner: Owner
+) -> None:
+    """Summarisation runs only when the window is over budget, so it costs no checkpoint
+    on the turns that do not need it."""
+    settings = Settings(embeddings="none")
+    async with aopen_backends(backend_url, settings=settings) as backends:
+        inner = backends.checkpointer
+        if isinstance(inner, RetentionSaver):
+            inner = inner.inner  # count every checkpoint, none pruned
+        manager = SessionManager(
+            build_graph(inner, backends.store), context=Context(token_budget=BUDGET)
+        )
+        thread_id = f"steps-{uuid.uuid4().hex[:8]}"
+        config = manager.config(owner, thread_id)
+        written: list[int] = []
+        folded: list[bool] = []
+        for turn in range(8):
+            before = await _checkpoints(inner, config)
+            summary = (await manager.graph.aget_state(config)).values.get("summary")
+            await manager.arun(owner, thread_id, [{"role": "user", "content": _text(turn)}])
+            written.append(await _checkpoints(inner, config) - before)
+            after = (await manager.graph.aget_state(config)).values.get("summary")
+            folded.append(after != summary)
+        assert any(folded) and not all(folded)
+        # Input, the input applied, the model's reply; plus one when the summariser runs.
+        assert written == [4 if fold else 3 for fold in folded]
