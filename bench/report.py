@@ -51,6 +51,16 @@ def _overhead(s: _Series, point: int) -> str:
     return f"{persisted - statistics.median(base):+.2f}"
 
 
+def _decile_ratio(s: _Series) -> str:
+    """Median of the last tenth of the turns over that of the first tenth: the same trend
+    as the point ratio, over enough turns that a pause of the database does not show."""
+    tenth = s.done // 10
+    if tenth < 10:
+        return "—"
+    first = statistics.median(s.latency_ms[:tenth])
+    return f"{statistics.median(s.latency_ms[-tenth:]) / first:.2f}×"
+
+
 def _last_storage(s: _Series) -> tuple[int, int] | None:
     if not s.storage:
         return None
@@ -66,6 +76,7 @@ def rows(results: list[_Series], points: list[int]) -> tuple[list[str], list[lis
         "turns",
         *[f"ms/turn @{p}" for p in points],
         f"@{points[-1]} ÷ @{points[0]}",
+        "last 10% ÷ first 10%",
         *[f"overhead ms @{p}" for p in (points[0], points[-1])],
         "stored",
         "payload",
@@ -87,6 +98,7 @@ def rows(results: list[_Series], points: list[int]) -> tuple[list[str], list[lis
                 f"{s.done}" + ("*" if s.done < s.planned else ""),
                 *[_ms(s.at(p)) for p in points],
                 f"{last / first:.2f}×" if first and last else "—",
+                _decile_ratio(s),
                 _overhead(s, points[0]),
                 _overhead(s, points[-1]),
                 _bytes(stored[1]) if stored else "—",
@@ -192,7 +204,8 @@ def write_report(
         "",
         "ms/turn is the median of the 10 turns ending at that turn; overhead is that median",
         "minus the median of the same turns run by the same graph without a checkpointer",
-        "(interleaved, same state). `*` = the run stopped early (see notes).",
+        "(interleaved, same state). `last 10% ÷ first 10%` compares the medians of the first",
+        "and the last tenth of the turns run. `*` = the run stopped early (see notes).",
         "",
         _markdown(header, table),
         "",

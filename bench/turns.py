@@ -186,8 +186,7 @@ def run_agent(
             added = backends.store.batch(transcript.page_ops(key, before, after - before, after))
             payload += _content_bytes(transcript.page_records(added, before, after - before))
             series.payload.append(payload)
-            if turn in _storage_points(turns):
-                series.storage[turn] = size_now() - empty
+            # Reads first: measuring storage vacuums Postgres, and its writes would slow them.
             if turn in points:
                 total = after
                 series.reads_ms[turn] = {
@@ -202,6 +201,8 @@ def run_agent(
                     "state": _median_ms(lambda: graph.get_state(config)),
                     "list": _median_ms(lambda: manager.list(owner)),
                 }
+            if turn in _storage_points(turns):
+                series.storage[turn] = size_now() - empty
             if time.monotonic() - started > budget_s:
                 series.stopped = f"time budget of {budget_s:.0f}s reached"
                 break
@@ -254,10 +255,10 @@ def run_stock(kind: str, dbs: Databases, turns: int, size: int, budget_s: float)
             )
             count = len(messages)
             series.payload.append(payload)
-            if turn in _storage_points(turns):
-                series.storage[turn] = size_now() - empty
             if turn in points:
                 series.reads_ms[turn] = {"state": _median_ms(lambda: graph.get_state(config))}
+            if turn in _storage_points(turns):
+                series.storage[turn] = size_now() - empty
             if time.monotonic() - started > budget_s:
                 series.stopped = f"stopped at turn {turn}: time budget of {budget_s:.0f}s"
                 if turn not in series.storage:
