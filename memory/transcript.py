@@ -10,7 +10,7 @@ re-recording after a crash writes the same records again instead of duplicating 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +35,7 @@ ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 BLOCK = 16
 
 
-def unrecorded(values: dict[str, Any]) -> list[AnyMessage]:
+def unrecorded(values: Mapping[str, Any]) -> list[AnyMessage]:
     """Messages of a thread's state that entered it after the last one it recorded.
 
     `values` is the graph state: its `messages` window and its `recorded_id` marker.
