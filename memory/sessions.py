@@ -413,9 +413,7 @@ class SessionManager:
         if pending:
             # The run failed before its messages were recorded (a model error, say): record
             # them at the places the next run will write them again, so no turn is lost.
-            prepare = transcript.prepare_ops(run.key, after)
-            found = (yield _Batch(prepare)) if prepare else []
-            yield _Batch(transcript.record_ops(run.key, after, pending, found))
+            yield from self._append(run.key, after, pending)
             after += len(pending)
         found = yield _Batch(transcript.page_ops(run.key, run.before, after - run.before, after))
         records = transcript.page_records(found, run.before, after - run.before)
@@ -462,9 +460,7 @@ class SessionManager:
         key = owner.thread_key(thread_id)
         total = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
         if new:
-            prepare = transcript.prepare_ops(key, total)
-            found = (yield _Batch(prepare)) if prepare else []
-            yield _Batch(transcript.record_ops(key, total, new, found))
+            yield from self._append(key, total, new)
             yield _UpdateState(
                 self.config(owner, thread_id),
                 {"messages": new, "transcript_len": total + len(new), "recorded_id": new[-1].id},
@@ -472,6 +468,12 @@ class SessionManager:
         records = [transcript.message_to_record(m, total + i) for i, m in enumerate(new)]
         yield from self._touch(owner, record, records, total + len(new))
         return total + len(new)
+
+    def _append(self, key: str, start: int, messages: Sequence[BaseMessage]) -> _Steps:
+        """Write `messages` into the transcript of thread `key` from position `start`."""
+        prepare = transcript.prepare_ops(key, start)
+        found = (yield _Batch(prepare)) if prepare else []
+        yield _Batch(transcript.record_ops(key, start, messages, found))
 
     def _transcript_len(self, owner: Owner, record: dict[str, Any]) -> _Steps:
         # The record's count survives the checkpoints (an expired session has none left);
