@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         for kind in args.backends.split(","):
             for name, build in (("stock", stock.build_stock_graph), ("delta", build_delta_graph)):
                 url = dbs.url(kind, name)
-                with open_checkpointer(url, Settings(embeddings="none")) as saver:
+                with open_checkpointer(url, Settings(embeddings="none")) as opened:
+                    saver = stock.stock_saver(opened)
                     graph = build(saver)
                     config: Any = {"configurable": {"thread_id": "t"}}
                     times = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AIMessage, AnyMessage, SystemMessage, ToolMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
@@ -69,3 +70,25 @@ def build_stock_graph(checkpointer: Checkpointer = None) -> CompiledStateGraph:
     builder.add_conditional_edges("call_model", route_model_output)
     builder.add_conditional_edges("save_memories", route_turn)
     return builder.compile(checkpointer=checkpointer, name="stock")
+
+
+def stock_saver(saver: BaseCheckpointSaver) -> BaseCheckpointSaver:
+    """The upstream saver class over the connection the factory opened for `saver`.
+
+    The factory's savers are the project's (retention, keyed blob reads on Postgres, fewer
+    round trips on Redis); the stock side of the comparison runs LangGraph's own classes.
+    """
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.checkpoint.redis import RedisSaver
+
+    from memory.retention import RetentionSaver
+
+    if isinstance(saver, RetentionSaver):
+        saver = saver.inner
+    if isinstance(saver, PostgresSaver):
+        return PostgresSaver(saver.conn)
+    if isinstance(saver, RedisSaver):
+        stock = RedisSaver(redis_client=saver._redis)
+        stock.setup()
+        return stock
+    return saver

@@ -23,7 +23,7 @@ from langchain_core.messages import HumanMessage
 from agent import Context, build_graph
 from bench.databases import Databases, stored_bytes
 from bench.report import write_report
-from bench.stock import build_stock_graph
+from bench.stock import build_stock_graph, stock_saver
 from bench.workload import ModelInputs, build_unpersisted_agent, user_text
 from memory import transcript
 from memory.backends import open_backends, open_checkpointer, open_store
@@ -217,9 +217,8 @@ def run_stock(kind: str, dbs: Databases, turns: int, size: int, budget_s: float)
     url = dbs.url(kind, "stock")
     points = set(_points(turns))
     windows = {t for p in points for t in range(p - _WINDOW + 1, p + 1)}
-    with open_checkpointer(url, settings) as saver:
-        if isinstance(saver, RetentionSaver):
-            saver = saver.inner
+    with open_checkpointer(url, settings) as opened:
+        saver = stock_saver(opened)
         graph = build_stock_graph(saver)
         unpersisted = build_stock_graph(None)
         recorder = ModelInputs()

@@ -88,7 +88,11 @@ async def test_postgres_uses_configured_health_checked_pools(
 async def test_postgres_pools_recover_when_the_server_drops_connections(
     fresh_postgres_url: str, backend_settings: Settings, owner: Owner
 ) -> None:
-    """Pooled connections are health-checked before use, so none of them is reused dead."""
+    """A connection the server dropped is checked and replaced before use, never reused dead.
+
+    Connections used in the last seconds skip the health-check round trip unless their
+    socket has something to read, which a dropped connection always has.
+    """
     async with aopen_backends(fresh_postgres_url, settings=backend_settings) as backends:
         sessions = SessionManager(build_graph(backends.checkpointer, backends.store))
         await sessions.arun(owner, "t", [{"role": "user", "content": "My name is Sam."}])
@@ -96,13 +100,31 @@ async def test_postgres_pools_recover_when_the_server_drops_connections(
             fresh_postgres_url, autocommit=True
         ) as admin:
             cursor = await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                # The timeout waits until each backend has exited and closed its socket.
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
             assert len(await cursor.fetchall()) >= 2  # both pools had connections
         reply = await sessions.arun(owner, "t", [{"role": "user", "content": "what is my name?"}])
         assert reply.reply == "Your name is Sam."
         assert (await sessions.aget_memory(owner, "name"))["content"]
+
+
+def test_a_recently_used_connection_skips_the_check_until_the_server_drops_it(
+    postgres_url: str,
+) -> None:
+    from memory import backends
+
+    with (
+        psycopg.connect(postgres_url, autocommit=True) as conn,
+        psycopg.connect(postgres_url, autocommit=True) as admin,
+    ):
+        assert not backends._recently_used(conn)  # never handed out: checked
+        assert backends._recently_used(conn)  # handed out a moment ago: not checked
+        conn.execute("SELECT 1")
+        assert backends._recently_used(conn)
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (conn.info.backend_pid,))
+        assert not backends._recently_used(conn)  # the server closed it: checked again
 
 
 async def _migration_versions(url: str) -> dict[str, list[int]]:

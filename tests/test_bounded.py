@@ -109,3 +109,46 @@ async def test_a_plain_turn_writes_three_checkpoints_and_a_fold_four(
         assert any(folded) and not all(folded)
         # Input, the input applied, the model's reply; plus one when the summariser runs.
         assert written == [4 if fold else 3 for fold in folded]
+
+
+def _plan_nodes(plan: dict[str, Any]) -> Any:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+async def test_postgres_loads_each_channel_blob_by_its_key(
+    fresh_postgres_url: str, owner: Owner
+) -> None:
+    """Loading a checkpoint probes the blob table's primary key once per channel.
+
+    Upstream's query scans every blob row the thread has, dead ones included until vacuum,
+    so the load got slower as a thread ran on under steady writes.
+    """
+    import psycopg
+
+    from memory.pg_saver import SELECT_SQL
+
+    async with aopen_backends(fresh_postgres_url, settings=Settings(embeddings="none")) as be:
+        manager = SessionManager(build_graph(be.checkpointer, be.store))
+        for turn in range(5):
+            await manager.arun(owner, "keyed", [{"role": "user", "content": _text(turn)}])
+        config = manager.config(owner, "keyed")
+        snapshot = await manager.graph.aget_state(config)
+        assert snapshot.values["transcript_len"] == 10  # the keyed read loads the messages
+        thread = config["configurable"]["thread_id"]
+    query = SELECT_SQL + " WHERE thread_id = %s AND checkpoint_ns = '' ORDER BY checkpoint_id DESC"
+    async with await psycopg.AsyncConnection.connect(fresh_postgres_url) as conn:
+        cursor = await conn.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + query + " LIMIT 1", (thread,)
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    scans = [
+        n for n in _plan_nodes(row[0][0]["Plan"]) if n.get("Relation Name") == "checkpoint_blobs"
+    ]
+    assert scans, "the plan reads no blobs"
+    for scan in scans:
+        assert scan.get("Index Name") == "checkpoint_blobs_pkey"
+        assert "channel = cv.channel" in scan["Index Cond"]
+        assert "version = cv.version" in scan["Index Cond"]
