@@ -441,6 +441,7 @@ def _pg_kwargs() -> dict[str, Any]:
 #: before use; so is any connection idle for longer than this.
 POOL_CHECK_IDLE_S = 2.0
 
+#: When each pooled connection was last handed out; a discarded connection drops out.
 _LAST_CHECKOUT: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
@@ -462,22 +463,14 @@ def _check_idle(conn: Any) -> None:
     from psycopg_pool import ConnectionPool
 
     if not _recently_used(conn):
-        try:
-            ConnectionPool.check_connection(conn)
-        except Exception:
-            _LAST_CHECKOUT.pop(conn, None)
-            raise
+        ConnectionPool.check_connection(conn)
 
 
 async def _acheck_idle(conn: Any) -> None:
     from psycopg_pool import AsyncConnectionPool
 
     if not _recently_used(conn):
-        try:
-            await AsyncConnectionPool.check_connection(conn)
-        except Exception:
-            _LAST_CHECKOUT.pop(conn, None)
-            raise
+        await AsyncConnectionPool.check_connection(conn)
 
 
 def _pg_pool(url: str, settings: Settings, name: str) -> Any:

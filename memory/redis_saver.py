@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -102,7 +102,11 @@ class _TaskWrites:
     checkpoint_key: str
     registry_key: str | None
     ttl: int | None
-    keys: list[str] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        """The write documents' keys, in order."""
+        return [key for key, _ in self.documents]
 
 
 def _ttl_seconds(saver: Any) -> int | None:
@@ -196,7 +200,6 @@ def _task_writes(
             else None
         ),
         ttl=_ttl_seconds(saver),
-        keys=[key for key, _ in documents],
     )
 
 
@@ -208,7 +211,8 @@ def _queue_writes(pipe: Any, task: _TaskWrites) -> int:
     if task.registry_key is not None:
         pipe.zadd(task.registry_key, {key: i for i, key in enumerate(task.keys)})
     if task.ttl is not None:
-        for key in [*task.keys, *([task.registry_key] if task.registry_key else [])]:
+        expiring = [*task.keys, *filter(None, [task.registry_key])]
+        for key in expiring:
             pipe.expire(key, task.ttl)
     return len(task.documents)
 
