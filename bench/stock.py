@@ -92,3 +92,21 @@ def stock_saver(saver: BaseCheckpointSaver) -> BaseCheckpointSaver:
         stock.setup()
         return stock
     return saver
+
+
+async def astock_saver(saver: BaseCheckpointSaver) -> BaseCheckpointSaver:
+    """`stock_saver` for the async savers."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.checkpoint.redis.aio import AsyncRedisSaver
+
+    from memory.retention import RetentionSaver
+
+    if isinstance(saver, RetentionSaver):
+        saver = saver.inner
+    if isinstance(saver, AsyncPostgresSaver):
+        return AsyncPostgresSaver(saver.conn)
+    if isinstance(saver, AsyncRedisSaver):
+        stock = AsyncRedisSaver(redis_client=saver._redis)
+        await stock.asetup()
+        return stock
+    return saver

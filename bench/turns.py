@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import HumanMessage
+from langgraph.store.base import PutOp
 
 from agent import Context, build_graph
 from bench.databases import Databases, stored_bytes
 from bench.report import write_report
 from bench.stock import build_stock_graph, stock_saver
 from bench.workload import ModelInputs, build_unpersisted_agent, user_text
-from memory import transcript
-from memory.backends import open_backends, open_checkpointer, open_store
+from memory import namespaces, transcript
+from memory.backends import open_backends, open_checkpointer
 from memory.namespaces import Owner
 from memory.retention import DEFAULT_KEEP, RetentionSaver, with_retention
 from memory.sessions import SessionManager
@@ -96,6 +97,13 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _drop_transcript(store: Any, thread_key: str, start: int, stop: int) -> None:
+    """Delete the transcript blocks holding messages `start` .. `stop - 1` of a thread."""
+    namespace = namespaces.transcript(thread_key)
+    blocks = range(start // transcript.BLOCK, (stop - 1) // transcript.BLOCK + 1)
+    store.batch([PutOp(namespace, transcript.block_key(b), None) for b in blocks])
+
+
 def _warm_up(graph: Any, unpersisted: Any, context: Context, key: str, turns: int = 5) -> None:
     """Run a few turns on a scratch thread, then delete it, so turn 1 is not a cold start."""
     scratch = f"warm-{key}"
@@ -131,13 +139,9 @@ def run_agent(
     series = Series(kind, label, turns)
     settings = Settings(embeddings="none")
     url = dbs.url(kind, label)
-    base_url = dbs.url(kind, f"{label}_unpersisted")
     points = set(_points(turns))
     windows = {t for p in points for t in range(p - _WINDOW + 1, p + 1)}
-    with (
-        open_backends(url, settings=settings) as backends,
-        open_store(base_url, settings) as base_store,
-    ):
+    with open_backends(url, settings=settings) as backends:
         saver = backends.checkpointer
         if isinstance(saver, RetentionSaver):
             saver = saver.inner
@@ -151,7 +155,11 @@ def run_agent(
         recorder = ModelInputs()
         config: dict[str, Any] = {**manager.config(owner, thread_id), "callbacks": [recorder]}
         context = manager.run_context(owner)
-        unpersisted = build_unpersisted_agent(base_store)
+        # The baseline shares the agent's store, so both search and append to a store of the
+        # same size: the difference between them is the checkpointer alone.
+        unpersisted = build_unpersisted_agent(backends.store)
+        base_key = f"base-{key}"
+        base_from: int | None = None
         objects = [saver, backends.store]
 
         def size_now() -> int:
@@ -166,10 +174,12 @@ def run_agent(
             if turn in windows:
                 values = graph.get_state(config).values
                 state = {**values, "messages": [*values.get("messages", []), HumanMessage(text)]}
-                base_config = {"configurable": {"thread_id": f"base-{key}"}}
+                base_config = {"configurable": {"thread_id": base_key}}
                 begin = time.perf_counter()
                 unpersisted.invoke(state, base_config, context=context)
                 elapsed = (time.perf_counter() - begin) * 1000
+                if base_from is None:
+                    base_from = values.get("transcript_len", 0)
                 point = min(p for p in points if p >= turn)
                 series.unpersisted_ms.setdefault(point, []).append(elapsed)
             before = graph.get_state(config).values.get("transcript_len", 0)
@@ -201,6 +211,10 @@ def run_agent(
                     "state": _median_ms(lambda: graph.get_state(config)),
                     "list": _median_ms(lambda: manager.list(owner)),
                 }
+            if turn in points and base_from is not None:
+                # What the baseline appended is not the thread's: gone before storage is measured.
+                _drop_transcript(backends.store, base_key, base_from, after + 2 * _WINDOW)
+                base_from = None
             if turn in _storage_points(turns):
                 series.storage[turn] = size_now() - empty
             if time.monotonic() - started > budget_s:

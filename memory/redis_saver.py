@@ -12,21 +12,34 @@ on the client side, around the upstream query:
 - `limit` counts only the checkpoints that pass those filters;
 - pruning no threads is a no-op (upstream raises).
 
-They also write with fewer round trips: upstream's `put` stores the checkpoint and then moves
-the thread's latest-checkpoint pointer in a second request, and its sync `put_writes` registers
-the write keys in a request of their own. Here each call is one pipeline, with the same keys
-and documents, so the upstream readers are unchanged. Cluster clients keep the upstream path.
+They also cost less per call, with the same keys and documents, so the upstream readers are
+unchanged:
+
+- `put` and `put_writes` are one pipeline each (upstream's `put` moves the thread's
+  latest-checkpoint pointer in a second request, and its sync `put_writes` registers the write
+  keys in a request of their own), and the documents go to `JSON.SET` encoded by orjson
+  rather than re-encoded by the standard library's `json`;
+- `prune` finds the evicted checkpoints' writes with one search and deletes everything in one
+  request (upstream searches once per evicted checkpoint);
+- reading a checkpoint resolves each LangChain class once per process: upstream's reviver
+  tries to import the class's legacy module path (`langchain.schema.messages`) for every
+  message it loads, and that failing import searches the file system each time.
+
+Cluster clients keep the upstream write and prune paths.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -39,7 +52,14 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.redis import RedisSaver
 from langgraph.checkpoint.redis.aio import AsyncRedisSaver
-from langgraph.checkpoint.redis.util import to_storage_safe_id, to_storage_safe_str
+from langgraph.checkpoint.redis.jsonplus_redis import JsonPlusRedisSerializer
+from langgraph.checkpoint.redis.util import (
+    from_storage_safe_str,
+    to_storage_safe_id,
+    to_storage_safe_str,
+)
+from redisvl.query import FilterQuery
+from redisvl.query.filter import Tag
 
 __all__ = ["AsyncListingRedisSaver", "ListingRedisSaver"]
 
@@ -81,6 +101,42 @@ class _Listing:
     def done(self) -> bool:
         self.count += 1
         return self.limit is not None and self.count >= self.limit
+
+
+class _RedisSerializer(JsonPlusRedisSerializer):
+    """Upstream's Redis JSON serializer, resolving each constructor's class once per process.
+
+    Reviving a LangChain message asks `_constructor_class` whether its class is a dataclass;
+    the answer (a class, or the `ValueError` for a path that does not import) depends only on
+    the constructor's id, so it is kept rather than recomputed by an import per message.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[tuple[str, ...], type[Any] | ValueError] = {}
+        self._classes_lock = threading.Lock()
+
+    def _constructor_class(self, obj: dict[str, Any]) -> type[Any]:
+        id_parts = obj.get("id")
+        if not isinstance(id_parts, list) or not all(isinstance(p, str) for p in id_parts):
+            return super()._constructor_class(obj)
+        key = tuple(id_parts)
+        found = self._classes.get(key)
+        if found is None:
+            try:
+                found = super()._constructor_class(obj)
+            except ValueError as exc:
+                found = exc
+            with self._classes_lock:
+                self._classes[key] = found
+        if isinstance(found, ValueError):
+            raise ValueError(*found.args)
+        return found
+
+
+def _json_set(pipe: Any, key: str, document: Any) -> None:
+    """Queue `JSON.SET key $ document`, encoded by orjson (redis-py's `json()` uses `json`)."""
+    pipe.execute_command("JSON.SET", key, "$", orjson.dumps(document))
 
 
 @dataclass
@@ -156,7 +212,7 @@ def _checkpoint_write(
 
 
 def _queue_checkpoint(pipe: Any, write: _CheckpointWrite) -> None:
-    pipe.json().set(write.key, "$", write.document)
+    _json_set(pipe, write.key, write.document)
     pipe.set(write.pointer, write.key)
     if write.ttl is not None:
         pipe.expire(write.key, write.ttl)
@@ -206,8 +262,8 @@ def _task_writes(
 def _queue_writes(pipe: Any, task: _TaskWrites) -> int:
     """Queue the writes; the position of the checkpoint flag's result in the reply."""
     for key, document in task.documents:
-        pipe.json().set(key, "$", document)
-    pipe.json().merge(task.checkpoint_key, "$", {"has_writes": True})
+        _json_set(pipe, key, document)
+    pipe.execute_command("JSON.MERGE", task.checkpoint_key, "$", b'{"has_writes":true}')
     if task.registry_key is not None:
         pipe.zadd(task.registry_key, {key: i for i, key in enumerate(task.keys)})
     if task.ttl is not None:
@@ -224,8 +280,102 @@ def _failed(results: Sequence[Any], flag_at: int) -> tuple[bool, Exception | Non
     return flag_failed, (others[0] if others else None)
 
 
+def _keep_last(strategy: str, keep_last: int | None, max_results: int) -> int:
+    """Upstream's reading of `prune`'s arguments, with its errors."""
+    if keep_last is None:
+        keep_last = 0 if strategy == "delete" else 1
+    if keep_last < 0:
+        raise ValueError(f"``keep_last`` must be >= 0, got {keep_last}")
+    if max_results < 1:
+        raise ValueError(f"``max_results`` must be >= 1, got {max_results}")
+    return keep_last
+
+
+def _checkpoints_query(thread_id: str, max_results: int) -> FilterQuery:
+    return FilterQuery(
+        filter_expression=Tag("thread_id") == to_storage_safe_id(thread_id),
+        return_fields=["checkpoint_ns", "checkpoint_id"],
+        num_results=max_results,
+    )
+
+
+@dataclass
+class _Eviction:
+    """The checkpoints a prune drops from one thread, per namespace beyond the newest `keep`."""
+
+    checkpoints: list[tuple[str, str]]
+    emptied_namespaces: list[str]
+
+    @classmethod
+    def plan(cls, docs: Sequence[Any], keep: int) -> _Eviction:
+        by_ns: dict[str, list[str]] = defaultdict(list)
+        for doc in docs:
+            by_ns[getattr(doc, "checkpoint_ns", "")].append(getattr(doc, "checkpoint_id", ""))
+        checkpoints: list[tuple[str, str]] = []
+        emptied: list[str] = []
+        for ns, ids in by_ns.items():
+            dropped = sorted(ids, reverse=True)[keep:]
+            checkpoints.extend((ns, checkpoint_id) for checkpoint_id in dropped)
+            if len(dropped) == len(ids):
+                emptied.append(ns)
+        return cls(checkpoints, emptied)
+
+    def writes_query(self, thread_id: str, max_results: int) -> FilterQuery:
+        """One search for the writes of every dropped checkpoint."""
+        ids = sorted({checkpoint_id for _, checkpoint_id in self.checkpoints})
+        return FilterQuery(
+            filter_expression=(Tag("thread_id") == to_storage_safe_id(thread_id))
+            & (Tag("checkpoint_id") == ids),
+            return_fields=["checkpoint_ns", "checkpoint_id", "task_id", "idx"],
+            num_results=max_results,
+        )
+
+    def keys(self, saver: Any, thread_id: str, write_docs: Sequence[Any]) -> list[str]:
+        """The keys upstream's prune deletes: checkpoints, their writes and registries, and
+        the latest pointer of each namespace left empty."""
+        safe_thread_id = to_storage_safe_id(thread_id)
+        dropped = set(self.checkpoints)
+        keys = []
+        for ns, checkpoint_id in self.checkpoints:
+            keys.append(saver._make_redis_checkpoint_key_cached(thread_id, ns, checkpoint_id))
+            if saver._key_registry is not None:
+                keys.append(
+                    saver._key_registry.make_write_keys_zset_key(thread_id, ns, checkpoint_id)
+                )
+        for doc in write_docs:
+            ns, checkpoint_id = getattr(doc, "checkpoint_ns", ""), getattr(doc, "checkpoint_id", "")
+            if (ns, checkpoint_id) in dropped:
+                keys.append(
+                    saver._make_redis_checkpoint_writes_key(
+                        safe_thread_id,
+                        ns,
+                        checkpoint_id,
+                        getattr(doc, "task_id", ""),
+                        int(getattr(doc, "idx", 0)),
+                    )
+                )
+        for ns in self.emptied_namespaces:
+            keys.append(
+                saver._make_redis_checkpoint_latest_key(thread_id, from_storage_safe_str(ns))
+            )
+        return keys
+
+
+#: Keys per DEL command when a prune deletes.
+_DELETE_CHUNK = 500
+
+
+def _queue_deletes(pipe: Any, keys: Sequence[str]) -> None:
+    for start in range(0, len(keys), _DELETE_CHUNK):
+        pipe.delete(*keys[start : start + _DELETE_CHUNK])
+
+
 class ListingRedisSaver(RedisSaver):
     """Sync Redis checkpointer whose `list` and `prune` follow LangGraph's contract."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.serde = _RedisSerializer()
 
     def put(
         self,
@@ -284,14 +434,41 @@ class ListingRedisSaver(RedisSaver):
                 if plan.done():
                     return
 
-    def prune(self, thread_ids: Sequence[str], **kwargs: Any) -> None:
-        """Prune old checkpoints of `thread_ids`; no threads is a no-op."""
-        if thread_ids:
-            super().prune(thread_ids, **kwargs)
+    def prune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int | None = None,
+        max_results: int = 10000,
+    ) -> None:
+        """Keep the newest `keep_last` checkpoints per namespace of each thread (upstream's
+        semantics) in three requests per thread; no threads is a no-op."""
+        if not thread_ids:
+            return
+        keep = _keep_last(strategy, keep_last, max_results)
+        if self.cluster_mode:
+            super().prune(thread_ids, keep_last=keep, max_results=max_results)
+            return
+        for thread_id in thread_ids:
+            found = self.checkpoints_index.search(_checkpoints_query(thread_id, max_results))
+            eviction = _Eviction.plan(found.docs, keep)
+            if not eviction.checkpoints:
+                continue
+            writes = self.checkpoint_writes_index.search(
+                eviction.writes_query(thread_id, max_results)
+            )
+            with self._redis.pipeline(transaction=False) as pipe:
+                _queue_deletes(pipe, eviction.keys(self, thread_id, writes.docs))
+                pipe.execute()
 
 
 class AsyncListingRedisSaver(AsyncRedisSaver):
     """Async Redis checkpointer whose `alist` and `aprune` follow LangGraph's contract."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.serde = _RedisSerializer()
 
     async def aput(
         self,
@@ -355,7 +532,29 @@ class AsyncListingRedisSaver(AsyncRedisSaver):
                 if plan.done():
                     return
 
-    async def aprune(self, thread_ids: Sequence[str], **kwargs: Any) -> None:
-        """Prune old checkpoints of `thread_ids`; no threads is a no-op."""
-        if thread_ids:
-            await super().aprune(thread_ids, **kwargs)
+    async def aprune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int | None = None,
+        max_results: int = 10000,
+    ) -> None:
+        """Async `prune`."""
+        if not thread_ids:
+            return
+        keep = _keep_last(strategy, keep_last, max_results)
+        if self.cluster_mode:
+            await super().aprune(thread_ids, keep_last=keep, max_results=max_results)
+            return
+        for thread_id in thread_ids:
+            found = await self.checkpoints_index.search(_checkpoints_query(thread_id, max_results))
+            eviction = _Eviction.plan(found.docs, keep)
+            if not eviction.checkpoints:
+                continue
+            writes = await self.checkpoint_writes_index.search(
+                eviction.writes_query(thread_id, max_results)
+            )
+            pipe = self._redis.pipeline(transaction=False)
+            _queue_deletes(pipe, eviction.keys(self, thread_id, writes.docs))
+            await asyncio.shield(pipe.execute())

@@ -82,7 +82,7 @@ def _check_keep(keep: int) -> int:
     return keep
 
 
-# -- SQL shared by SQLite and Postgres -----------------------------------------------------
+# -- SQL -----------------------------------------------------------------------------------
 
 _SQLITE_CUTOFFS = (
     "SELECT checkpoint_ns, checkpoint_id FROM ("
@@ -94,31 +94,68 @@ _SQLITE_DELETES = (
     "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id < ?",
     "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id < ?",
 )
-_PG_CUTOFFS = (
-    "SELECT checkpoint_ns, checkpoint_id FROM ("
-    " SELECT checkpoint_ns, checkpoint_id, ROW_NUMBER() OVER ("
-    "  PARTITION BY checkpoint_ns ORDER BY checkpoint_id DESC) AS rn"
-    " FROM checkpoints WHERE thread_id = %s) AS ranked WHERE rn = %s"
-)
-_PG_DELETES = (
-    "DELETE FROM checkpoint_writes"
-    " WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id < %s",
-    "DELETE FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id < %s",
-)
+
+# Postgres prunes a thread in one statement, so a prune costs one round trip however many
+# namespaces the thread has. All parts of the statement see the same snapshot: the blob
+# delete cannot see the checkpoint delete, so it works from the rows that delete returns and
+# from the kept checkpoints (those at or after their namespace's cutoff), which it still sees.
+#
 # Blobs are shared between checkpoints (a channel that did not change keeps its version),
-# so a blob goes only when no remaining checkpoint of its namespace references it.
-_PG_DELETE_BLOBS = (
-    "DELETE FROM checkpoint_blobs b WHERE b.thread_id = %s AND b.checkpoint_ns = %s"
-    " AND NOT EXISTS (SELECT 1 FROM checkpoints c"
-    "  WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns"
-    "  AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version)"
+# so a blob goes only when a dropped checkpoint references it and no kept checkpoint of its
+# namespace does. Every blob is referenced by the checkpoint that wrote it, so the stale
+# blobs are among the dropped checkpoints' versions: only those are checked against the kept
+# checkpoints, rather than every blob the thread has.
+# `jsonb_each_text` yields the versions as text, the type of `checkpoint_blobs.version`.
+_PG_PRUNE = """
+WITH cutoffs AS (
+    SELECT checkpoint_ns, checkpoint_id AS cutoff FROM (
+        SELECT checkpoint_ns, checkpoint_id, ROW_NUMBER() OVER (
+            PARTITION BY checkpoint_ns ORDER BY checkpoint_id DESC) AS rn
+        FROM checkpoints WHERE thread_id = %(thread_id)s
+    ) AS ranked
+    WHERE rn = %(keep)s
+),
+dropped_writes AS (
+    DELETE FROM checkpoint_writes w USING cutoffs c
+    WHERE w.thread_id = %(thread_id)s AND w.checkpoint_ns = c.checkpoint_ns
+        AND w.checkpoint_id < c.cutoff
+),
+dropped AS (
+    DELETE FROM checkpoints k USING cutoffs c
+    WHERE k.thread_id = %(thread_id)s AND k.checkpoint_ns = c.checkpoint_ns
+        AND k.checkpoint_id < c.cutoff
+    RETURNING k.checkpoint_ns, k.checkpoint -> 'channel_versions' AS versions
+),
+stale AS (
+    SELECT d.checkpoint_ns, v.channel, v.version
+    FROM dropped d CROSS JOIN LATERAL jsonb_each_text(d.versions) AS v(channel, version)
+    EXCEPT
+    SELECT k.checkpoint_ns, v.channel, v.version
+    FROM cutoffs c
+    JOIN checkpoints k ON k.thread_id = %(thread_id)s AND k.checkpoint_ns = c.checkpoint_ns
+        AND k.checkpoint_id >= c.cutoff
+    CROSS JOIN LATERAL jsonb_each_text(k.checkpoint -> 'channel_versions') AS v(channel, version)
+),
+dropped_blobs AS (
+    DELETE FROM checkpoint_blobs b USING stale s
+    WHERE b.thread_id = %(thread_id)s AND b.checkpoint_ns = s.checkpoint_ns
+        AND b.channel = s.channel AND b.version = s.version
 )
+SELECT count(*) AS removed FROM dropped
+"""
 
 
 def _row(row: Any) -> tuple[str, str]:
     if isinstance(row, dict):
         return row["checkpoint_ns"], row["checkpoint_id"]
     return row[0], row[1]
+
+
+def _removed(row: Any) -> int:
+    """The checkpoint count `_PG_PRUNE` returns, from a dict or tuple row."""
+    if row is None:
+        return 0
+    return int(row["removed"] if isinstance(row, dict) else row[0])
 
 
 # -- one thread, per backend ---------------------------------------------------------------
@@ -173,29 +210,15 @@ async def _aprune_sqlite(saver: Any, thread_id: str, keep: int) -> int:
 
 
 def _prune_postgres(saver: Any, thread_id: str, keep: int) -> int:
-    removed = 0
     with saver._cursor() as cur:
-        cur.execute(_PG_CUTOFFS, (thread_id, keep))
-        for row in cur.fetchall():
-            ns, cutoff = _row(row)
-            cur.execute(_PG_DELETES[0], (thread_id, ns, cutoff))
-            cur.execute(_PG_DELETES[1], (thread_id, ns, cutoff))
-            removed += max(cur.rowcount, 0)
-            cur.execute(_PG_DELETE_BLOBS, (thread_id, ns))
-    return removed
+        cur.execute(_PG_PRUNE, {"thread_id": thread_id, "keep": keep})
+        return _removed(cur.fetchone())
 
 
 async def _aprune_postgres(saver: Any, thread_id: str, keep: int) -> int:
-    removed = 0
     async with saver._cursor() as cur:
-        await cur.execute(_PG_CUTOFFS, (thread_id, keep))
-        for row in await cur.fetchall():
-            ns, cutoff = _row(row)
-            await cur.execute(_PG_DELETES[0], (thread_id, ns, cutoff))
-            await cur.execute(_PG_DELETES[1], (thread_id, ns, cutoff))
-            removed += max(cur.rowcount, 0)
-            await cur.execute(_PG_DELETE_BLOBS, (thread_id, ns))
-    return removed
+        await cur.execute(_PG_PRUNE, {"thread_id": thread_id, "keep": keep})
+        return _removed(await cur.fetchone())
 
 
 def _prune_target(
