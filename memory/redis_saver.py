@@ -21,11 +21,14 @@ unchanged:
   rather than re-encoded by the standard library's `json`;
 - `prune` finds the evicted checkpoints' writes with one search and deletes everything in one
   request (upstream searches once per evicted checkpoint);
-- reading a checkpoint resolves each LangChain class once per process: upstream's reviver
-  tries to import the class's legacy module path (`langchain.schema.messages`) for every
-  message it loads, and that failing import searches the file system each time.
+- `get_tuple` reads the checkpoint and its write registry in one request and the writes in
+  one more (upstream makes four to seven, re-encodes the document and asks the parent's
+  registry for legacy pending sends, which checkpoints of format 4 no longer hold); it
+  resolves each LangChain class once per process: upstream's reviver tries to import the
+  class's legacy module path (`langchain.schema.messages`) for every message it loads,
+  and that failing import searches the file system each time.
 
-Cluster clients keep the upstream write and prune paths.
+Cluster clients keep the upstream paths, and so do reads that refresh TTLs.
 """
 
 from __future__ import annotations
@@ -52,8 +55,11 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.redis import RedisSaver
 from langgraph.checkpoint.redis.aio import AsyncRedisSaver
+from langgraph.checkpoint.redis.base import REDIS_KEY_SEPARATOR, BaseRedisSaver
 from langgraph.checkpoint.redis.jsonplus_redis import JsonPlusRedisSerializer
 from langgraph.checkpoint.redis.util import (
+    EMPTY_ID_SENTINEL,
+    from_storage_safe_id,
     from_storage_safe_str,
     to_storage_safe_id,
     to_storage_safe_str,
@@ -280,6 +286,99 @@ def _failed(results: Sequence[Any], flag_at: int) -> tuple[bool, Exception | Non
     return flag_failed, (others[0] if others else None)
 
 
+# -- reads ---------------------------------------------------------------------------------
+
+
+def _reads_lean(saver: Any) -> bool:
+    """Whether `get_tuple` can take the short path: one server, a write registry, no TTL
+    refresh on read (that bookkeeping stays upstream's)."""
+    return (
+        not saver.cluster_mode
+        and saver._key_registry is not None
+        and not (saver.ttl_config or {}).get("refresh_on_read")
+    )
+
+
+def _requested_id(config: RunnableConfig) -> str | None:
+    checkpoint_id = get_checkpoint_id(config)
+    return checkpoint_id if checkpoint_id and checkpoint_id != EMPTY_ID_SENTINEL else None
+
+
+def _id_in_key(checkpoint_key: str) -> str:
+    """The checkpoint id a checkpoint key ends with (ids hold no separator; thread ids may)."""
+    return from_storage_safe_id(checkpoint_key.rsplit(REDIS_KEY_SEPARATOR, 1)[-1])
+
+
+def _registry_key(saver: Any, thread_id: str, namespace: str, checkpoint_id: str) -> str:
+    return str(saver._key_registry.make_write_keys_zset_key(thread_id, namespace, checkpoint_id))
+
+
+def _decoded(raw: Any) -> Any:
+    """A JSON reply: raw bytes, or already decoded where the client registered the module's
+    response callbacks."""
+    if isinstance(raw, bytes | str):
+        return orjson.loads(raw) if raw else None
+    return raw
+
+
+def _write_docs(raw: Any) -> list[dict[str, Any]]:
+    """The documents a `JSON.MGET keys... $` returned (each reply is a one-element array)."""
+    found = []
+    for item in raw or []:
+        values = _decoded(item)
+        if values and isinstance(values[0], dict):
+            found.append(values[0])
+    return found
+
+
+def _checkpoint_tuple(
+    saver: Any,
+    thread_id: str,
+    namespace: str,
+    data: dict[str, Any],
+    writes: Sequence[dict[str, Any]],
+) -> CheckpointTuple:
+    """The tuple upstream's `get_tuple` builds from a checkpoint document and its writes."""
+    checkpoint_id = from_storage_safe_id(data["checkpoint_id"])
+    parent_id = from_storage_safe_id(data.get("parent_checkpoint_id") or "")
+    inner = data.get("checkpoint") or {}
+    if isinstance(inner, str):
+        inner = orjson.loads(inner)
+    channel_values = saver._deserialize_channel_values(inner.get("channel_values", {}))
+    raw_metadata = data.get("metadata", "{}")
+    metadata = orjson.loads(raw_metadata) if isinstance(raw_metadata, str) else raw_metadata
+    metadata = {
+        k.replace("\u0000", ""): v.replace("\u0000", "") if isinstance(v, str) else v
+        for k, v in (metadata or {}).items()
+    }
+    pending = BaseRedisSaver._load_writes(
+        saver.serde, {(w.get("task_id", ""), w.get("idx", 0)): w for w in writes}
+    )
+    return CheckpointTuple(
+        config={
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": namespace,
+                "checkpoint_id": checkpoint_id,
+            }
+        },
+        checkpoint=saver._load_checkpoint(inner, channel_values, []),
+        metadata=metadata,  # type: ignore[arg-type]
+        parent_config=(
+            {
+                "configurable": {
+                    "thread_id": thread_id,
+                    "checkpoint_ns": namespace,
+                    "checkpoint_id": parent_id,
+                }
+            }
+            if parent_id
+            else None
+        ),
+        pending_writes=pending,
+    )
+
+
 def _keep_last(strategy: str, keep_last: int | None, max_results: int) -> int:
     """Upstream's reading of `prune`'s arguments, with its errors."""
     if keep_last is None:
@@ -414,6 +513,37 @@ class ListingRedisSaver(RedisSaver):
             with contextlib.suppress(redis.RedisError):
                 self._redis.json().set(task.checkpoint_key, "$.has_writes", True)
 
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint `config` names, or the thread's latest, in two or three requests."""
+        if not _reads_lean(self):
+            return super().get_tuple(config)
+        thread_id = config["configurable"]["thread_id"]
+        namespace = config["configurable"].get("checkpoint_ns", "")
+        checkpoint_id = _requested_id(config)
+        if checkpoint_id is not None:
+            key = self._make_redis_checkpoint_key_cached(thread_id, namespace, checkpoint_id)
+        else:
+            pointer = self._redis.get(self._make_redis_checkpoint_latest_key(thread_id, namespace))
+            if not pointer:
+                return None
+            key = pointer.decode() if isinstance(pointer, bytes) else str(pointer)
+            checkpoint_id = _id_in_key(key)
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.execute_command("JSON.GET", key)
+            pipe.zrange(_registry_key(self, thread_id, namespace, checkpoint_id), 0, -1)
+            raw, write_keys = pipe.execute()
+        data = _decoded(raw)
+        if not isinstance(data, dict):
+            return None
+        if from_storage_safe_id(data.get("checkpoint_id", "")) != checkpoint_id:
+            return super().get_tuple(config)  # a key this path does not know how to read
+        # The registry, not the document's `has_writes` flag: a checkpoint stored after its
+        # first writes (puts and writes race under async durability) carries a stale flag.
+        writes: list[dict[str, Any]] = []
+        if write_keys:
+            writes = _write_docs(self._redis.execute_command("JSON.MGET", *write_keys, "$"))
+        return _checkpoint_tuple(self, thread_id, namespace, data, writes)
+
     def list(
         self,
         config: RunnableConfig | None,
@@ -511,6 +641,39 @@ class AsyncListingRedisSaver(AsyncRedisSaver):
         if flag_failed:  # a server without JSON.MERGE: set the flag on its own
             with contextlib.suppress(redis.RedisError):
                 await self._redis.json().set(task.checkpoint_key, "$.has_writes", True)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Async `get_tuple`."""
+        if not _reads_lean(self):
+            return await super().aget_tuple(config)
+        thread_id = config["configurable"]["thread_id"]
+        namespace = config["configurable"].get("checkpoint_ns", "")
+        checkpoint_id = _requested_id(config)
+        if checkpoint_id is not None:
+            key = self._make_redis_checkpoint_key_cached(thread_id, namespace, checkpoint_id)
+        else:
+            pointer = await self._redis.get(
+                self._make_redis_checkpoint_latest_key(thread_id, namespace)
+            )
+            if not pointer:
+                return None
+            key = pointer.decode() if isinstance(pointer, bytes) else str(pointer)
+            checkpoint_id = _id_in_key(key)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.execute_command("JSON.GET", key)
+        pipe.zrange(_registry_key(self, thread_id, namespace, checkpoint_id), 0, -1)
+        raw, write_keys = await pipe.execute()
+        data = _decoded(raw)
+        if not isinstance(data, dict):
+            return None
+        if from_storage_safe_id(data.get("checkpoint_id", "")) != checkpoint_id:
+            return await super().aget_tuple(config)  # a key this path does not know how to read
+        # The registry, not the document's `has_writes` flag: a checkpoint stored after its
+        # first writes (puts and writes race under async durability) carries a stale flag.
+        writes: list[dict[str, Any]] = []
+        if write_keys:
+            writes = _write_docs(await self._redis.execute_command("JSON.MGET", *write_keys, "$"))
+        return _checkpoint_tuple(self, thread_id, namespace, data, writes)
 
     async def alist(
         self,

@@ -1,16 +1,22 @@
-"""The Redis checkpointer's own paths: its prune, and its reading of stored messages."""
+"""The Redis checkpointer's own paths: its prune and its reads, against upstream's."""
 
 from __future__ import annotations
 
 import importlib
+import operator
 import sys
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import redis
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langgraph.checkpoint.redis import RedisSaver
+from langgraph.graph import START, StateGraph
+from langgraph.graph.message import add_messages
 from langgraph.store.memory import InMemoryStore
+from langgraph.types import interrupt
+from typing_extensions import TypedDict
 
 from agent import build_graph
 from memory.backends import aopen_checkpointer, open_checkpointer
@@ -136,3 +142,91 @@ def test_unknown_constructor_paths_still_fail_the_same_way(redis_url: str) -> No
         for _ in range(2):  # the second answer comes from the cache
             with pytest.raises(ValueError, match="Cannot import Thing"):
                 serde._constructor_class(envelope)
+
+
+def _same(ours: Any, theirs: Any) -> None:
+    assert ours is not None and theirs is not None
+    assert ours.config == theirs.config
+    assert ours.parent_config == theirs.parent_config
+    assert ours.metadata == theirs.metadata
+    assert ours.checkpoint == theirs.checkpoint
+    assert ours.pending_writes == theirs.pending_writes
+
+
+class _Interrupting(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+    done: Annotated[list[str], operator.add]
+
+
+def _interrupting_graph(checkpointer: Any) -> Any:
+    """Two parallel nodes, one of which stops for a human: its sibling's writes stay pending."""
+
+    def ask(state: _Interrupting) -> dict[str, Any]:
+        answer = interrupt("approve?")
+        return {"done": [f"ask:{answer}"]}
+
+    def work(state: _Interrupting) -> dict[str, Any]:
+        return {"done": ["work"], "messages": [AIMessage("worked")]}
+
+    builder = StateGraph(_Interrupting)
+    builder.add_node("ask", ask)
+    builder.add_node("work", work)
+    builder.add_edge(START, "ask")
+    builder.add_edge(START, "work")
+    return builder.compile(checkpointer=checkpointer)
+
+
+def test_get_tuple_reads_what_upstream_reads(redis_url: str) -> None:
+    """Latest, by id, with pending writes and an interrupt: the same tuple as upstream's."""
+    with open_checkpointer(redis_url, SETTINGS) as saver:
+        inner = saver.inner
+        upstream = RedisSaver(redis_client=inner._redis)
+        upstream.setup()
+        thread = f"rg-{uuid.uuid4().hex}"
+        graph = build_graph(inner, InMemoryStore())
+        # Sync durability: upstream's sync reader trusts the checkpoint's `has_writes` flag,
+        # which a put racing its own writes can leave stale; ours reads the registry.
+        for i in range(2):
+            graph.invoke(
+                {"messages": [HumanMessage(f"turn {i}")]}, _config(thread), durability="sync"
+            )
+        paused = f"rg-{uuid.uuid4().hex}"
+        _interrupting_graph(inner).invoke(
+            {"messages": [HumanMessage("go")]}, _config(paused), durability="sync"
+        )
+
+        latest = inner.get_tuple(_config(paused))
+        assert latest is not None
+        assert {channel for _, channel, _ in latest.pending_writes} >= {"done", "__interrupt__"}
+        _same(latest, upstream.get_tuple(_config(paused)))
+        for thread_id in (thread, paused):
+            for item in inner.list(_config(thread_id)):
+                _same(inner.get_tuple(item.config), upstream.get_tuple(item.config))
+        _same(inner.get_tuple(_config(thread)), upstream.get_tuple(_config(thread)))
+        assert inner.get_tuple(_config(f"rg-{uuid.uuid4().hex}")) is None
+        missing = {"configurable": {**_config(thread)["configurable"], "checkpoint_id": "nope"}}
+        assert inner.get_tuple(missing) is None
+
+
+async def test_async_get_tuple_reads_what_upstream_reads(redis_url: str) -> None:
+    async with aopen_checkpointer(redis_url, SETTINGS) as saver:
+        inner = saver.inner
+        upstream = RedisSaver.from_conn_string(redis_url)
+        thread = f"rg-{uuid.uuid4().hex}"
+        paused = f"rg-{uuid.uuid4().hex}"
+        await _interrupting_graph(inner).ainvoke(
+            {"messages": [HumanMessage("go")]}, _config(paused), durability="sync"
+        )
+        graph = build_graph(inner, InMemoryStore())
+        await graph.ainvoke(
+            {"messages": [HumanMessage("hello")]}, _config(thread), durability="sync"
+        )
+        with upstream as reader:
+            reader.setup()
+            for thread_id in (thread, paused):
+                _same(
+                    await inner.aget_tuple(_config(thread_id)), reader.get_tuple(_config(thread_id))
+                )
+                async for item in inner.alist(_config(thread_id)):
+                    _same(await inner.aget_tuple(item.config), reader.get_tuple(item.config))
+        assert await inner.aget_tuple(_config(f"rg-{uuid.uuid4().hex}")) is None
