@@ -96,24 +96,39 @@ _SQLITE_DELETES = (
 )
 
 # Postgres prunes a thread in one statement, so a prune costs one round trip however many
-# namespaces the thread has. All parts of the statement see the same snapshot: the blob
-# delete cannot see the checkpoint delete, so it works from the rows that delete returns and
-# from the kept checkpoints (those at or after their namespace's cutoff), which it still sees.
+# namespaces the thread has.
 #
-# Blobs are shared between checkpoints (a channel that did not change keeps its version),
-# so a blob goes only when a dropped checkpoint references it and no kept checkpoint of its
-# namespace does. Every blob is referenced by the checkpoint that wrote it, so the stale
-# blobs are among the dropped checkpoints' versions: only those are checked against the kept
-# checkpoints, rather than every blob the thread has.
-# `jsonb_each_text` yields the versions as text, the type of `checkpoint_blobs.version`.
+# The thread's checkpoints are read once (`live`): between autovacuum passes the
+# `thread_id` index still lists every row earlier prunes deleted, and the planner scans it
+# with a bitmap scan that visits each dead row's heap page again, so every such scan grows
+# with the rows deleted since the last vacuum (a prune went from 2.6 to 13 ms within a
+# minute here when the statement scanned the table four times). Everything else works from
+# that one read: rows are deleted by the row ids it found, and blobs are probed one by one
+# through their primary key. The probe states its key as a pair of row comparisons, which
+# only a multicolumn index can serve; as plain equalities the planner, counting on a few
+# rows per thread, answered each probe with a bitmap scan of the whole thread's blobs.
+#
+# All parts of the statement see the same snapshot: the blob delete cannot see the
+# checkpoint delete, so it works from the dropped checkpoints' channel versions and from the
+# kept ones. Blobs are shared between checkpoints (a channel that did not change keeps its
+# version), so a blob goes only when a dropped checkpoint references it and no kept
+# checkpoint of its namespace does; every blob is referenced by the checkpoint that wrote
+# it, so only the dropped checkpoints' versions need checking. `jsonb_each_text` yields the
+# versions as text, the type of `checkpoint_blobs.version`.
 _PG_PRUNE = """
-WITH cutoffs AS (
-    SELECT checkpoint_ns, checkpoint_id AS cutoff FROM (
-        SELECT checkpoint_ns, checkpoint_id, ROW_NUMBER() OVER (
-            PARTITION BY checkpoint_ns ORDER BY checkpoint_id DESC) AS rn
+WITH live AS MATERIALIZED (
+    SELECT row_id, checkpoint_ns, checkpoint_id, versions,
+        ROW_NUMBER() OVER (PARTITION BY checkpoint_ns ORDER BY checkpoint_id DESC) AS rn
+    FROM (
+        SELECT ctid AS row_id, checkpoint_ns, checkpoint_id,
+            checkpoint -> 'channel_versions' AS versions
         FROM checkpoints WHERE thread_id = %(thread_id)s
-    ) AS ranked
-    WHERE rn = %(keep)s
+        ORDER BY thread_id DESC, checkpoint_ns DESC, checkpoint_id DESC
+        LIMIT %(most)s
+    ) AS newest
+),
+cutoffs AS (
+    SELECT checkpoint_ns, checkpoint_id AS cutoff FROM live WHERE rn = %(keep)s
 ),
 dropped_writes AS (
     DELETE FROM checkpoint_writes w USING cutoffs c
@@ -121,28 +136,33 @@ dropped_writes AS (
         AND w.checkpoint_id < c.cutoff
 ),
 dropped AS (
-    DELETE FROM checkpoints k USING cutoffs c
-    WHERE k.thread_id = %(thread_id)s AND k.checkpoint_ns = c.checkpoint_ns
-        AND k.checkpoint_id < c.cutoff
-    RETURNING k.checkpoint_ns, k.checkpoint -> 'channel_versions' AS versions
+    DELETE FROM checkpoints WHERE ctid = ANY(ARRAY(SELECT row_id FROM live WHERE rn > %(keep)s))
+    RETURNING 1
 ),
 stale AS (
-    SELECT d.checkpoint_ns, v.channel, v.version
-    FROM dropped d CROSS JOIN LATERAL jsonb_each_text(d.versions) AS v(channel, version)
+    SELECT l.checkpoint_ns, v.channel, v.version
+    FROM live l CROSS JOIN LATERAL jsonb_each_text(l.versions) AS v(channel, version)
+    WHERE l.rn > %(keep)s
     EXCEPT
-    SELECT k.checkpoint_ns, v.channel, v.version
-    FROM cutoffs c
-    JOIN checkpoints k ON k.thread_id = %(thread_id)s AND k.checkpoint_ns = c.checkpoint_ns
-        AND k.checkpoint_id >= c.cutoff
-    CROSS JOIN LATERAL jsonb_each_text(k.checkpoint -> 'channel_versions') AS v(channel, version)
+    SELECT l.checkpoint_ns, v.channel, v.version
+    FROM live l CROSS JOIN LATERAL jsonb_each_text(l.versions) AS v(channel, version)
+    WHERE l.rn <= %(keep)s
 ),
 dropped_blobs AS (
-    DELETE FROM checkpoint_blobs b USING stale s
-    WHERE b.thread_id = %(thread_id)s AND b.checkpoint_ns = s.checkpoint_ns
-        AND b.channel = s.channel AND b.version = s.version
+    DELETE FROM checkpoint_blobs WHERE ctid = ANY(ARRAY(
+        SELECT b.row_id FROM stale s CROSS JOIN LATERAL (
+            SELECT ctid AS row_id FROM checkpoint_blobs
+            WHERE (thread_id, checkpoint_ns, channel, version)
+                    >= (%(thread_id)s, s.checkpoint_ns, s.channel, s.version)
+                AND (thread_id, checkpoint_ns, channel, version)
+                    <= (%(thread_id)s, s.checkpoint_ns, s.channel, s.version)
+            LIMIT 1) AS b))
 )
 SELECT count(*) AS removed FROM dropped
 """
+#: Checkpoints a prune looks at per thread at most, newest first (a thread pruned for the
+#: first time after running without retention is brought down over several prunes).
+_PG_PRUNE_MOST = 100000
 
 
 def _row(row: Any) -> tuple[str, str]:
@@ -211,13 +231,13 @@ async def _aprune_sqlite(saver: Any, thread_id: str, keep: int) -> int:
 
 def _prune_postgres(saver: Any, thread_id: str, keep: int) -> int:
     with saver._cursor() as cur:
-        cur.execute(_PG_PRUNE, {"thread_id": thread_id, "keep": keep})
+        cur.execute(_PG_PRUNE, {"thread_id": thread_id, "keep": keep, "most": _PG_PRUNE_MOST})
         return _removed(cur.fetchone())
 
 
 async def _aprune_postgres(saver: Any, thread_id: str, keep: int) -> int:
     async with saver._cursor() as cur:
-        await cur.execute(_PG_PRUNE, {"thread_id": thread_id, "keep": keep})
+        await cur.execute(_PG_PRUNE, {"thread_id": thread_id, "keep": keep, "most": _PG_PRUNE_MOST})
         return _removed(await cur.fetchone())
 
 

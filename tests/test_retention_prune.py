@@ -350,3 +350,54 @@ async def test_async_prune_is_one_statement_per_thread(postgres_url: str) -> Non
     after = _rows(postgres_url, threads[1])
     assert {ns: len(ids) for ns, ids in after.checkpoints.items()} == {"": 2, "child:1": 2}
     assert len(after.blobs) == 6
+
+
+def _plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_prune_reads_the_checkpoints_once_and_probes_blobs_by_key(postgres_url: str) -> None:
+    """The cost of a prune must not follow the rows earlier prunes left for vacuum.
+
+    Until autovacuum runs, the `thread_id` indexes still list every row a prune deleted; a
+    bitmap scan of them revisits those rows' pages. The statement scans the thread's
+    checkpoints once, and never answers a blob probe with a scan of the thread's blobs.
+    """
+    with open_checkpointer(postgres_url, SETTINGS) as saver:
+        graph = build_graph(_unwrapped(saver), InMemoryStore())
+        thread = f"plan-{uuid.uuid4().hex}"
+        for i in range(12):
+            graph.invoke(_turn(i), _config(thread))
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + retention._PG_PRUNE,
+            {"thread_id": thread, "keep": 5, "most": retention._PG_PRUNE_MOST},
+        ).fetchone()
+        conn.rollback()
+    assert row is not None
+    nodes = list(_plan_nodes(row[0][0]["Plan"]))
+    # Deletes go by row id (a TID scan, or a sequential one on a table this small).
+    thread_reads = [
+        n
+        for n in nodes
+        if n.get("Relation Name") == "checkpoints"
+        and n["Node Type"] in ("Bitmap Heap Scan", "Index Scan", "Index Only Scan")
+    ]
+    assert len(thread_reads) == 1, [n["Node Type"] for n in thread_reads]
+    blob_probes = [
+        n
+        for n in nodes
+        if n.get("Relation Name") == "checkpoint_blobs"
+        and n["Node Type"] not in ("Tid Scan", "Seq Scan", "ModifyTable")
+    ]
+    assert blob_probes, "the plan probes no blobs"
+    for probe in blob_probes:
+        assert probe["Node Type"] in ("Index Scan", "Index Only Scan"), probe["Node Type"]
+    deleted = [n for n in nodes if n["Node Type"] == "ModifyTable"]
+    assert {n["Relation Name"] for n in deleted} == {
+        "checkpoints",
+        "checkpoint_writes",
+        "checkpoint_blobs",
+    }
