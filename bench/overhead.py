@@ -1,6 +1,6 @@
 """Persistence overhead per turn by durability mode and API, memory-agent beside stock LangGraph.
 
-Usage: `python -m bench.overhead [--turns 300] [--backends memory,sqlite,postgres,redis]`.
+Usage: `python -m bench.overhead [--turns 200] [--backends memory,sqlite,postgres,redis]`.
 
 `bench.turns` drives the sync API with the default durability over long threads; this
 script answers the narrower question of what one turn's persistence costs, for every
@@ -8,8 +8,8 @@ script answers the narrower question of what one turn's persistence costs, for e
 is the median turn time minus the median time of the same graph with no checkpointer, run
 on the state the checkpoint held (and, for the agent, on the same store), after `--warm`
 turns. Stock runs the stock graph on LangGraph's own saver classes over the same
-connections, from a thread of `--warm` turns, so its state is still small.
-Writes `bench/results/overhead.md`.
+connections; its thread grows to `--warm + --turns` turns, so its figures include some of
+the growth `bench.turns` shows. Writes `bench/results/overhead.md`.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     header = [
         "backend",
         "side",
-        *[f"{d} / {api}" for d in DURABILITIES for api in ("sync", "async")],
+        *[f"{d} / {api}" for d in DURABILITIES for api in ("invoke", "ainvoke")],
     ]
     rows: list[list[str]] = []
     began = time.monotonic()
@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         "# Persistence overhead per turn (ms over the same graph with no checkpointer)",
         "",
         f"`python -m bench.overhead --turns {args.turns} --warm {args.warm}`: median of "
-        f"{args.turns} turns after {args.warm}, {round(time.monotonic() - began)} s in all.",
+        f"{args.turns} turns after {args.warm}, {round(time.monotonic() - began)} s in all. "
+        "Columns: `durability` mode / the API the turn went through.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
