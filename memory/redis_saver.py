@@ -438,9 +438,7 @@ class _Eviction:
         for ns, checkpoint_id in self.checkpoints:
             keys.append(saver._make_redis_checkpoint_key_cached(thread_id, ns, checkpoint_id))
             if saver._key_registry is not None:
-                keys.append(
-                    saver._key_registry.make_write_keys_zset_key(thread_id, ns, checkpoint_id)
-                )
+                keys.append(_registry_key(saver, thread_id, ns, checkpoint_id))
         for doc in write_docs:
             ns, checkpoint_id = getattr(doc, "checkpoint_ns", ""), getattr(doc, "checkpoint_id", "")
             if (ns, checkpoint_id) in dropped:
