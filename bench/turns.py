@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import HumanMessage
-from langgraph.store.base import PutOp
 
 from agent import Context, build_graph
 from bench.databases import Databases, stored_bytes
 from bench.report import write_report
 from bench.stock import build_stock_graph, stock_saver
 from bench.workload import ModelInputs, build_unpersisted_agent, user_text
-from memory import namespaces, transcript
+from memory import transcript
 from memory.backends import open_backends, open_checkpointer
 from memory.namespaces import Owner
 from memory.retention import DEFAULT_KEEP, RetentionSaver, with_retention
@@ -95,13 +94,6 @@ def _content_bytes(records: Iterable[dict[str, Any]]) -> int:
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _drop_transcript(store: Any, thread_key: str, start: int, stop: int) -> None:
-    """Delete the transcript blocks holding messages `start` .. `stop - 1` of a thread."""
-    namespace = namespaces.transcript(thread_key)
-    blocks = range(start // transcript.BLOCK, (stop - 1) // transcript.BLOCK + 1)
-    store.batch([PutOp(namespace, transcript.block_key(b), None) for b in blocks])
 
 
 def _warm_up(graph: Any, unpersisted: Any, context: Context, key: str, turns: int = 5) -> None:
@@ -213,7 +205,9 @@ def run_agent(
                 }
             if turn in points and base_from is not None:
                 # What the baseline appended is not the thread's: gone before storage is measured.
-                _drop_transcript(backends.store, base_key, base_from, after + 2 * _WINDOW)
+                backends.store.batch(
+                    transcript.delete_ops(base_key, after + 2 * _WINDOW, start=base_from)
+                )
                 base_from = None
             if turn in _storage_points(turns):
                 series.storage[turn] = size_now() - empty

@@ -59,3 +59,11 @@ def test_delete_ops_cover_every_block() -> None:
     _append(store, "t", 0, BLOCK * 3 + 1)
     store.batch(transcript.delete_ops("t", BLOCK * 3 + 1))
     assert store.search(namespaces.transcript("t")) == []
+
+
+def test_delete_ops_from_a_start_keep_the_blocks_before_it() -> None:
+    store = InMemoryStore()
+    _append(store, "t", 0, BLOCK * 3 + 1)
+    store.batch(transcript.delete_ops("t", BLOCK * 3 + 1, start=BLOCK + 1))
+    left = store.search(namespaces.transcript("t"))
+    assert [item.key for item in left] == [transcript.block_key(0)]
