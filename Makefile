@@ -33,10 +33,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 services: $(STAMP)
-	$(BIN)/python -m memory.devservers start
+	$(BIN)/python -m tests.devservers start
 
 services-stop: $(STAMP)
-	$(BIN)/python -m memory.devservers stop
+	$(BIN)/python -m tests.devservers stop
 
 clean:
 	rm -rf $(VENV) .data .services

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any
 
 from agent import prompts
+from memory.settings import Settings
 
-T = TypeVar("T", str, int, float)
 
+def _env(name: str) -> Callable[[], Any]:
+    """A default taken from the deployment settings (`MEMORY_AGENT_<NAME>`, then the
+    settings' own default) when the field is not given explicitly."""
 
-def _env(name: str, default: T) -> Callable[[], T]:
-    """A default read from `MEMORY_AGENT_<NAME>` when the field is not given explicitly."""
-
-    def read() -> T:
-        raw = os.environ.get(f"MEMORY_AGENT_{name.upper()}")
-        return default if raw is None else type(default)(raw)
+    def read() -> Any:
+        value = getattr(Settings(), name)
+        return prompts.SYSTEM_PROMPT if name == "system_prompt" and value is None else value
 
     return read
 
@@ -31,34 +30,34 @@ class Context:
     """
 
     user_id: str = field(
-        default_factory=_env("user_id", "local"),
+        default_factory=_env("user_id"),
         metadata={"description": "The user the run acts for."},
     )
     tenant_id: str = field(
-        default_factory=_env("tenant_id", "default"), metadata={"description": "The user's tenant."}
+        default_factory=_env("tenant_id"), metadata={"description": "The user's tenant."}
     )
     model: str = field(
-        default_factory=_env("model", "offline"),
+        default_factory=_env("model"),
         metadata={"description": "`offline` or a `provider:model` for init_chat_model."},
     )
     token_budget: int = field(
-        default_factory=_env("token_budget", 2000),
+        default_factory=_env("token_budget"),
         metadata={"description": "Tokens of working messages allowed before summarisation."},
     )
     keep_ratio: float = field(
-        default_factory=_env("keep_ratio", 0.5),
+        default_factory=_env("keep_ratio"),
         metadata={"description": "Share of the budget kept as recent messages after summarising."},
     )
     summary_max_tokens: int = field(
-        default_factory=_env("summary_max_tokens", 400),
+        default_factory=_env("summary_max_tokens"),
         metadata={"description": "Longest running summary, in tokens."},
     )
     memory_search_limit: int = field(
-        default_factory=_env("memory_search_limit", 5),
+        default_factory=_env("memory_search_limit"),
         metadata={"description": "User memories retrieved into the prompt."},
     )
     system_prompt: str = field(
-        default_factory=_env("system_prompt", prompts.SYSTEM_PROMPT),
+        default_factory=_env("system_prompt"),
         metadata={"description": "The system prompt; placeholders are filled each turn."},
     )
 

@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 import redis
 
-from memory.backends import sqlite_path
-from memory.devservers import ServerHandle, start_postgres, start_redis
+from memory.stores.factory import sqlite_path
+from tests.devservers import ServerHandle, start_postgres, start_redis
 
 
 class Databases:
@@ -85,7 +85,7 @@ def _memory_bytes(obj: Any) -> int:
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.store.memory import InMemoryStore
 
-    from memory.retention import RetentionSaver
+    from memory.stores.retention import RetentionSaver
 
     if isinstance(obj, RetentionSaver):
         obj = obj.inner

@@ -27,8 +27,8 @@ from typing_extensions import TypedDict
 from bench import stock
 from bench.databases import Databases, stored_bytes
 from bench.workload import user_text
-from memory.backends import open_checkpointer
 from memory.settings import Settings
+from memory.stores.factory import open_checkpointer
 
 
 def _fold(state: list[AnyMessage] | None, writes: Sequence[Any]) -> list[AnyMessage]:

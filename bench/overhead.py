@@ -31,10 +31,10 @@ from agent import build_graph
 from bench.databases import Databases
 from bench.stock import astock_saver, build_stock_graph, stock_saver
 from bench.workload import build_unpersisted_agent, user_text
-from memory.backends import aopen_backends, open_backends
 from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
+from memory.stores.factory import aopen_backends, open_backends
 
 BACKENDS = ["memory", "sqlite", "postgres", "redis"]
 DURABILITIES = ["sync", "async", "exit"]

@@ -81,7 +81,7 @@ def stock_saver(saver: BaseCheckpointSaver) -> BaseCheckpointSaver:
     from langgraph.checkpoint.postgres import PostgresSaver
     from langgraph.checkpoint.redis import RedisSaver
 
-    from memory.retention import RetentionSaver
+    from memory.stores.retention import RetentionSaver
 
     if isinstance(saver, RetentionSaver):
         saver = saver.inner
@@ -99,7 +99,7 @@ async def astock_saver(saver: BaseCheckpointSaver) -> BaseCheckpointSaver:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 
-    from memory.retention import RetentionSaver
+    from memory.stores.retention import RetentionSaver
 
     if isinstance(saver, RetentionSaver):
         saver = saver.inner

@@ -26,11 +26,11 @@ from bench.report import write_report
 from bench.stock import build_stock_graph, stock_saver
 from bench.workload import ModelInputs, build_unpersisted_agent, user_text
 from memory import transcript
-from memory.backends import open_backends, open_checkpointer
 from memory.namespaces import Owner
-from memory.retention import DEFAULT_KEEP, RetentionSaver, with_retention
 from memory.sessions import SessionManager
 from memory.settings import Settings
+from memory.stores.factory import open_backends, open_checkpointer
+from memory.stores.retention import DEFAULT_KEEP, RetentionSaver, with_retention
 
 BACKENDS = ["memory", "sqlite", "postgres", "redis"]
 #: memory-agent as shipped; without retention; with `durability="exit"`; stock LangGraph.

@@ -26,10 +26,10 @@ from langgraph.store.base import GetOp, Op, PutOp, SearchOp
 from agent import RECURSION_LIMIT, Context
 from agent.tools import scope_namespace
 from memory import namespaces, transcript
-from memory.backends import StoreValueError, check_put
 from memory.errors import ConflictError, InvalidInputError, NotFoundError
 from memory.memories import MemoryTooLargeError, memory_out, memory_value
 from memory.namespaces import InvalidIdError, Owner, check_id
+from memory.stores.values import StoreValueError, check_put
 
 #: Messages a session needs before ending it writes its summary into long-term memory.
 MIN_MESSAGES_FOR_SUMMARY = 4

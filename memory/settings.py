@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     token_budget: int = Field(
-        default=2000, ge=200, description="Working-message tokens before summarisation runs."
+        default=2000, ge=100, description="Working-message tokens before summarisation runs."
     )
     pool_size: int = Field(
         default=10,
@@ -60,6 +60,72 @@ class Settings(BaseSettings):
         default=None,
         gt=0,
         description="Redis only: every key expires after this many idle minutes (reads refresh).",
+    )
+
+    api_keys: str = Field(
+        default="",
+        description="Comma-separated `key=tenant/user` entries. Empty: single-user "
+        "development mode, every request acts as user `local`.",
+    )
+    idle_timeout_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="Hours without activity after which a session counts as ended and its "
+        "checkpoints are deleted.",
+    )
+    sweep_interval_seconds: float = Field(
+        default=300.0, gt=0, description="How often the background sweeper expires idle sessions."
+    )
+    max_open_sessions: int = Field(
+        default=100,
+        ge=1,
+        description="Open (not ended) sessions a user may have; creating one more is a 409.",
+    )
+    runs_per_minute: int = Field(
+        default=60, ge=1, description="Runs a user may start per rolling minute; then 429."
+    )
+    max_message_chars: int = Field(
+        default=20_000, ge=1, description="Longest message content a client may send."
+    )
+    max_messages_per_request: int = Field(
+        default=50, ge=1, description="Most messages one run request may carry."
+    )
+    max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, description="Largest request body accepted; larger is 413."
+    )
+    min_messages_for_summary: int = Field(
+        default=4,
+        ge=1,
+        description="Messages a session needs before ending it saves its summary to memory.",
+    )
+    user_id: str = Field(default="local", description="The user a run acts for when none is given.")
+    tenant_id: str = Field(default="default", description="The tenant of that user.")
+    keep_ratio: float = Field(
+        default=0.5,
+        ge=0.05,
+        le=0.95,
+        description="Share of the token budget kept as recent messages after summarising.",
+    )
+    summary_max_tokens: int = Field(default=400, ge=16, description="Longest running summary.")
+    memory_search_limit: int = Field(
+        default=5, ge=0, le=100, description="User memories retrieved into the prompt."
+    )
+    system_prompt: str | None = Field(
+        default=None, description="The system prompt; placeholders are filled each turn."
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Server processes `memory-agent serve` starts (needs a shared database: "
+        "SQLite, Postgres or Redis).",
+    )
+    lease_seconds: float = Field(
+        default=30.0,
+        ge=0.5,
+        le=3600,
+        description="How long a run's claim on its thread outlives a process that died "
+        "holding it; renewed while the run lives.",
     )
 
     @field_validator("database_url", "store_url")

@@ -19,16 +19,15 @@ from langchain_core.language_models import BaseChatModel
 
 from agent import OFFLINE_NOTICE, Context, build_graph
 from agent.model import is_offline
-from memory.backends import aopen_backends
 from memory.errors import MemoryAgentError, RateLimitedError
 from memory.lifecycle import SessionLifecycle
 from memory.namespaces import InvalidIdError
 from memory.sessions import SessionManager
 from memory.settings import Settings
+from memory.stores.factory import aopen_backends
 from server.auth import KeyRing, UnauthorizedError
 from server.limits import BodyLimitMiddleware, RateLimiter, RunRegistry
 from server.routes import router
-from server.settings import ServerSettings
 
 logger = logging.getLogger("memory_agent.server")
 
@@ -37,14 +36,6 @@ DEV_MODE_WARNING = (
     "'local' without authentication. Set MEMORY_AGENT_API_KEYS=key=tenant/user,... "
     "before exposing this server."
 )
-
-
-def _server_settings(settings: Settings | None) -> ServerSettings:
-    if settings is None:
-        return ServerSettings()
-    if isinstance(settings, ServerSettings):
-        return settings
-    return ServerSettings(**settings.model_dump(exclude_unset=True))
 
 
 async def _sweep_forever(lifecycle: SessionLifecycle, interval: float) -> None:
@@ -62,7 +53,7 @@ async def _sweep_forever(lifecycle: SessionLifecycle, interval: float) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the backends once, build the graph and the sessions API, sweep idle sessions."""
-    settings: ServerSettings = app.state.settings
+    settings: Settings = app.state.settings
     async with aopen_backends(settings=settings) as backends:
         graph = build_graph(backends.checkpointer, backends.store, chat_model=app.state.chat_model)
         sessions = SessionManager(
@@ -165,7 +156,7 @@ def create_app(
     """Build the app; the lifespan opens the backends the settings name.
 
     Args:
-        settings: Explicit settings (a `ServerSettings`, or storage `Settings` to which the
+        settings: Explicit settings (a `Settings`, or storage `Settings` to which the
             server's defaults and environment are added); None reads the environment.
         chat_model: A model instance to use instead of the one `settings.model` names
             (tests pass a scripted model).
@@ -173,7 +164,7 @@ def create_app(
     Raises:
         ApiKeyConfigError: `api_keys` is malformed.
     """
-    server_settings = _server_settings(settings)
+    server_settings = settings or Settings()
     app = FastAPI(
         title="memory-agent",
         summary="A LangGraph agent with checkpointed conversation memory, served by session id.",

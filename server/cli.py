@@ -14,13 +14,13 @@ from pydantic import ValidationError
 
 from agent import OFFLINE_NOTICE, Context, build_graph
 from agent.model import is_offline
-from memory.backends import open_backends
 from memory.errors import MemoryAgentError
 from memory.lifecycle import SessionLifecycle
 from memory.namespaces import InvalidIdError, Owner, check_id
 from memory.sessions import SessionManager
+from memory.settings import Settings
+from memory.stores.factory import open_backends
 from server.auth import ApiKeyConfigError, KeyRing
-from server.settings import ServerSettings
 
 _EXIT_WORDS = {"/exit", "/quit", "exit", "quit"}
 
@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(settings: ServerSettings, host: str | None, port: int | None) -> None:
+def serve(settings: Settings, host: str | None, port: int | None) -> None:
     """Run the API under uvicorn until interrupted."""
     import uvicorn
 
@@ -72,7 +72,7 @@ def _turn(sessions: SessionManager, owner: Owner, thread_id: str, text: str, out
 
 
 def chat(
-    settings: ServerSettings,
+    settings: Settings,
     thread_id: str | None,
     user: str,
     message: str | None,
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `memory-agent` console script."""
     args = _parser().parse_args(argv)
     try:
-        settings = ServerSettings()
+        settings = Settings()
         if args.command == "serve":
             KeyRing.parse(settings.api_keys)
     except (ValidationError, ApiKeyConfigError) as exc:

@@ -7,13 +7,13 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from memory.backends import Backends
 from memory.lifecycle import SessionLifecycle
 from memory.namespaces import ID_PATTERN, Owner
 from memory.sessions import SessionManager
+from memory.settings import Settings
+from memory.stores.factory import Backends
 from server.auth import KeyRing
 from server.limits import RateLimiter, RunRegistry
-from server.settings import ServerSettings
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -21,7 +21,7 @@ _bearer = HTTPBearer(
 )
 
 
-async def get_settings(request: Request) -> ServerSettings:
+async def get_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     return request.app.state.settings
 
@@ -61,7 +61,7 @@ async def get_owner(
     return keys.owner_for(header)
 
 
-SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 BackendsDep = Annotated[Backends, Depends(get_backends)]
 SessionsDep = Annotated[SessionManager, Depends(get_sessions)]
 LifecycleDep = Annotated[SessionLifecycle, Depends(get_lifecycle)]

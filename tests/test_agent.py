@@ -9,10 +9,10 @@ from langchain_core.messages import AIMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
 from agent import Context, build_graph
-from memory.backends import aopen_backends
 from memory.errors import ConflictError, NotFoundError
 from memory.namespaces import Owner
 from memory.sessions import SessionManager
+from memory.stores.factory import aopen_backends
 from tests.scripted import ScriptedChatModel
 
 

@@ -18,7 +18,10 @@ from langgraph.checkpoint.postgres.base import BasePostgresSaver
 from langgraph.store.postgres.base import BasePostgresStore
 
 from agent import build_graph
-from memory.backends import (
+from memory.namespaces import Owner
+from memory.sessions import SessionManager
+from memory.settings import Settings
+from memory.stores.factory import (
     BackendURLError,
     aopen_backends,
     aopen_checkpointer,
@@ -27,12 +30,9 @@ from memory.backends import (
     open_backends,
     scheme_of,
 )
-from memory.devservers import start_redis
-from memory.namespaces import Owner
-from memory.redis_store import RedisStoreSetupError
-from memory.retention import RetentionSaver
-from memory.sessions import SessionManager
-from memory.settings import Settings
+from memory.stores.redis_store import RedisStoreSetupError
+from memory.stores.retention import RetentionSaver
+from tests.devservers import start_redis
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -155,7 +155,7 @@ async def test_concurrent_setup_of_a_fresh_database_succeeds_once(
 _SETUP_SCRIPT = """
 import sys, time
 from pathlib import Path
-from memory.backends import open_backends
+from memory.stores.factory import open_backends
 from memory.settings import Settings
 
 url, go = sys.argv[1], Path(sys.argv[2])
@@ -257,7 +257,7 @@ async def test_ttl_minutes_is_reported_as_unapplied_off_redis(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = f"sqlite:///{tmp_path / 'a.sqlite'}"
-    with caplog.at_level(logging.WARNING, logger="memory.backends"):
+    with caplog.at_level(logging.WARNING, logger="memory.stores.factory"):
         async with aopen_backends(url, settings=Settings(embeddings="none", ttl_minutes=5)):
             pass
     assert "applies to Redis only" in caplog.text

@@ -12,11 +12,11 @@ from typing import Any
 from langchain_core.messages.utils import count_tokens_approximately
 
 from agent import Context, build_graph
-from memory.backends import aopen_backends
 from memory.namespaces import Owner
-from memory.retention import RetentionSaver
 from memory.sessions import SessionManager
 from memory.settings import Settings
+from memory.stores.factory import aopen_backends
+from memory.stores.retention import RetentionSaver
 
 BUDGET = 300
 KEEP, EVERY = 6, 6
@@ -127,7 +127,7 @@ async def test_postgres_loads_each_channel_blob_by_its_key(
     """
     import psycopg
 
-    from memory.pg_saver import SELECT_SQL
+    from memory.stores.postgres_saver import SELECT_SQL
 
     async with aopen_backends(fresh_postgres_url, settings=Settings(embeddings="none")) as be:
         manager = SessionManager(build_graph(be.checkpointer, be.store))

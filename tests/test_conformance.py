@@ -11,8 +11,8 @@ from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import BASE_CAPABILITIES
 from langgraph.checkpoint.conformance.report import CapabilityReport
 
-from memory.backends import aopen_checkpointer, scheme_of
 from memory.settings import Settings
+from memory.stores.factory import aopen_checkpointer, scheme_of
 
 BASE = {capability.value for capability in BASE_CAPABILITIES}
 #: Optional capabilities each saver implements. The others (copy_thread, delete_for_runs,

@@ -1,4 +1,4 @@
-"""Tests for memory.devservers against real Postgres+pgvector and Valkey+JSON+search servers."""
+"""Tests for tests.devservers against real Postgres+pgvector and Valkey+JSON+search servers."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from redis.commands.search.field import TextField
 from redis.commands.search.index_definition import IndexDefinition, IndexType
 from redis.commands.search.query import Query
 
-from memory.devservers import (
+from tests.devservers import (
     POSTGRES_URL_ENV,
     REDIS_URL_ENV,
     STATE_FILE,
@@ -87,7 +87,7 @@ def test_redis_start_failure_reports_log_tail(tmp_path: Path) -> None:
 
 def _cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "memory.devservers", *args, "--dir", str(state_dir)],
+        [sys.executable, "-m", "tests.devservers", *args, "--dir", str(state_dir)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _SCRIPT = """
 import asyncio, json, os, sys
 from agent import build_graph
-from memory.backends import aopen_backends
+from memory.stores.factory import aopen_backends
 from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings

@@ -6,7 +6,7 @@ dot-joined, backslash-escaped namespace; under DIALECT 2 (redis-py's default) Re
 nothing while `search(("u1",))` did, and a user's memories silently vanished. The same
 full-text matching folded case and stems (a put to `("Memory",)` deleted the item of
 `("memories",)`), could not find stopword labels, and let `("u1",)` match `("u10",)`.
-`memory.redis_store` addresses items by key and namespaces by exact TAG digests instead.
+`memory.stores.redis_store` addresses items by key and namespaces by exact TAG digests instead.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import uuid
 import redis
 from langgraph.store.base import GetOp, PutOp
 
-from memory.backends import aopen_store, open_store
-from memory.redis_store import AsyncKeyedRedisStore, KeyedRedisStore
 from memory.settings import Settings
+from memory.stores.factory import aopen_store, open_store
+from memory.stores.redis_store import AsyncKeyedRedisStore, KeyedRedisStore
 
 SETTINGS = Settings(embeddings="none", ttl_minutes=None)
 

@@ -19,9 +19,9 @@ from langgraph.types import interrupt
 from typing_extensions import TypedDict
 
 from agent import build_graph
-from memory.backends import aopen_checkpointer, open_checkpointer
-from memory.redis_saver import AsyncListingRedisSaver, ListingRedisSaver
 from memory.settings import Settings
+from memory.stores.factory import aopen_checkpointer, open_checkpointer
+from memory.stores.redis_saver import AsyncListingRedisSaver, ListingRedisSaver
 
 SETTINGS = Settings(embeddings="none")
 

@@ -15,15 +15,15 @@ from langgraph.store.memory import InMemoryStore
 from typing_extensions import TypedDict
 
 from agent import build_graph
-from memory.backends import aopen_checkpointer, open_checkpointer
-from memory.retention import (
+from memory.settings import Settings
+from memory.stores.factory import aopen_checkpointer, open_checkpointer
+from memory.stores.retention import (
     RetentionSaver,
     UnsupportedSaverError,
     akeep_latest,
     keep_latest,
     with_retention,
 )
-from memory.settings import Settings
 
 SETTINGS = Settings(embeddings="none")
 

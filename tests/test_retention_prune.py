@@ -26,10 +26,10 @@ from typing_extensions import TypedDict
 
 from agent import build_graph
 from memory import retention
-from memory.backends import aopen_checkpointer, open_checkpointer
-from memory.pg_saver import AsyncKeyedPostgresSaver, KeyedPostgresSaver
-from memory.retention import RetentionSaver, akeep_latest, keep_latest
 from memory.settings import Settings
+from memory.stores.factory import aopen_checkpointer, open_checkpointer
+from memory.stores.postgres_saver import AsyncKeyedPostgresSaver, KeyedPostgresSaver
+from memory.stores.retention import RetentionSaver, akeep_latest, keep_latest
 
 SETTINGS = Settings(embeddings="none")
 KEEP = 6

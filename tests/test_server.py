@@ -7,9 +7,9 @@ import logging
 import pytest
 
 from agent import OFFLINE_NOTICE
-from memory.backends import scheme_of
+from memory.settings import Settings
+from memory.stores.factory import scheme_of
 from server.app import DEV_MODE_WARNING, create_app
-from server.settings import ServerSettings
 from tests.plugins.server import Api, fresh_id, running, sse_events
 
 
@@ -100,7 +100,7 @@ async def test_startup_logs_backend_model_and_modes(
     app_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="memory_agent.server")
-    app = create_app(ServerSettings(database_url=app_url, model="offline", api_keys=""))
+    app = create_app(Settings(database_url=app_url, model="offline", api_keys=""))
     async with running(app) as client:
         assert (await client.get("/healthz")).status_code == 200
     text = caplog.text
@@ -112,7 +112,7 @@ async def test_startup_logs_backend_model_and_modes(
 
 
 async def test_dev_mode_acts_as_local_without_a_key(app_url: str) -> None:
-    app = create_app(ServerSettings(database_url=app_url, api_keys=""))
+    app = create_app(Settings(database_url=app_url, api_keys=""))
     async with running(app) as client:
         thread = fresh_id("t")
         response = await client.post(f"/threads/{thread}/runs", json={"message": "hi"})
@@ -125,5 +125,5 @@ async def test_create_app_accepts_plain_storage_settings(app_url: str) -> None:
     from memory.settings import Settings
 
     app = create_app(Settings(database_url=app_url))
-    assert isinstance(app.state.settings, ServerSettings)
+    assert isinstance(app.state.settings, Settings)
     assert app.state.settings.database_url == app_url

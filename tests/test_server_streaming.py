@@ -13,8 +13,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from agent import OfflineChatModel
+from memory.settings import Settings
 from server.app import create_app
-from server.settings import ServerSettings
 from tests.plugins.server import GatedModel, fresh_id, sse_events
 
 _DEADLOCK_GUARD_SECONDS = 60
@@ -43,7 +43,7 @@ def free_port() -> int:
 async def served(app_url: str) -> AsyncIterator[tuple[FastAPI, str, StallingModel]]:
     """The app under uvicorn on a free loopback port, in this event loop."""
     model = StallingModel()
-    app = create_app(ServerSettings(database_url=app_url, api_keys=""), chat_model=model)
+    app = create_app(Settings(database_url=app_url, api_keys=""), chat_model=model)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

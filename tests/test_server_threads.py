@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from memory.backends import scheme_of
 from memory.namespaces import Owner
+from memory.settings import Settings
+from memory.stores.factory import scheme_of
 from server.app import create_app
 from server.auth import ApiKeyConfigError, KeyRing
-from server.settings import ServerSettings
 from tests.plugins.server import Api, ApiFactory, fresh_id, running
 
 # -- auth --------------------------------------------------------------------------------
@@ -41,7 +41,7 @@ def test_malformed_key_settings_are_refused() -> None:
         with pytest.raises(ApiKeyConfigError):
             KeyRing.parse(bad)
     with pytest.raises(ApiKeyConfigError):
-        create_app(ServerSettings(database_url="memory://", api_keys="just-a-key"))
+        create_app(Settings(database_url="memory://", api_keys="just-a-key"))
 
 
 # -- threads -------------------------------------------------------------------------------
@@ -295,7 +295,7 @@ async def test_readyz_reports_each_backend_by_name(api: Api, app_url: str) -> No
 
 
 async def test_readyz_is_503_when_a_backend_is_unreachable(tmp_path: Path) -> None:
-    settings = ServerSettings(database_url=f"sqlite:///{tmp_path / 'gone.sqlite'}", api_keys="")
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'gone.sqlite'}", api_keys="")
     app = create_app(settings)
     async with running(app) as client:
         assert (await client.get("/readyz")).status_code == 200

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 from langgraph.store.base import BaseStore, InvalidNamespaceError
 
-from memory.backends import StoreValueError, aopen_store, default_store_url, open_store
 from memory.settings import Settings
+from memory.stores.factory import aopen_store, default_store_url, open_store
+from memory.stores.values import StoreValueError
 
 #: Labels that must stay apart: prefixes of one another, LIKE metacharacters, case and stem
 #: variants, a full-text stopword, and RediSearch query syntax.

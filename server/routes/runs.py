@@ -17,6 +17,7 @@ from memory.errors import ConflictError, MemoryAgentError
 from memory.lifecycle import SessionLifecycle
 from memory.namespaces import Owner
 from memory.sessions import SessionManager
+from memory.settings import Settings
 from server.deps import (
     LifecycleDep,
     LimiterDep,
@@ -28,7 +29,6 @@ from server.deps import (
 )
 from server.limits import RateLimiter, RunRegistry
 from server.schemas import ChatRequest, RunOut, RunRequest, errors
-from server.settings import ServerSettings
 
 logger = logging.getLogger("memory_agent.server")
 router = APIRouter(tags=["runs"])
@@ -47,7 +47,7 @@ async def _begin(
     owner: Owner,
     thread_id: str | None,
     body: RunRequest,
-    settings: ServerSettings,
+    settings: Settings,
     lifecycle: SessionLifecycle,
     runs: RunRegistry,
     limiter: RateLimiter,
@@ -76,7 +76,7 @@ async def _run(
     owner: Owner,
     thread_id: str | None,
     body: RunRequest,
-    settings: ServerSettings,
+    settings: Settings,
     sessions: SessionManager,
     lifecycle: SessionLifecycle,
     runs: RunRegistry,
@@ -99,7 +99,7 @@ async def _stream(
     owner: Owner,
     thread_id: str | None,
     body: RunRequest,
-    settings: ServerSettings,
+    settings: Settings,
     sessions: SessionManager,
     lifecycle: SessionLifecycle,
     runs: RunRegistry,

@@ -22,8 +22,8 @@ from fastapi import FastAPI
 from pydantic import ConfigDict, Field
 
 from agent import OfflineChatModel
+from memory.settings import Settings
 from server.app import create_app
-from server.settings import ServerSettings
 
 #: Backends every server test runs on; `postgres` and `redis` use the service fixtures.
 SERVER_BACKENDS = ("memory", "sqlite", "postgres", "redis")
@@ -98,7 +98,7 @@ def make_api(app_url: str) -> ApiFactory:
         keys = {name: fresh_id(f"key-{name}") for name in users}
         owners = {name: ("acme", fresh_id(name)) for name in users}
         spec = ",".join(f"{keys[n]}={owners[n][0]}/{owners[n][1]}" for n in users)
-        settings = ServerSettings(
+        settings = Settings(
             database_url=app_url, api_keys=spec, **{"sweep_interval_seconds": 3600, **overrides}
         )
         app = create_app(settings, chat_model=chat_model)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from memory.devservers import (
+from tests.devservers import (
     POSTGRES_URL_ENV,
     REDIS_URL_ENV,
     ServerHandle,

@@ -70,7 +70,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError, ResponseError
 
-from memory.backends import EarlyPutCheck, checked
+from memory.stores.values import EarlyPutCheck, checked
 
 __all__ = [
     "DEFAULT_PREFIX",

@@ -741,7 +741,7 @@ def _cmd_status(state_dir: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``python -m memory.devservers {start,stop,status}`` command line.
+    """Run the ``python -m tests.devservers {start,stop,status}`` command line.
 
     Args:
         argv: Arguments without the program name; defaults to ``sys.argv[1:]``.
@@ -751,7 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     dir_help = f"state directory (default: ./{DEFAULT_STATE_DIR})"
     parser = argparse.ArgumentParser(
-        prog="python -m memory.devservers",
+        prog="python -m tests.devservers",
         description="Start/stop throwaway Postgres+pgvector and Valkey+JSON+search servers.",
     )
     parser.add_argument("--dir", type=Path, default=Path(DEFAULT_STATE_DIR), help=dir_help)

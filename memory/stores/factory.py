@@ -25,27 +25,24 @@ import select
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.base import (
-    NOT_PROVIDED,
     BaseStore,
     GetOp,
     Item,
-    NotProvided,
     Op,
     PutOp,
     Result,
     SearchOp,
     TTLConfig,
-    validate_op_namespace,
 )
 from langgraph.store.memory import InMemoryStore
 from langgraph.store.postgres import PostgresStore
@@ -55,8 +52,9 @@ from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from memory.embeddings import load_embeddings
 from memory.memories import INDEX_FIELDS
-from memory.retention import with_retention
 from memory.settings import Settings, get_settings
+from memory.stores.retention import with_retention
+from memory.stores.values import EarlyPutCheck, checked
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +64,6 @@ PG_SWEEP_MINUTES = 5
 
 class BackendURLError(ValueError):
     """A database URL this project cannot open."""
-
-
-class StoreValueError(ValueError):
-    """A store key, label or value contains text that a backend cannot hold."""
 
 
 @dataclass
@@ -154,81 +148,6 @@ def _warn_unapplied_ttl(kind: str, settings: Settings) -> None:
             "expire threads, so nothing expires on this backend",
             kind,
         )
-
-
-# --------------------------------------------------------------------------- values
-
-
-def _check_text(text: str, where: str) -> None:
-    if "\x00" in text:
-        raise StoreValueError(
-            f"{where} contains a NUL character (U+0000), which Postgres cannot store; remove it"
-        )
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise StoreValueError(
-            f"{where} is not valid Unicode text (unpaired surrogate at index {exc.start})"
-        ) from exc
-
-
-def check_put(op: PutOp) -> None:
-    """Reject a put whose key, labels or value a backend cannot hold.
-
-    Raises:
-        StoreValueError: naming the offending part (`key`, a label or `value[...]`).
-        InvalidNamespaceError: for labels LangGraph forbids (empty, with `.` or NUL).
-    """
-    validate_op_namespace(op)
-    if not isinstance(op.key, str):
-        raise StoreValueError(f"store key must be a string, got {type(op.key).__name__}")
-    _check_text(op.key, "store key")
-    for label in op.namespace:
-        _check_text(label, f"namespace label {label!r}")
-    if op.value is None:
-        return
-    if not isinstance(op.value, Mapping):
-        raise StoreValueError(f"store value must be a dict, got {type(op.value).__name__}")
-    pending: list[tuple[Any, str]] = [(op.value, "value")]
-    while pending:
-        node, where = pending.pop()
-        if isinstance(node, str):
-            _check_text(node, where)
-        elif isinstance(node, Mapping):
-            for key, child in node.items():
-                if isinstance(key, str):
-                    _check_text(key, f"key {key!r} of {where}")
-                pending.append((child, f"{where}[{key!r}]"))
-        elif isinstance(node, list | tuple):
-            pending.extend((child, f"{where}[{i}]") for i, child in enumerate(node))
-
-
-class EarlyPutCheck:
-    """Mixin for stores that gather concurrent calls into one batch (LangGraph's
-    `AsyncBatchedBaseStore`): `aput` checks its put before queueing it, so a bad value
-    fails its own call only, not the other callers' operations batched with it."""
-
-    async def aput(
-        self,
-        namespace: tuple[str, ...],
-        key: str,
-        value: Mapping[str, Any],
-        index: Literal[False] | list[str] | None = None,
-        *,
-        ttl: float | NotProvided | None = NOT_PROVIDED,
-    ) -> None:
-        """Check the put, then queue it."""
-        check_put(PutOp(tuple(namespace), key, cast(dict[str, Any], value)))
-        await super().aput(namespace, key, value, index, ttl=ttl)  # type: ignore[misc]
-
-
-def checked(ops: Iterable[Op]) -> list[Op]:
-    """The operations as a list, after `check_put` has passed every put among them."""
-    ops = list(ops)
-    for op in ops:
-        if isinstance(op, PutOp):
-            check_put(op)
-    return ops
 
 
 # --------------------------------------------------------------------------- memory
@@ -521,8 +440,8 @@ def open_checkpointer(url: str, settings: Settings | None = None) -> Iterator[Ba
             saver = SqliteSaver(conn)
             saver.setup()
         elif kind == "postgres":
-            from memory.pg_saver import KeyedPostgresSaver
-            from memory.pg_setup import setup_lock
+            from memory.stores.postgres_saver import KeyedPostgresSaver
+            from memory.stores.postgres_setup import setup_lock
 
             pool = _pg_pool(url, settings, "memory-agent-checkpoints")
             pool.open(wait=True)
@@ -531,8 +450,8 @@ def open_checkpointer(url: str, settings: Settings | None = None) -> Iterator[Ba
             with setup_lock(url):
                 saver.setup()
         else:
-            from memory.redis_saver import ListingRedisSaver
-            from memory.redis_store import redis_client
+            from memory.stores.redis_saver import ListingRedisSaver
+            from memory.stores.redis_store import redis_client
 
             client = redis_client(url)
             stack.callback(client.close)
@@ -560,8 +479,8 @@ async def aopen_checkpointer(
             saver = AsyncSqliteSaver(conn)
             await saver.setup()
         elif kind == "postgres":
-            from memory.pg_saver import AsyncKeyedPostgresSaver
-            from memory.pg_setup import asetup_lock
+            from memory.stores.postgres_saver import AsyncKeyedPostgresSaver
+            from memory.stores.postgres_setup import asetup_lock
 
             pool = _apg_pool(url, settings, "memory-agent-checkpoints")
             await pool.open(wait=True)
@@ -570,8 +489,8 @@ async def aopen_checkpointer(
             async with asetup_lock(url):
                 await saver.setup()
         else:
-            from memory.redis_saver import AsyncListingRedisSaver
-            from memory.redis_store import async_redis_client
+            from memory.stores.redis_saver import AsyncListingRedisSaver
+            from memory.stores.redis_store import async_redis_client
 
             client = async_redis_client(url)
             stack.push_async_callback(client.aclose)
@@ -602,7 +521,7 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
             sqlite_store.setup()
             store = sqlite_store
         elif kind == "postgres":
-            from memory.pg_setup import setup_lock
+            from memory.stores.postgres_setup import setup_lock
 
             pool = _pg_pool(url, settings, "memory-agent-store")
             pool.open(wait=True)
@@ -614,7 +533,7 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
             stack.callback(pg_store.stop_ttl_sweeper, 10)
             store = pg_store
         else:
-            from memory.redis_store import KeyedRedisStore, redis_client
+            from memory.stores.redis_store import KeyedRedisStore, redis_client
 
             client = redis_client(url)
             stack.callback(client.close)
@@ -641,7 +560,7 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             await sqlite_store.setup()
             store = sqlite_store
         elif kind == "postgres":
-            from memory.pg_setup import asetup_lock
+            from memory.stores.postgres_setup import asetup_lock
 
             pool = _apg_pool(url, settings, "memory-agent-store")
             await pool.open(wait=True)
@@ -653,7 +572,7 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             stack.push_async_callback(pg_store.stop_ttl_sweeper, 10)
             store = pg_store
         else:
-            from memory.redis_store import AsyncKeyedRedisStore, async_redis_client
+            from memory.stores.redis_store import AsyncKeyedRedisStore, async_redis_client
 
             client = async_redis_client(url)
             stack.push_async_callback(client.aclose)
