@@ -54,6 +54,9 @@ from memory.embeddings import load_embeddings
 from memory.memories import INDEX_FIELDS
 from memory.settings import Settings, get_settings
 from memory.stores.retention import with_retention
+from memory.stores.sessiondb import MemorySessionDB, SessionDB
+from memory.stores.sessiondb_redis import RedisSessionDB
+from memory.stores.sessiondb_sql import PostgresSessionDB, SqliteSessionDB
 from memory.stores.values import EarlyPutCheck, checked
 
 logger = logging.getLogger(__name__)
@@ -79,6 +82,11 @@ class Backends:
     def name(self) -> str:
         """The backend kind of the checkpointer: memory, sqlite, postgres or redis."""
         return scheme_of(self.database_url)
+
+    @property
+    def sessions(self) -> SessionDB:
+        """The session database beside the store: records, leases, limits, transcripts."""
+        return sessions_db(self.store)
 
     @property
     def store_name(self) -> str:
@@ -512,14 +520,17 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
     ttl = store_ttl(kind, settings)
     with ExitStack() as stack:
         store: BaseStore
+        db: SessionDB
         if kind == "memory":
             store = ExpiringInMemoryStore(index=index, ttl=ttl)
+            db = MemorySessionDB()
         elif kind == "sqlite":
             conn = _sqlite_connect(sqlite_path(url), store=True)
             stack.callback(conn.close)
             sqlite_store = ExpiringSqliteStore(conn, index=index, ttl=ttl)  # type: ignore[arg-type]
             sqlite_store.setup()
             store = sqlite_store
+            db = _sqlite_sessions(url, stack)
         elif kind == "postgres":
             from memory.stores.postgres_setup import setup_lock
 
@@ -527,8 +538,10 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
             pool.open(wait=True)
             stack.callback(pool.close)
             pg_store = CheckedPostgresStore(pool, index=index, ttl=ttl)  # type: ignore[arg-type]
+            db = PostgresSessionDB(pool)
             with setup_lock(url):
                 pg_store.setup()
+                db.setup()
             pg_store.start_ttl_sweeper()
             stack.callback(pg_store.stop_ttl_sweeper, 10)
             store = pg_store
@@ -539,6 +552,8 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
             stack.callback(client.close)
             store = KeyedRedisStore(client, index=index, ttl=ttl)  # type: ignore[arg-type]
             store.setup()
+            db = RedisSessionDB(client)
+        store.sessions_db = db  # type: ignore[attr-defined]
         yield store
 
 
@@ -551,14 +566,17 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
     ttl = store_ttl(kind, settings)
     async with AsyncExitStack() as stack:
         store: BaseStore
+        db: SessionDB
         if kind == "memory":
             store = ExpiringInMemoryStore(index=index, ttl=ttl)
+            db = MemorySessionDB()
         elif kind == "sqlite":
             conn = await _asqlite_connect(sqlite_path(url), store=True)
             stack.push_async_callback(conn.close)
             sqlite_store = AsyncExpiringSqliteStore(conn, index=index, ttl=ttl)  # type: ignore[arg-type]
             await sqlite_store.setup()
             store = sqlite_store
+            db = _sqlite_sessions(url, stack)
         elif kind == "postgres":
             from memory.stores.postgres_setup import asetup_lock
 
@@ -566,8 +584,10 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             await pool.open(wait=True)
             stack.push_async_callback(pool.close)
             pg_store = AsyncCheckedPostgresStore(pool, index=index, ttl=ttl)  # type: ignore[arg-type]
+            db = PostgresSessionDB(pool)
             async with asetup_lock(url):
                 await pg_store.setup()
+                await db.asetup()
             await pg_store.start_ttl_sweeper()
             stack.push_async_callback(pg_store.stop_ttl_sweeper, 10)
             store = pg_store
@@ -580,7 +600,36 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             stack.push_async_callback(redis_store.aclose)
             await redis_store.setup()
             store = redis_store
+            db = RedisSessionDB(client)
+        store.sessions_db = db  # type: ignore[attr-defined]
         yield store
+
+
+def _sqlite_sessions(url: str, stack: ExitStack | AsyncExitStack) -> SqliteSessionDB:
+    """The session database in the store's SQLite file, on a connection of its own."""
+    conn = _sqlite_connect(sqlite_path(url), store=True)
+    stack.callback(conn.close)
+    db = SqliteSessionDB(conn)
+    db.setup()
+    return db
+
+
+def sessions_db(store: BaseStore) -> SessionDB:
+    """The session database that lives beside `store` (the factory attaches one to every
+    store it opens; a bare `InMemoryStore` gets an in-process one).
+
+    Raises:
+        BackendURLError: `store` was not opened by this factory and is not in memory.
+    """
+    db = getattr(store, "sessions_db", None)
+    if db is None and isinstance(store, InMemoryStore):
+        db = store.sessions_db = MemorySessionDB()  # type: ignore[attr-defined]
+    if db is None:
+        raise BackendURLError(
+            f"{type(store).__name__} has no session database: open the store with "
+            "memory.stores.open_store / aopen_store"
+        )
+    return db
 
 
 def default_store_url(database_url: str) -> str:

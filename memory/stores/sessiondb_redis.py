@@ -1,0 +1,400 @@
+"""The session database on Redis: every operation is one Lua script, atomic on the server.
+
+Keys (all under `memory_agent:`), with `K` an owner's `tenant/user` and `T` a thread key:
+
+- `session:T`: the session record (JSON);
+- `sessions:K`: the owner's thread ids, scored by last activity (list order);
+- `open:K`: the owner's open (active) thread ids, whose count is the cap's count;
+- `idle`: every active thread key, scored by last activity (the idle sweeper's index);
+- `lease:T`, `lease:<name>`: a lease token with a millisecond expiry (`SET NX PX`);
+- `rate:K`: the owner's runs of the last window, scored by time;
+- `transcript:T`: the thread's transcript, one JSON record per list element.
+
+Times come from the server's clock (`TIME`), so hosts with skewed clocks agree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from memory.namespaces import Owner
+from memory.stores.sessiondb import (
+    Claim,
+    LeaseLostError,
+    RateLimit,
+    Record,
+    SessionDB,
+    Steps,
+    dumps,
+    iso_ms,
+)
+
+PREFIX = "memory_agent:"
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+_INSERT = """
+local function insert(rec_key, list_key, open_key, idle_key, record, thread_id, thread_key, score)
+  redis.call('SET', rec_key, record)
+  redis.call('ZADD', list_key, score, thread_id)
+  redis.call('SADD', open_key, thread_id)
+  redis.call('ZADD', idle_key, score, thread_key)
+end
+"""
+
+SCRIPTS: dict[str, str] = {
+    # KEYS: record, list, open, idle. ARGV: record, cap, thread_id, thread_key, score, active
+    "create": _INSERT
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+if ARGV[6] == '1' and redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[2]) then return 'full' end
+if ARGV[6] == '1' then
+  insert(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[4], ARGV[5])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
+end
+return 'created'
+""",
+    # KEYS: lease, rate, record, list, open, idle.
+    # ARGV: token, lease_ms, limit (0: none), window_ms, new record or '', cap, thread_id,
+    #       thread_key, score
+    "begin": _NOW
+    + _INSERT
+    + """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'busy'} end
+local limit = tonumber(ARGV[3])
+if limit > 0 then
+  local window = tonumber(ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[2]) >= limit then
+    local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    redis.call('DEL', KEYS[1])
+    return {'limited', tostring(tonumber(first[2]) + window - now)}
+  end
+  redis.call('ZADD', KEYS[2], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], window)
+end
+local record = redis.call('GET', KEYS[3])
+if record then return {'ok', record} end
+if ARGV[5] == '' then redis.call('DEL', KEYS[1]); return {'missing'} end
+if redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[6]) then
+  redis.call('DEL', KEYS[1])
+  return {'full'}
+end
+insert(KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[5], ARGV[7], ARGV[8], ARGV[9])
+return {'created', ARGV[5]}
+""",
+    # KEYS: lease, record, list, idle. ARGV: token or '', record, status, thread_id,
+    #       thread_key, score, release ('1')
+    "save": """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local current = redis.call('GET', KEYS[2])
+if not current or cjson.decode(current)['status'] ~= ARGV[3] then return 0 end
+if ARGV[7] == '1' then redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[4])
+if ARGV[3] == 'active' then redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5]) end
+return 1
+""",
+    # KEYS: record, list, open, idle. ARGV: expected status, record, new status, thread_id,
+    #       thread_key, score
+    "set_status": """
+local current = redis.call('GET', KEYS[1])
+if not current or cjson.decode(current)['status'] ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[4])
+if ARGV[3] == 'active' then
+  redis.call('SADD', KEYS[3], ARGV[4])
+  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
+else
+  redis.call('SREM', KEYS[3], ARGV[4])
+  redis.call('ZREM', KEYS[4], ARGV[5])
+end
+return 1
+""",
+    # KEYS: record, list, open, idle, transcript. ARGV: thread_id, thread_key
+    "remove": """
+local current = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[5])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[2])
+return current
+""",
+    # KEYS: list. ARGV: offset, limit, record key prefix
+    "list": """
+local total = redis.call('ZCARD', KEYS[1])
+local ids = redis.call('ZREVRANGE', KEYS[1], ARGV[1], tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1)
+if #ids == 0 then return {total} end
+local keys = {}
+for i, id in ipairs(ids) do keys[i] = ARGV[3] .. id end
+local out = redis.call('MGET', unpack(keys))
+table.insert(out, 1, total)
+return out
+""",
+    # KEYS: idle. ARGV: before (ms), limit, record key prefix
+    "idle": """
+local keys = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
+if #keys == 0 then return {} end
+for i, k in ipairs(keys) do keys[i] = ARGV[3] .. k end
+return redis.call('MGET', unpack(keys))
+""",
+    "get": "return redis.call('GET', KEYS[1])",
+    # KEYS: lease. ARGV: token, lease_ms
+    "acquire": """
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+""",
+    "renew": """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+""",
+    "release": """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+""",
+    # KEYS: lease, transcript. ARGV: token or '', start, records...
+    "append": """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local len = redis.call('LLEN', KEYS[2])
+local start = tonumber(ARGV[2])
+while len < start do redis.call('RPUSH', KEYS[2], 'null'); len = len + 1 end
+for i = 3, #ARGV do
+  local seq = start + i - 3
+  if seq < len then redis.call('LSET', KEYS[2], seq, ARGV[i])
+  else redis.call('RPUSH', KEYS[2], ARGV[i]); len = len + 1 end
+end
+return 1
+""",
+    # KEYS: transcript. ARGV: offset (negative: from the end), limit
+    "page": """
+local total = redis.call('LLEN', KEYS[1])
+local start = tonumber(ARGV[1])
+if start < 0 then start = math.max(0, total + start) end
+local stop = math.min(total, start + tonumber(ARGV[2]))
+if stop <= start then return {total} end
+local out = redis.call('LRANGE', KEYS[1], start, stop - 1)
+table.insert(out, 1, total)
+return out
+""",
+}
+
+
+@dataclass(frozen=True)
+class Script:
+    """One Lua script call."""
+
+    name: str
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+
+def _owner_key(owner: Owner) -> str:
+    return f"{owner.tenant}/{owner.user}"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _record_keys(owner: Owner, thread_id: str) -> tuple[str, str, str, str]:
+    who = _owner_key(owner)
+    return (
+        f"{PREFIX}session:{owner.thread_key(thread_id)}",
+        f"{PREFIX}sessions:{who}",
+        f"{PREFIX}open:{who}",
+        f"{PREFIX}idle",
+    )
+
+
+def _lease_key(key: str) -> str:
+    return f"{PREFIX}lease:{key}"
+
+
+def _transcript_key(thread_key: str) -> str:
+    return f"{PREFIX}transcript:{thread_key}"
+
+
+class RedisSessionDB(SessionDB):
+    """The session database in Redis (single instance, database 0), sync or async.
+
+    Args:
+        client: A `redis.Redis` or `redis.asyncio.Redis` client; this object does not
+            close it.
+    """
+
+    kind = "redis"
+    shared = True
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._scripts = {name: client.register_script(lua) for name, lua in SCRIPTS.items()}
+
+    def setup(self) -> None:
+        """Nothing to create: keys appear as they are written."""
+
+    async def asetup(self) -> None:
+        """Async `setup`."""
+
+    def _perform(self, request: Script) -> Any:
+        return self._scripts[request.name](keys=request.keys, args=request.args)
+
+    async def _aperform(self, request: Script) -> Any:
+        return await self._scripts[request.name](keys=request.keys, args=request.args)
+
+    def _create(self, owner: Owner, record: Record, cap: int) -> Steps:
+        thread_id = record["thread_id"]
+        active = record.get("status", "active") == "active"
+        reply = yield Script(
+            "create",
+            _record_keys(owner, thread_id),
+            (
+                dumps(record),
+                cap,
+                thread_id,
+                owner.thread_key(thread_id),
+                iso_ms(record["last_active_at"]),
+                "1" if active else "0",
+            ),
+        )
+        return _text(reply)
+
+    def _get(self, owner: Owner, thread_id: str) -> Steps:
+        reply = yield Script("get", (_record_keys(owner, thread_id)[0],), ())
+        return json.loads(reply) if reply else None
+
+    def _list(self, owner: Owner, limit: int, offset: int, status: str | None) -> Steps:
+        keys = _record_keys(owner, "")
+        prefix = keys[0]
+        if status is None:
+            reply = yield Script("list", (keys[1],), (offset, limit, prefix))
+            return [json.loads(r) for r in reply[1:] if r is not None], int(reply[0])
+        # A status filter reads the owner's whole list (bounded by what one user keeps).
+        reply = yield Script("list", (keys[1],), (0, 1 << 30, prefix))
+        records = [json.loads(r) for r in reply[1:] if r is not None]
+        records = [r for r in records if r.get("status") == status]
+        return records[offset : offset + limit], len(records)
+
+    def _begin(
+        self,
+        owner: Owner,
+        thread_id: str,
+        token: str,
+        lease_ms: int,
+        rate: RateLimit | None,
+        new: Record | None,
+        cap: int,
+    ) -> Steps:
+        key = owner.thread_key(thread_id)
+        record_key, list_key, open_key, idle_key = _record_keys(owner, thread_id)
+        reply = yield Script(
+            "begin",
+            (
+                _lease_key(key),
+                f"{PREFIX}rate:{_owner_key(owner)}",
+                record_key,
+                list_key,
+                open_key,
+                idle_key,
+            ),
+            (
+                token,
+                lease_ms,
+                rate.limit if rate else 0,
+                rate.window_ms if rate else 0,
+                dumps(new) if new is not None else "",
+                cap,
+                thread_id,
+                key,
+                iso_ms(new["last_active_at"]) if new is not None else 0,
+            ),
+        )
+        outcome = _text(reply[0])
+        if outcome == "limited":
+            return Claim("limited", retry_after=float(_text(reply[1])) / 1000)
+        if outcome in ("ok", "created"):
+            return Claim(outcome, json.loads(reply[1]))  # type: ignore[arg-type]
+        return Claim(outcome)  # type: ignore[arg-type]
+
+    def _save(self, owner: Owner, record: Record, token: str | None, release: bool) -> Steps:
+        thread_id = record["thread_id"]
+        key = owner.thread_key(thread_id)
+        record_key, list_key, _, idle_key = _record_keys(owner, thread_id)
+        reply = yield Script(
+            "save",
+            (_lease_key(key), record_key, list_key, idle_key),
+            (
+                token or "",
+                dumps(record),
+                record["status"],
+                thread_id,
+                key,
+                iso_ms(record["last_active_at"]),
+                "1" if release and token else "0",
+            ),
+        )
+        return int(reply) == 1
+
+    def _set_status(self, owner: Owner, record: Record, expect: str) -> Steps:
+        thread_id = record["thread_id"]
+        reply = yield Script(
+            "set_status",
+            _record_keys(owner, thread_id),
+            (
+                expect,
+                dumps(record),
+                record["status"],
+                thread_id,
+                owner.thread_key(thread_id),
+                iso_ms(record["last_active_at"]),
+            ),
+        )
+        return int(reply) == 1
+
+    def _remove(self, owner: Owner, thread_id: str) -> Steps:
+        key = owner.thread_key(thread_id)
+        reply = yield Script(
+            "remove", (*_record_keys(owner, thread_id), _transcript_key(key)), (thread_id, key)
+        )
+        return json.loads(reply) if reply else None
+
+    def _idle(self, before: str, limit: int) -> Steps:
+        reply = yield Script(
+            "idle", (f"{PREFIX}idle",), (iso_ms(before), limit, f"{PREFIX}session:")
+        )
+        return [json.loads(r) for r in reply if r is not None]
+
+    def _acquire(self, key: str, token: str, lease_ms: int) -> Steps:
+        return int((yield Script("acquire", (_lease_key(key),), (token, lease_ms)))) == 1
+
+    def _renew(self, key: str, token: str, lease_ms: int) -> Steps:
+        return int((yield Script("renew", (_lease_key(key),), (token, lease_ms)))) == 1
+
+    def _release(self, key: str, token: str) -> Steps:
+        yield Script("release", (_lease_key(key),), (token,))
+
+    def _append(
+        self, thread_key: str, start: int, records: Sequence[Record], token: str | None
+    ) -> Steps:
+        reply = yield Script(
+            "append",
+            (_lease_key(thread_key), _transcript_key(thread_key)),
+            (token or "", start, *(dumps(r) for r in records)),
+        )
+        if int(reply) == -1:
+            raise LeaseLostError(f"the run no longer holds thread {thread_key!r}")
+
+    def _page(self, thread_key: str, offset: int, limit: int) -> Steps:
+        reply = yield Script("page", (_transcript_key(thread_key),), (offset, limit))
+        records = [json.loads(r) for r in reply[1:]]
+        return [r for r in records if r is not None], int(reply[0])
