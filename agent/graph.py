@@ -49,36 +49,72 @@ class _Invoke:
     stream: bool
 
 
-# Each node is written once as a generator that yields the I/O it needs (store batches and
-# model calls) and returns its state update; `_drive` and `_adrive` perform that I/O with
-# the sync or async APIs, so `invoke` and `ainvoke` share every line of node logic.
-_Steps = Generator[_Batch | _Invoke, Any, dict[str, Any]]
+@dataclass
+class _Append:
+    """Transcript records for the session database, fenced by the run's lease token."""
+
+    thread_key: str
+    start: int
+    records: list[dict[str, Any]]
+    token: str | None
 
 
-def _thread_key(config: RunnableConfig) -> str | None:
-    return (config.get("configurable") or {}).get("thread_id")
+# Each node is written once as a generator that yields the I/O it needs (store batches,
+# transcript appends and model calls) and returns its state update; `_drive` and `_adrive`
+# perform that I/O with the sync or async APIs, so `invoke` and `ainvoke` share every line
+# of node logic.
+_Steps = Generator[_Batch | _Invoke | _Append, Any, dict[str, Any]]
+
+#: The `configurable` key under which the session service passes a run's lease token;
+#: keys starting with `__` stay out of checkpoint metadata.
+LEASE_KEY = "__memory_agent_lease"
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a node's run records its transcript and memories."""
+
+    thread_key: str | None
+    has_store: bool
+    #: The session database beside the store (a store opened by `memory.stores`), which
+    #: holds transcripts; without one, transcripts go into the store in blocks.
+    has_db: bool
+    token: str | None
+
+
+def _where(config: RunnableConfig, store: BaseStore | None) -> _Where:
+    configurable = config.get("configurable") or {}
+    return _Where(
+        thread_key=configurable.get("thread_id"),
+        has_store=store is not None,
+        has_db=getattr(store, "sessions_db", None) is not None,
+        token=configurable.get(LEASE_KEY),
+    )
 
 
 def _record(
-    state: State, thread_key: str | None, new: Sequence[BaseMessage], has_store: bool
-) -> Generator[_Batch, Any, tuple[list[Op], dict[str, Any]]]:
-    """Store ops and state update that append `new` to the transcript."""
+    state: State, where: _Where, new: Sequence[BaseMessage]
+) -> Generator[_Batch, Any, tuple[list[_Batch | _Append], dict[str, Any]]]:
+    """The requests and state update that append `new` to the transcript."""
     if not new:
         return [], {}
     start = state.get("transcript_len", 0)
     update = {"transcript_len": start + len(new), "recorded_id": new[-1].id}
-    if not (thread_key and has_store):
+    if not (where.thread_key and where.has_store):
         return [], update
-    prepare = transcript.prepare_ops(thread_key, start)
+    if where.has_db:
+        records = [transcript.message_to_record(m, start + i) for i, m in enumerate(new)]
+        return [_Append(where.thread_key, start, records, where.token)], update
+    prepare = transcript.prepare_ops(where.thread_key, start)
     found = (yield _Batch(prepare)) if prepare else []
-    return list(transcript.record_ops(thread_key, start, new, found)), update
+    return [_Batch(transcript.record_ops(where.thread_key, start, new, found))], update
 
 
-def _summarize_steps(state: State, ctx: Context, thread_key: str | None, has_store: bool) -> _Steps:
+def _summarize_steps(state: State, ctx: Context, where: _Where) -> _Steps:
     new = transcript.unrecorded(state)
-    ops, update = yield from _record(state, thread_key, new, has_store)
-    if ops:
-        yield _Batch(ops)
+    requests, update = yield from _record(state, where, new)
+    for request in requests:
+        yield request
     messages = state["messages"]
     keep = int(ctx.token_budget * ctx.keep_ratio)
     cut = plan_fold(messages, ctx.token_budget, keep)
@@ -102,16 +138,15 @@ def _format_memories(items: Sequence[Item | SearchItem]) -> str:
     return "\n".join(lines) or prompts.NONE
 
 
-def _call_model_steps(
-    state: State, ctx: Context, thread_key: str | None, has_store: bool
-) -> _Steps:
+def _call_model_steps(state: State, ctx: Context, where: _Where) -> _Steps:
     messages = state["messages"]
     query = next(
         (content_text(m.content) for m in reversed(messages) if isinstance(m, HumanMessage)), ""
     )
     user_items: list[SearchItem] = []
     session_items: list[SearchItem] = []
-    if has_store:
+    thread_key = where.thread_key
+    if where.has_store:
         searches: list[Op] = [
             SearchOp(
                 namespaces.user_memories(ctx.tenant_id, ctx.user_id),
@@ -140,26 +175,27 @@ def _call_model_steps(
         reply.id = f"ai-{uuid.uuid4()}"
     # The turn's new input is recorded here, with the reply, when no summarisation ran first.
     new = [*transcript.unrecorded(state), reply]
-    ops, update = yield from _record(state, thread_key, new, has_store)
-    if ops:
-        yield _Batch(ops)
+    requests, update = yield from _record(state, where, new)
+    for request in requests:  # noqa: UP028 - the driver sends results back
+        yield request
     return {"messages": [reply], **update}
 
 
-def _save_memories_steps(
-    state: State, ctx: Context, thread_key: str | None, has_store: bool
-) -> _Steps:
+def _save_memories_steps(state: State, ctx: Context, where: _Where) -> _Steps:
     last = state["messages"][-1]
     calls = last.tool_calls if isinstance(last, AIMessage) else []
+    thread_key = where.thread_key
     ops, answers = plan_tool_calls(calls, ctx.tenant_id, ctx.user_id, thread_key or "")
     for answer in answers:
         answer.id = f"tool-{uuid.uuid4()}"
-        if not has_store or (thread_key is None and "session" in str(answer.content)):
+        if not where.has_store or (thread_key is None and "session" in str(answer.content)):
             answer.content = "error: memory is unavailable in this run (no store or no thread)"
             answer.status = "error"
-    record_ops, update = yield from _record(state, thread_key, answers, has_store)
-    if has_store:
-        yield _Batch([*ops, *record_ops])
+    if where.has_store and ops:
+        yield _Batch(ops)
+    requests, update = yield from _record(state, where, answers)
+    for request in requests:  # noqa: UP028 - the driver sends results back
+        yield request
     return {"messages": answers, **update}
 
 
@@ -198,6 +234,10 @@ def _drive(
             request = steps.send(result)
             if isinstance(request, _Batch):
                 result = store.batch(request.ops) if store is not None else []
+            elif isinstance(request, _Append):
+                result = store.sessions_db.append(  # type: ignore[union-attr]
+                    request.thread_key, request.start, request.records, request.token
+                )
             else:
                 result = _model_for(ctx, request, chat_model).invoke(request.messages, config)
     except StopIteration as done:
@@ -217,6 +257,10 @@ async def _adrive(
             request = steps.send(result)
             if isinstance(request, _Batch):
                 result = await store.abatch(request.ops) if store is not None else []
+            elif isinstance(request, _Append):
+                result = await store.sessions_db.aappend(  # type: ignore[union-attr]
+                    request.thread_key, request.start, request.records, request.token
+                )
             else:
                 result = await _model_for(ctx, request, chat_model).ainvoke(
                     request.messages, config
@@ -229,13 +273,13 @@ def _node(name: str, steps_fn: Any, chat_model: BaseChatModel | None) -> tuple[A
     def sync_node(state: State, config: RunnableConfig) -> dict[str, Any]:
         runtime: Runtime[Context] = get_runtime(Context)
         ctx = runtime.context or Context()
-        steps = steps_fn(state, ctx, _thread_key(config), runtime.store is not None)
+        steps = steps_fn(state, ctx, _where(config, runtime.store))
         return _drive(steps, runtime.store, ctx, config, chat_model)
 
     async def async_node(state: State, config: RunnableConfig) -> dict[str, Any]:
         runtime: Runtime[Context] = get_runtime(Context)
         ctx = runtime.context or Context()
-        steps = steps_fn(state, ctx, _thread_key(config), runtime.store is not None)
+        steps = steps_fn(state, ctx, _where(config, runtime.store))
         return await _adrive(steps, runtime.store, ctx, config, chat_model)
 
     sync_node.__name__ = async_node.__name__ = name

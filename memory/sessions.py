@@ -1,22 +1,41 @@
-"""The sessions API: threads by id, their transcripts, summaries and memories, sync and async.
+"""The session service: every lifecycle transition of a session and the reads around it.
 
-Every method exists twice with one shared core: `get`/`aget`, `run`/`arun`, ... Each core is
-a generator that yields the I/O it needs (store batches, graph state reads and writes, graph
-runs, checkpoint deletion); `SessionManager` performs it with the sync or the async APIs of
-LangGraph, so the logic is written once. A manager built on async backends must be used
-through the `a*` methods, and the LangGraph savers say so loudly when it is not.
+`SessionManager` owns who may run on a thread and when a session ends. It keeps its
+guarantees when several processes share one database, because every transition is atomic
+in the session database beside the store (`memory.stores.sessiondb`):
+
+- create inserts a session only if it is absent and its owner is under the cap;
+- a run claims its thread with a lease (renewed while the run lives; a holder killed
+  mid-run frees the thread when the lease runs out), counts against the owner's rate
+  limit in the database, and its transcript writes are fenced by the lease;
+- end, expire, delete, erase, adding messages and editing the summary take the same
+  lease, so none of them interleaves with a run; end and expire are a compare-and-set on
+  the session's status;
+- the idle sweeper runs in one process at a time (a lease of its own).
+
+A plain turn costs the saver calls of the graph's own steps plus four calls besides: the
+claim (lease, rate limit and record, in one), the memory search, the transcript append
+and the record update that releases the lease. Nothing reads what the turn already holds.
+
+Every method exists twice over one core: `get`/`aget`, `run`/`arun`, ... Each core is a
+generator that yields the I/O it needs (`Request`); `SessionManager` performs it with the
+sync or the async APIs. An exception raised by a request is thrown back into the core, so
+its cleanup (releasing the lease) runs; the core then raises it to the caller.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import logging
 import re
+import threading
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, assert_never
 
 from langchain_core.messages import AIMessageChunk, AnyMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
@@ -24,15 +43,23 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import GetOp, Op, PutOp, SearchOp
 
 from agent import RECURSION_LIMIT, Context
+from agent.graph import LEASE_KEY
 from agent.tools import scope_namespace
 from memory import namespaces, transcript
-from memory.errors import ConflictError, InvalidInputError, NotFoundError
+from memory.errors import ConflictError, InvalidInputError, NotFoundError, RateLimitedError
 from memory.memories import MemoryTooLargeError, memory_out, memory_value
 from memory.namespaces import InvalidIdError, Owner, check_id
+from memory.settings import Settings
+from memory.stores.factory import sessions_db
+from memory.stores.sessiondb import Claim, LeaseLostError, RateLimit, SessionDB
 from memory.stores.values import StoreValueError, check_put
+
+logger = logging.getLogger("memory_agent.sessions")
 
 #: Messages a session needs before ending it writes its summary into long-term memory.
 MIN_MESSAGES_FOR_SUMMARY = 4
+#: The lease that elects the one process sweeping idle sessions.
+SWEEP_LEASE = "memory-agent/sweeper"
 _STOPWORDS = frozenset(
     [
         "a",
@@ -98,59 +125,15 @@ _STOPWORDS = frozenset(
     ]
 )
 _PAGE = 500
+_RECENT = 20
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-@dataclass
-class RunResult:
-    """What one run produced: the reply and every message it added to the transcript."""
-
-    thread_id: str
-    reply: str
-    messages: list[dict[str, Any]]
-
-
-@dataclass
-class _Batch:
-    ops: Sequence[Op]
-
-
-@dataclass
-class _GetState:
-    config: RunnableConfig
-
-
-@dataclass
-class _UpdateState:
-    config: RunnableConfig
-    values: dict[str, Any]
-
-
-@dataclass
-class _Invoke:
-    input: dict[str, Any]
-    config: RunnableConfig
-    context: Context
-
-
-@dataclass
-class _Run:
-    owner: Owner
-    record: dict[str, Any]
-    key: str
-    before: int
-
-
-@dataclass
-class _DeleteThread:
-    thread_key: str
-
-
-_Steps = Generator[Any, Any, Any]
-Durability = Literal["sync", "async", "exit"]
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def to_messages(items: Sequence[dict[str, Any] | BaseMessage]) -> list[AnyMessage]:
@@ -207,17 +190,137 @@ def _topics(texts: Sequence[str], into: dict[str, int], keep: int = 50) -> dict[
     return dict(counts.most_common(keep))
 
 
+@dataclass
+class RunResult:
+    """What one run produced: the reply and every message it added to the transcript."""
+
+    thread_id: str
+    reply: str
+    messages: list[dict[str, Any]]
+
+
+# -- requests a core yields ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Db:
+    """A call of the session database: `method` or its async twin `a<method>`."""
+
+    method: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    ops: Sequence[Op]
+
+
+@dataclass(frozen=True)
+class _GetState:
+    config: RunnableConfig
+
+
+@dataclass(frozen=True)
+class _UpdateState:
+    config: RunnableConfig
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Invoke:
+    input: dict[str, Any]
+    config: RunnableConfig
+    context: Context
+
+
+@dataclass(frozen=True)
+class _DeleteThread:
+    thread_key: str
+
+
+@dataclass(frozen=True)
+class _Renew:
+    """Start renewing a lease in the background; answers a handle for `_StopRenew`."""
+
+    key: str
+    token: str
+
+
+@dataclass(frozen=True)
+class _StopRenew:
+    handle: Any
+
+
+Request = _Db | _Batch | _GetState | _UpdateState | _Invoke | _DeleteThread | _Renew | _StopRenew
+_Steps = Generator[Request, Any, Any]
+Durability = Literal["sync", "async", "exit"]
+
+
+@dataclass
+class _Run:
+    """A claimed run: its thread, lease token, record and input."""
+
+    owner: Owner
+    record: dict[str, Any]
+    key: str
+    token: str
+    before: int
+    input: list[AnyMessage]
+    renewal: Any = None
+
+
+class _ThreadRenewal:
+    """Renews a lease from a thread while a sync run lives."""
+
+    def __init__(self, db: SessionDB, key: str, token: str, lease_ms: int) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, args=(db, key, token, lease_ms), daemon=True, name="lease"
+        )
+        self._thread.start()
+
+    def _loop(self, db: SessionDB, key: str, token: str, lease_ms: int) -> None:
+        while not self._stop.wait(lease_ms / 3000):
+            try:
+                if not db.renew(key, token, lease_ms):
+                    logger.warning("lost the lease on thread %s", key)
+                    return
+            except Exception:  # a failed renewal is retried; the lease may still hold
+                logger.warning("renewing the lease on thread %s failed", key, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def _renew_forever(db: SessionDB, key: str, token: str, lease_ms: int) -> None:
+    while True:
+        await asyncio.sleep(lease_ms / 3000)
+        try:
+            if not await db.arenew(key, token, lease_ms):
+                logger.warning("lost the lease on thread %s", key)
+                return
+        except Exception:  # a failed renewal is retried; the lease may still hold
+            logger.warning("renewing the lease on thread %s failed", key, exc_info=True)
+
+
 class SessionManager:
-    """Sessions, transcripts, summaries and memories over a compiled agent graph.
+    """Sessions, runs, transcripts, summaries and memories over a compiled agent graph.
 
     Args:
         graph: The agent compiled with a checkpointer and a store.
         context: Defaults for each run's context (model, token budget); the owner is
             filled in per call.
-        min_messages_for_summary: Messages a session needs before `end` saves its summary
-            into the user's long-term memory.
+        min_messages_for_summary: Messages a session needs before ending it saves its
+            summary into the user's long-term memory.
         durability: When checkpoints are written: `async` (each step, in the background),
             `sync`, or `exit` (once per run: fastest; a crashed turn restarts).
+        db: The session database; by default the one beside the graph's store.
+        idle_timeout: Inactivity after which a session counts as ended (None: never).
+        max_open_sessions: Open sessions an owner may have (None: no cap).
+        runs_per_minute: Runs an owner may start per rolling minute (None: no limit).
+        lease_seconds: How long a run's claim outlives a process that died holding it.
+        clock: The current UTC time; tests pass their own to move time forward.
     """
 
     def __init__(
@@ -227,6 +330,12 @@ class SessionManager:
         context: Context | None = None,
         min_messages_for_summary: int = MIN_MESSAGES_FOR_SUMMARY,
         durability: Durability = "async",
+        db: SessionDB | None = None,
+        idle_timeout: timedelta | None = None,
+        max_open_sessions: int | None = None,
+        runs_per_minute: int | None = None,
+        lease_seconds: float = 30.0,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         if graph.store is None or graph.checkpointer is None:
             raise ValueError(
@@ -236,42 +345,84 @@ class SessionManager:
         self.durability = durability
         self.store = graph.store
         self.checkpointer = graph.checkpointer
+        self.db = db or sessions_db(graph.store)
         self.context = context or Context()
         self.min_messages_for_summary = min_messages_for_summary
-        self._active: set[str] = set()
+        self.idle_timeout = idle_timeout
+        self.max_open_sessions = max_open_sessions
+        self.rate = RateLimit(runs_per_minute, 60_000) if runs_per_minute else None
+        self.lease_ms = max(1, int(lease_seconds * 1000))
+        self.clock = clock
+        self._sweeper = uuid.uuid4().hex
 
-    # -- drivers ---------------------------------------------------------------
+    @classmethod
+    def from_settings(
+        cls, graph: CompiledStateGraph, settings: Settings, **overrides: Any
+    ) -> SessionManager:
+        """A manager with the deployment's limits, lifecycle and run defaults."""
+        options: dict[str, Any] = {
+            "context": Context(model=settings.model, token_budget=settings.token_budget),
+            "min_messages_for_summary": settings.min_messages_for_summary,
+            "durability": settings.durability,
+            "idle_timeout": timedelta(hours=settings.idle_timeout_hours),
+            "max_open_sessions": settings.max_open_sessions,
+            "runs_per_minute": settings.runs_per_minute,
+            "lease_seconds": settings.lease_seconds,
+        }
+        return cls(graph, **{**options, **overrides})
 
-    def _perform(self, request: Any) -> Any:
-        if isinstance(request, _Batch):
-            return self.store.batch(request.ops)
-        if isinstance(request, _GetState):
-            return self.graph.get_state(request.config)
-        if isinstance(request, _UpdateState):
-            return self.graph.update_state(request.config, request.values, as_node="call_model")
-        if isinstance(request, _Invoke):
-            return self.graph.invoke(  # type: ignore[call-overload]
-                request.input, request.config, context=request.context, durability=self.durability
-            )
-        return self.checkpointer.delete_thread(request.thread_key)  # type: ignore[union-attr]
+    # -- drivers -------------------------------------------------------------------
 
-    async def _aperform(self, request: Any) -> Any:
-        if isinstance(request, _Batch):
-            return await self.store.abatch(request.ops)
-        if isinstance(request, _GetState):
-            return await self.graph.aget_state(request.config)
-        if isinstance(request, _UpdateState):
-            return await self.graph.aupdate_state(
-                request.config, request.values, as_node="call_model"
-            )
-        if isinstance(request, _Invoke):
-            return await self.graph.ainvoke(  # type: ignore[call-overload]
-                request.input, request.config, context=request.context, durability=self.durability
-            )
-        return await self.checkpointer.adelete_thread(request.thread_key)  # type: ignore[union-attr]
+    def _perform(self, request: Request) -> Any:
+        match request:
+            case _Db(method, args):
+                return getattr(self.db, method)(*args)
+            case _Batch(ops):
+                return self.store.batch(ops)
+            case _GetState(config):
+                return self.graph.get_state(config)
+            case _UpdateState(config, values):
+                return self.graph.update_state(config, values, as_node="call_model")
+            case _Invoke(graph_input, config, context):
+                return self.graph.invoke(  # type: ignore[call-overload]
+                    graph_input, config, context=context, durability=self.durability
+                )
+            case _DeleteThread(thread_key):
+                return self.checkpointer.delete_thread(thread_key)  # type: ignore[union-attr]
+            case _Renew(key, token):
+                return _ThreadRenewal(self.db, key, token, self.lease_ms)
+            case _StopRenew(handle):
+                return handle.stop()
+            case _:
+                assert_never(request)
+
+    async def _aperform(self, request: Request) -> Any:
+        match request:
+            case _Db(method, args):
+                return await getattr(self.db, f"a{method}")(*args)
+            case _Batch(ops):
+                return await self.store.abatch(ops)
+            case _GetState(config):
+                return await self.graph.aget_state(config)
+            case _UpdateState(config, values):
+                return await self.graph.aupdate_state(config, values, as_node="call_model")
+            case _Invoke(graph_input, config, context):
+                return await self.graph.ainvoke(  # type: ignore[call-overload]
+                    graph_input, config, context=context, durability=self.durability
+                )
+            case _DeleteThread(thread_key):
+                return await self.checkpointer.adelete_thread(thread_key)  # type: ignore[union-attr]
+            case _Renew(key, token):
+                return asyncio.get_running_loop().create_task(
+                    _renew_forever(self.db, key, token, self.lease_ms), name=f"lease {key}"
+                )
+            case _StopRenew(handle):
+                handle.cancel()
+                return None
+            case _:
+                assert_never(request)
 
     def _drive(self, steps: _Steps) -> Any:
-        # Failures are thrown back into the core, so its `finally` blocks run.
         resume: Any = steps.send
         value: Any = None
         while True:
@@ -283,7 +434,7 @@ class SessionManager:
                 value, resume = self._perform(request), steps.send
             except StoreValueError as exc:
                 value, resume = InvalidInputError(str(exc)), steps.throw
-            except Exception as exc:
+            except BaseException as exc:  # thrown into the core, whose cleanup re-raises it
                 value, resume = exc, steps.throw
 
     async def _adrive(self, steps: _Steps) -> Any:
@@ -298,18 +449,18 @@ class SessionManager:
                 value, resume = await self._aperform(request), steps.send
             except StoreValueError as exc:
                 value, resume = InvalidInputError(str(exc)), steps.throw
-            except Exception as exc:
+            except BaseException as exc:  # thrown into the core, whose cleanup re-raises it
                 value, resume = exc, steps.throw
 
-    # -- helpers -----------------------------------------------------------------
+    # -- helpers -------------------------------------------------------------------
 
     @staticmethod
-    def config(owner: Owner, thread_id: str) -> RunnableConfig:
-        """The LangGraph config of an owner's thread."""
-        return {
-            "configurable": {"thread_id": owner.thread_key(thread_id)},
-            "recursion_limit": RECURSION_LIMIT,
-        }
+    def config(owner: Owner, thread_id: str, token: str | None = None) -> RunnableConfig:
+        """The LangGraph config of an owner's thread (with a run's lease token)."""
+        configurable: dict[str, Any] = {"thread_id": owner.thread_key(thread_id)}
+        if token is not None:
+            configurable[LEASE_KEY] = token
+        return {"configurable": configurable, "recursion_limit": RECURSION_LIMIT}
 
     def run_context(self, owner: Owner) -> Context:
         """This manager's default context, acting for `owner`."""
@@ -325,28 +476,18 @@ class SessionManager:
             system_prompt=base.system_prompt,
         )
 
-    def _load(self, owner: Owner, thread_id: str) -> _Steps:
-        check_id("thread_id", thread_id)
-        (item,) = yield _Batch([GetOp(namespaces.sessions(owner.tenant, owner.user), thread_id)])
-        if item is None:
-            raise NotFoundError(f"thread {thread_id!r} not found")
-        return dict(item.value)
+    def is_idle(self, record: dict[str, Any]) -> bool:
+        """Whether an active session has been idle for longer than the timeout."""
+        if self.idle_timeout is None or record.get("status") != "active":
+            return False
+        last = datetime.fromisoformat(record["last_active_at"])
+        return self.clock() - last > self.idle_timeout
 
-    def _save(self, owner: Owner, record: dict[str, Any]) -> _Steps:
-        ns = namespaces.sessions(owner.tenant, owner.user)
-        yield _Batch([PutOp(ns, record["thread_id"], record, index=False)])
-        return record
-
-    def _create(
-        self, owner: Owner, thread_id: str | None, metadata: dict[str, Any] | None
-    ) -> _Steps:
-        thread_id = check_id("thread_id", thread_id) if thread_id else str(uuid.uuid4())
-        ns = namespaces.sessions(owner.tenant, owner.user)
-        (existing,) = yield _Batch([GetOp(ns, thread_id)])
-        if existing is not None:
-            raise ConflictError(f"thread {thread_id!r} already exists")
-        now = _now()
-        record = {
+    def _new_record(
+        self, owner: Owner, thread_id: str, metadata: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        now = self.clock().isoformat()
+        return {
             "thread_id": thread_id,
             "tenant": owner.tenant,
             "user": owner.user,
@@ -359,7 +500,124 @@ class SessionManager:
             "topics": {},
             "metadata": metadata or {},
         }
-        return (yield from self._save(owner, record))
+
+    def _cap(self) -> int:
+        return self.max_open_sessions if self.max_open_sessions is not None else 1 << 30
+
+    def _full(self) -> ConflictError:
+        return ConflictError(
+            f"{self._cap()} open sessions is the limit; end one (POST /threads/{{id}}/end) "
+            "or delete one before starting another"
+        )
+
+    # -- cores: reading and expiring -------------------------------------------------
+
+    def _state(self, owner: Owner, thread_id: str) -> _Steps:
+        snapshot = yield _GetState(self.config(owner, thread_id))
+        return snapshot.values or {}
+
+    def _load(self, owner: Owner, thread_id: str) -> _Steps:
+        """The session record, expired first if it has been idle too long."""
+        check_id("thread_id", thread_id)
+        record = yield _Db("get", (owner, thread_id))
+        if record is None:
+            raise NotFoundError(f"thread {thread_id!r} not found")
+        if self.is_idle(record):
+            record = yield from self._expire_if_free(owner, record)
+        return record
+
+    def _expire_if_free(self, owner: Owner, record: dict[str, Any]) -> _Steps:
+        """Expire an idle session unless a run holds it (a busy session never expires)."""
+        thread_id = record["thread_id"]
+        key, token = owner.thread_key(thread_id), uuid.uuid4().hex
+        if not (yield _Db("acquire", (key, token, self.lease_ms))):
+            return record
+        try:
+            fresh = yield _Db("get", (owner, thread_id))
+            if fresh is None:
+                return record
+            if self.is_idle(fresh):
+                fresh = yield from self._expire(owner, fresh)
+            return fresh
+        finally:
+            yield _Db("release", (key, token))
+
+    def _ended(self, owner: Owner, record: dict[str, Any], summary: str) -> _Steps:
+        """The ended record; a long enough session leaves its summary in long-term memory."""
+        thread_id = record["thread_id"]
+        ended = {**record, "status": "ended", "ended_at": self.clock().isoformat()}
+        if record.get("message_count", 0) >= self.min_messages_for_summary:
+            recent, _ = yield _Db("page", (owner.thread_key(thread_id), -_RECENT, _RECENT))
+            lines = transcript.format_context(recent)
+            text = (f"{summary}\n{lines}" if summary else lines)[-3000:]
+            value = memory_value(
+                f"Summary of session {thread_id} ({record['created_at'][:10]}): {text}"
+            )
+            ns = namespaces.user_memories(owner.tenant, owner.user)
+            yield _Batch([PutOp(ns, f"session-summary-{thread_id}"[:128], value)])
+            ended["summary_saved"] = True
+        if summary:
+            ended["summary"] = summary
+        return ended
+
+    def _expire(self, owner: Owner, record: dict[str, Any]) -> _Steps:
+        """End an idle session and delete its checkpoints (the caller holds its lease)."""
+        thread_id = record["thread_id"]
+        summary = (yield from self._state(owner, thread_id)).get("summary", "")
+        ended = yield from self._ended(owner, record, summary or record.get("summary", ""))
+        ended.update(
+            end_reason="idle", checkpoints_expired=True, expired_at=self.clock().isoformat()
+        )
+        if not (yield _Db("set_status", (owner, ended, "active"))):
+            return (yield _Db("get", (owner, thread_id))) or record
+        yield _DeleteThread(owner.thread_key(thread_id))
+        return ended
+
+    def _claim(self, owner: Owner, thread_id: str) -> _Steps:
+        """Take a thread's lease for a transition other than a run: `(record, token)`."""
+        check_id("thread_id", thread_id)
+        key, token = owner.thread_key(thread_id), uuid.uuid4().hex
+        if not (yield _Db("acquire", (key, token, self.lease_ms))):
+            if (yield _Db("get", (owner, thread_id))) is None:
+                raise NotFoundError(f"thread {thread_id!r} not found")
+            raise ConflictError(f"a run is active on thread {thread_id!r}; retry when it ends")
+        try:
+            record = yield _Db("get", (owner, thread_id))
+        except BaseException:
+            yield _Db("release", (key, token))
+            raise
+        if record is None:
+            yield _Db("release", (key, token))
+            raise NotFoundError(f"thread {thread_id!r} not found")
+        return record, token
+
+    # -- cores: sessions -------------------------------------------------------------
+
+    def _expire_idle_of(self, owner: Owner) -> _Steps:
+        """Expire the owner's idle sessions (before refusing a new one at the cap)."""
+        if self.idle_timeout is None:
+            return 0
+        records, _ = yield _Db("list", (owner, self._cap() + 1, 0, "active"))
+        expired = 0
+        for record in records:
+            if self.is_idle(record):
+                refreshed = yield from self._expire_if_free(owner, record)
+                expired += refreshed.get("status") == "ended"
+        return expired
+
+    def _create(
+        self, owner: Owner, thread_id: str | None, metadata: dict[str, Any] | None
+    ) -> _Steps:
+        thread_id = check_id("thread_id", thread_id) if thread_id else str(uuid.uuid4())
+        record = self._new_record(owner, thread_id, metadata)
+        outcome = yield _Db("create", (owner, record, self._cap()))
+        if outcome == "full" and (yield from self._expire_idle_of(owner)):
+            outcome = yield _Db("create", (owner, record, self._cap()))
+        if outcome == "exists":
+            raise ConflictError(f"thread {thread_id!r} already exists")
+        if outcome == "full":
+            raise self._full()
+        return record
 
     def _get_or_create(self, owner: Owner, thread_id: str | None) -> _Steps:
         if thread_id:
@@ -367,183 +625,300 @@ class SessionManager:
                 return (yield from self._load(owner, thread_id)), False
             except NotFoundError:
                 pass
-        return (yield from self._create(owner, thread_id, None)), True
+        try:
+            return (yield from self._create(owner, thread_id, None)), True
+        except ConflictError:
+            if not thread_id:
+                raise
+            return (yield from self._load(owner, thread_id)), False  # created meanwhile
 
-    def _list(self, owner: Owner, limit: int, offset: int) -> _Steps:
-        # One user's registry entries: a scan of this user's sessions only, never of others'.
-        ns = namespaces.sessions(owner.tenant, owner.user)
+    def _list(self, owner: Owner, limit: int, offset: int, status: str | None) -> _Steps:
+        records, total = yield _Db("list", (owner, limit, offset, status))
+        out = []
+        for record in records:
+            if self.is_idle(record):
+                record = yield from self._expire_if_free(owner, record)
+            out.append(record)
+        return out, total
+
+    def _end(self, owner: Owner, thread_id: str) -> _Steps:
+        record, token = yield from self._claim(owner, thread_id)
+        try:
+            if record["status"] == "ended":
+                return record
+            if self.is_idle(record):
+                return (yield from self._expire(owner, record))
+            summary = (yield from self._state(owner, thread_id)).get("summary", "")
+            ended = yield from self._ended(owner, record, summary)
+            if not (yield _Db("set_status", (owner, ended, "active"))):
+                return (yield _Db("get", (owner, thread_id))) or ended
+            return ended
+        finally:
+            yield _Db("release", (owner.thread_key(thread_id), token))
+
+    def _remove(self, owner: Owner, thread_id: str) -> _Steps:
+        """Delete a thread's checkpoints, session memories, transcript and record (the
+        caller holds its lease)."""
+        key = owner.thread_key(thread_id)
+        yield _DeleteThread(key)
+        ops = yield from self._delete_all_in(
+            namespaces.session_memories(owner.tenant, owner.user, key)
+        )
+        if ops:
+            yield _Batch(ops)
+        yield _Db("remove", (owner, thread_id))
+
+    def _delete(self, owner: Owner, thread_id: str) -> _Steps:
+        record, token = yield from self._claim(owner, thread_id)
+        try:
+            yield from self._remove(owner, thread_id)
+        finally:
+            yield _Db("release", (owner.thread_key(thread_id), token))
+        return record
+
+    def _all(self, owner: Owner) -> _Steps:
         records: list[dict[str, Any]] = []
         while True:
-            (page,) = yield _Batch([SearchOp(ns, limit=_PAGE, offset=len(records))])
-            records.extend(item.value for item in page)
+            page, _ = yield _Db("list", (owner, _PAGE, len(records), None))
+            records += page
             if len(page) < _PAGE:
-                break
-        records.sort(key=lambda r: (r["last_active_at"], r["thread_id"]), reverse=True)
-        return records[offset : offset + limit], len(records)
+                return records
 
-    def _state(self, owner: Owner, thread_id: str) -> _Steps:
-        snapshot = yield _GetState(self.config(owner, thread_id))
-        return snapshot.values or {}
+    def _erase(self, owner: Owner) -> _Steps:
+        records = yield from self._all(owner)
+        held: list[tuple[str, str]] = []
+        try:
+            for record in records:
+                key, token = owner.thread_key(record["thread_id"]), uuid.uuid4().hex
+                if not (yield _Db("acquire", (key, token, self.lease_ms))):
+                    raise ConflictError(
+                        f"a run is active on thread {record['thread_id']!r}; retry when it ends"
+                    )
+                held.append((key, token))
+            for record in records:
+                yield from self._remove(owner, record["thread_id"])
+        finally:
+            for key, token in held:
+                yield _Db("release", (key, token))
+        memories = yield from self._clear_memories(owner, None)
+        return {"threads": len(records), "memories": memories}
+
+    def _sweep(self, hold: float) -> _Steps:
+        if self.idle_timeout is None:
+            return 0
+        hold_ms = max(1, int(hold * 1000))
+        if not (yield _Db("acquire", (SWEEP_LEASE, self._sweeper, hold_ms))):
+            return 0  # another process sweeps this round
+        cutoff = (self.clock() - self.idle_timeout).isoformat()
+        expired = 0
+        while True:
+            page = yield _Db("idle", (cutoff, _PAGE))
+            progressed = 0
+            for record in page:
+                try:
+                    owner = Owner(tenant=record["tenant"], user=record["user"])
+                except (InvalidIdError, KeyError):
+                    continue  # a record written by hand: nothing to expire
+                refreshed = yield from self._expire_if_free(owner, record)
+                progressed += refreshed.get("status") == "ended"
+            expired += progressed
+            if len(page) < _PAGE or not progressed:
+                return expired
+
+    def _detail(self, owner: Owner, thread_id: str) -> _Steps:
+        record = yield from self._load(owner, thread_id)
+        summary = (yield from self._state(owner, thread_id)).get("summary", "")
+        running = yield _Db("leased", (owner.thread_key(thread_id),))
+        return record, summary or record.get("summary", ""), running
+
+    def _snapshot(self, owner: Owner, thread_id: str) -> _Steps:
+        record = yield from self._load(owner, thread_id)
+        return record, (yield _GetState(self.config(owner, thread_id)))
+
+    # -- cores: runs -------------------------------------------------------------------
 
     def _begin_run(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> _Steps:
-        """Validate a run, resume or create its thread and mark it active: `(run, input)`."""
+        """Validate a run, claim its thread (created if new) and start renewing the lease."""
         new = to_messages(messages)
         if not new:
             raise InvalidInputError("a run needs at least one message")
-        record, _ = yield from self._get_or_create(owner, thread_id)
-        thread_id = record["thread_id"]
-        if record["status"] == "ended":
+        thread_id = check_id("thread_id", thread_id) if thread_id else str(uuid.uuid4())
+        key, token = owner.thread_key(thread_id), uuid.uuid4().hex
+        fresh = self._new_record(owner, thread_id, None)
+        claim: Claim = yield _Db(
+            "begin", (owner, thread_id, token, self.lease_ms, self.rate, fresh, self._cap())
+        )
+        if claim.outcome == "full" and (yield from self._expire_idle_of(owner)):
+            claim = yield _Db(
+                "begin", (owner, thread_id, token, self.lease_ms, None, fresh, self._cap())
+            )
+        match claim.outcome:
+            case "busy":
+                raise ConflictError(f"a run is already active on thread {thread_id!r}")
+            case "limited":
+                retry = max(1, int(claim.retry_after + 0.999))
+                limit = self.rate.limit if self.rate else 0
+                raise RateLimitedError(
+                    f"rate limit of {limit} runs per 60 s reached; retry in {retry} s",
+                    retry_after=retry,
+                )
+            case "full" | "missing":
+                raise self._full()
+        record = claim.record
+        assert record is not None
+        if record["status"] == "ended" or self.is_idle(record):
+            try:
+                if self.is_idle(record):
+                    yield from self._expire(owner, record)
+            finally:
+                yield _Db("release", (key, token))
             raise ConflictError(f"thread {thread_id!r} has ended; start a new thread")
-        key = owner.thread_key(thread_id)
-        if key in self._active:
-            raise ConflictError(f"a run is already active on thread {thread_id!r}")
-        state = yield from self._state(owner, thread_id)
-        # A failed run records its input in `_finish_run` ahead of the state's count.
-        before = max(state.get("transcript_len", 0), record.get("message_count", 0))
-        self._active.add(key)
-        return _Run(owner, record, key, before), {"messages": new}
+        run = _Run(owner, record, key, token, record.get("message_count", 0), new)
+        run.renewal = yield _Renew(key, token)
+        return run
 
-    def _finish_run(self, run: _Run) -> _Steps:
-        """Release the thread and record what the run added, however the run ended."""
-        self._active.discard(run.key)
-        config = self.config(run.owner, run.record["thread_id"])
-        values = (yield _GetState(config)).values
-        after = values.get("transcript_len", run.before)
-        pending = transcript.unrecorded(values)
-        if pending:
-            # The run failed before its messages were recorded (a model error, say): record
-            # them at the places the next run will write them again, so no turn is lost.
-            yield from self._append(run.key, after, pending)
-            after += len(pending)
-        found = yield _Batch(transcript.page_ops(run.key, run.before, after - run.before, after))
-        records = transcript.page_records(found, run.before, after - run.before)
-        yield from self._touch(run.owner, run.record, records, after)
+    def _added(self, run: _Run, values: dict[str, Any], after: int) -> _Steps:
+        """The records the run added: from its final window when it holds them all,
+        otherwise (summarisation folded some away, or an earlier run died before its
+        record was updated) from the transcript."""
+        count = after - run.before
+        window = values.get("messages") or []
+        first = run.input[0].id
+        for index in range(len(window) - 1, -1, -1):
+            if window[index].id == first:
+                mine = window[index:]
+                if len(mine) == count:
+                    return [
+                        transcript.message_to_record(m, run.before + i) for i, m in enumerate(mine)
+                    ]
+                break
+        if count <= 0:
+            return []
+        records, _ = yield _Db("page", (run.key, run.before, count))
+        return records
+
+    def _finish_run(self, run: _Run, values: dict[str, Any] | None) -> _Steps:
+        """Record what the run added in the session and release the thread."""
+        yield _StopRenew(run.renewal)
+        thread_id = run.record["thread_id"]
+        try:
+            if values is None:
+                # The run failed (a model error, say) before its input was recorded:
+                # record it where the next run will write it again, so no turn is lost.
+                values = yield from self._state(run.owner, thread_id)
+                after = values.get("transcript_len", run.before)
+                pending = transcript.unrecorded(values)
+                if pending:
+                    records = [
+                        transcript.message_to_record(m, after + i) for i, m in enumerate(pending)
+                    ]
+                    try:
+                        yield _Db("append", (run.key, after, records, run.token))
+                        after += len(pending)
+                    except LeaseLostError:
+                        logger.warning("a failed run on %s lost its lease", run.key)
+                values = {}
+            else:
+                after = values.get("transcript_len", run.before)
+            added = yield from self._added(run, values, max(after, run.before))
+            record = self._touched(run.record, added, max(after, run.before))
+            if not (yield _Db("save", (run.owner, record, run.token, True))):
+                logger.warning("thread %s changed hands before its run finished", run.key)
+        except BaseException:
+            yield _Db("release", (run.key, run.token))
+            raise
         reply = next(
             (
                 transcript.content_text(r["content"])
-                for r in reversed(records)
+                for r in reversed(added)
                 if r["role"] == "assistant"
             ),
             "",
         )
-        return RunResult(thread_id=run.record["thread_id"], reply=reply, messages=records)
+        return RunResult(thread_id=thread_id, reply=reply, messages=added)
 
     def _run_steps(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> _Steps:
-        run, graph_input = yield from self._begin_run(owner, thread_id, messages)
+        run = yield from self._begin_run(owner, thread_id, messages)
+        config = self.config(owner, run.record["thread_id"], run.token)
         try:
-            yield _Invoke(
-                graph_input, self.config(owner, run.record["thread_id"]), self.run_context(owner)
-            )
-        finally:
-            result = yield from self._finish_run(run)
-        return result
+            values = yield _Invoke({"messages": run.input}, config, self.run_context(owner))
+        except BaseException:
+            yield from self._finish_run(run, None)
+            raise
+        return (yield from self._finish_run(run, values))
 
-    def _touch(
-        self, owner: Owner, record: dict[str, Any], added: Sequence[dict[str, Any]], total: int
-    ) -> _Steps:
+    def _touched(
+        self, record: dict[str, Any], added: Sequence[dict[str, Any]], total: int
+    ) -> dict[str, Any]:
         counts = Counter(record.get("counts", {}))
         counts.update(r["role"] for r in added)
-        record["counts"] = dict(counts)
-        record["message_count"] = total
-        record["last_active_at"] = _now()
-        record["topics"] = _topics(
-            [transcript.content_text(r["content"]) for r in added if r["role"] == "user"],
-            record.get("topics", {}),
-        )
-        yield from self._save(owner, record)
+        return {
+            **record,
+            "counts": dict(counts),
+            "message_count": total,
+            "last_active_at": self.clock().isoformat(),
+            "topics": _topics(
+                [transcript.content_text(r["content"]) for r in added if r["role"] == "user"],
+                record.get("topics", {}),
+            ),
+        }
 
     def _add_messages(self, owner: Owner, thread_id: str, messages: Sequence[Any]) -> _Steps:
         new = to_messages(messages)
-        record = yield from self._load(owner, thread_id)
-        if record["status"] == "ended":
-            raise ConflictError(f"thread {thread_id!r} has ended")
+        record, token = yield from self._claim(owner, thread_id)
         key = owner.thread_key(thread_id)
-        total = (yield from self._state(owner, thread_id)).get("transcript_len", 0)
-        if new:
-            yield from self._append(key, total, new)
-            yield _UpdateState(
-                self.config(owner, thread_id),
-                {"messages": new, "transcript_len": total + len(new), "recorded_id": new[-1].id},
+        try:
+            if record["status"] == "ended":
+                raise ConflictError(f"thread {thread_id!r} has ended")
+            state = yield from self._state(owner, thread_id)
+            total = max(state.get("transcript_len", 0), record.get("message_count", 0))
+            records = [transcript.message_to_record(m, total + i) for i, m in enumerate(new)]
+            if new:
+                yield _Db("append", (key, total, records, token))
+                yield _UpdateState(
+                    self.config(owner, thread_id),
+                    {
+                        "messages": new,
+                        "transcript_len": total + len(new),
+                        "recorded_id": new[-1].id,
+                    },
+                )
+            yield _Db(
+                "save", (owner, self._touched(record, records, total + len(new)), token, True)
             )
-        records = [transcript.message_to_record(m, total + i) for i, m in enumerate(new)]
-        yield from self._touch(owner, record, records, total + len(new))
+        except BaseException:
+            yield _Db("release", (key, token))
+            raise
         return total + len(new)
 
-    def _append(self, key: str, start: int, messages: Sequence[BaseMessage]) -> _Steps:
-        """Write `messages` into the transcript of thread `key` from position `start`."""
-        prepare = transcript.prepare_ops(key, start)
-        found = (yield _Batch(prepare)) if prepare else []
-        yield _Batch(transcript.record_ops(key, start, messages, found))
-
-    def _transcript_len(self, owner: Owner, record: dict[str, Any]) -> _Steps:
-        # The record's count survives the checkpoints (an expired session has none left);
-        # the state's is ahead of it while a run is being recorded.
-        state = yield from self._state(owner, record["thread_id"])
-        return max(state.get("transcript_len", 0), record.get("message_count", 0))
-
-    def _messages(self, owner: Owner, thread_id: str, limit: int, offset: int) -> _Steps:
-        record = yield from self._load(owner, thread_id)
-        if limit < 0 or offset < 0:
-            raise InvalidInputError("limit and offset must not be negative")
-        total = yield from self._transcript_len(owner, record)
-        found = yield _Batch(transcript.page_ops(owner.thread_key(thread_id), offset, limit, total))
-        return transcript.page_records(found, offset, limit), total
-
-    def _recent_context(self, owner: Owner, thread_id: str, max_messages: int) -> _Steps:
-        record = yield from self._load(owner, thread_id)
-        total = yield from self._transcript_len(owner, record)
-        start = max(0, total - max_messages)
-        found = yield _Batch(
-            transcript.page_ops(owner.thread_key(thread_id), start, max_messages, total)
-        )
-        return transcript.format_context(transcript.page_records(found, start, max_messages))
-
-    def _summary(self, owner: Owner, thread_id: str) -> _Steps:
-        yield from self._load(owner, thread_id)
-        return (yield from self._state(owner, thread_id)).get("summary", "")
-
     def _update_summary(self, owner: Owner, thread_id: str, summary: str) -> _Steps:
-        yield from self._load(owner, thread_id)
         if not isinstance(summary, str):
             raise InvalidInputError("summary must be a string")
-        yield _UpdateState(self.config(owner, thread_id), {"summary": summary})
+        _, token = yield from self._claim(owner, thread_id)
+        try:
+            yield _UpdateState(self.config(owner, thread_id), {"summary": summary})
+        finally:
+            yield _Db("release", (owner.thread_key(thread_id), token))
         return summary
 
-    def _end(self, owner: Owner, thread_id: str) -> _Steps:
+    def _summary(self, owner: Owner, thread_id: str) -> _Steps:
         record = yield from self._load(owner, thread_id)
-        if record["status"] == "ended":
-            return record
-        state = yield from self._state(owner, thread_id)
-        if record["message_count"] >= self.min_messages_for_summary:
-            total = state.get("transcript_len", 0)
-            start = max(0, total - 20)
-            found = yield _Batch(transcript.page_ops(owner.thread_key(thread_id), start, 20, total))
-            recent = transcript.format_context(transcript.page_records(found, start, 20))
-            summary = state.get("summary", "")
-            text = (f"{summary}\n{recent}" if summary else recent)[-3000:]
-            value = memory_value(
-                f"Summary of session {thread_id} ({record['created_at'][:10]}): {text}"
-            )
-            ns = namespaces.user_memories(owner.tenant, owner.user)
-            yield _Batch([PutOp(ns, f"session-summary-{thread_id}"[:128], value)])
-            record["summary_saved"] = True
-        record["status"] = "ended"
-        record["ended_at"] = _now()
-        return (yield from self._save(owner, record))
+        return (yield from self._state(owner, thread_id)).get("summary", "") or record.get(
+            "summary", ""
+        )
 
-    def _delete(self, owner: Owner, thread_id: str) -> _Steps:
-        record = yield from self._load(owner, thread_id)
-        key = owner.thread_key(thread_id)
-        if key in self._active:
-            raise ConflictError(f"a run is active on thread {thread_id!r}; retry when it ends")
-        total = yield from self._transcript_len(owner, record)
-        session_ns = namespaces.session_memories(owner.tenant, owner.user, key)
-        ops: list[Op] = list(transcript.delete_ops(key, total))
-        ops += yield from self._delete_all_in(session_ns)
-        ops.append(PutOp(namespaces.sessions(owner.tenant, owner.user), thread_id, None))
-        yield _DeleteThread(key)
-        yield _Batch(ops)
-        return record
+    def _messages(self, owner: Owner, thread_id: str, limit: int, offset: int) -> _Steps:
+        if limit < 0 or offset < 0:
+            raise InvalidInputError("limit and offset must not be negative")
+        yield from self._load(owner, thread_id)
+        return (yield _Db("page", (owner.thread_key(thread_id), offset, limit)))
+
+    def _recent_context(self, owner: Owner, thread_id: str, max_messages: int) -> _Steps:
+        yield from self._load(owner, thread_id)
+        records, _ = yield _Db("page", (owner.thread_key(thread_id), -max_messages, max_messages))
+        return transcript.format_context(records)
+
+    # -- cores: memories -------------------------------------------------------------
 
     def _delete_all_in(self, ns: tuple[str, ...]) -> _Steps:
         ops: list[Op] = []
@@ -602,11 +977,12 @@ class SessionManager:
     def create(
         self, owner: Owner, thread_id: str | None = None, metadata: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Create a session; a random UUID id unless `thread_id` is given."""
+        """Create a session (a random UUID id unless `thread_id` is given) within the cap."""
         return self._drive(self._create(owner, thread_id, metadata))
 
     def get(self, owner: Owner, thread_id: str) -> dict[str, Any]:
-        """The session record; `NotFoundError` if absent or someone else's."""
+        """The session record (expired first if idle); `NotFoundError` if absent or
+        someone else's."""
         return self._drive(self._load(owner, thread_id))
 
     def get_or_create(
@@ -616,21 +992,48 @@ class SessionManager:
         return self._drive(self._get_or_create(owner, thread_id))
 
     def list(
-        self, owner: Owner, limit: int = 20, offset: int = 0
+        self, owner: Owner, limit: int = 20, offset: int = 0, status: str | None = None
     ) -> tuple[builtins.list[dict[str, Any]], int]:
-        """The owner's sessions, newest activity first, and their total."""
-        return self._drive(self._list(owner, limit, offset))
+        """The owner's sessions (optionally only `active` or `ended` ones), newest activity
+        first, and their total."""
+        return self._drive(self._list(owner, limit, offset, status))
+
+    def detail(self, owner: Owner, thread_id: str) -> tuple[dict[str, Any], str, bool]:
+        """The session record, its running summary and whether a run holds it."""
+        return self._drive(self._detail(owner, thread_id))
 
     def end(self, owner: Owner, thread_id: str) -> dict[str, Any]:
-        """End a session; long enough ones leave their summary in long-term memory."""
+        """End a session; long enough ones leave their summary in long-term memory.
+
+        Raises:
+            ConflictError: a run is active on the thread.
+        """
         return self._drive(self._end(owner, thread_id))
 
     def delete(self, owner: Owner, thread_id: str) -> dict[str, Any]:
-        """Delete a session's checkpoints, transcript, session memories and record."""
+        """Delete a session's checkpoints, transcript, session memories and record.
+
+        Raises:
+            ConflictError: a run is active on the thread.
+        """
         return self._drive(self._delete(owner, thread_id))
 
+    def erase(self, owner: Owner) -> dict[str, int]:
+        """Delete every thread, transcript and memory of the owner; counts of what went."""
+        return self._drive(self._erase(owner))
+
+    def sweep(self, hold: float = 60.0) -> int:
+        """Expire every idle session (in one process at a time: the caller that wins the
+        sweep lease keeps it for `hold` seconds); returns how many."""
+        return self._drive(self._sweep(hold))
+
     def run(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> RunResult:
-        """Send messages to the agent on a thread (created if new) and return its reply."""
+        """Send messages to the agent on a thread (created if new) and return its reply.
+
+        Raises:
+            ConflictError: another run holds the thread, or the session has ended.
+            RateLimitedError: the owner's rate limit is reached.
+        """
         return self._drive(self._run_steps(owner, thread_id, messages))
 
     def add_messages(self, owner: Owner, thread_id: str, messages: Sequence[Any]) -> int:
@@ -654,6 +1057,10 @@ class SessionManager:
     def update_summary(self, owner: Owner, thread_id: str, summary: str) -> str:
         """Replace the running summary of a thread."""
         return self._drive(self._update_summary(owner, thread_id, summary))
+
+    def get_state(self, owner: Owner, thread_id: str) -> tuple[dict[str, Any], Any]:
+        """The session record and the thread's latest `StateSnapshot`."""
+        return self._drive(self._snapshot(owner, thread_id))
 
     def save_memory(
         self, owner: Owner, key: str, value: Any, thread_id: str | None = None
@@ -698,10 +1105,14 @@ class SessionManager:
         return await self._adrive(self._get_or_create(owner, thread_id))
 
     async def alist(
-        self, owner: Owner, limit: int = 20, offset: int = 0
+        self, owner: Owner, limit: int = 20, offset: int = 0, status: str | None = None
     ) -> tuple[builtins.list[dict[str, Any]], int]:
         """Async `list`."""
-        return await self._adrive(self._list(owner, limit, offset))
+        return await self._adrive(self._list(owner, limit, offset, status))
+
+    async def adetail(self, owner: Owner, thread_id: str) -> tuple[dict[str, Any], str, bool]:
+        """Async `detail`."""
+        return await self._adrive(self._detail(owner, thread_id))
 
     async def aend(self, owner: Owner, thread_id: str) -> dict[str, Any]:
         """Async `end`."""
@@ -710,6 +1121,14 @@ class SessionManager:
     async def adelete(self, owner: Owner, thread_id: str) -> dict[str, Any]:
         """Async `delete`."""
         return await self._adrive(self._delete(owner, thread_id))
+
+    async def aerase(self, owner: Owner) -> dict[str, int]:
+        """Async `erase`."""
+        return await self._adrive(self._erase(owner))
+
+    async def asweep(self, hold: float = 60.0) -> int:
+        """Async `sweep`."""
+        return await self._adrive(self._sweep(hold))
 
     async def arun(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> RunResult:
         """Async `run`."""
@@ -736,6 +1155,21 @@ class SessionManager:
     async def aupdate_summary(self, owner: Owner, thread_id: str, summary: str) -> str:
         """Async `update_summary`."""
         return await self._adrive(self._update_summary(owner, thread_id, summary))
+
+    async def aget_state(self, owner: Owner, thread_id: str) -> tuple[dict[str, Any], Any]:
+        """Async `get_state`."""
+        return await self._adrive(self._snapshot(owner, thread_id))
+
+    async def ahistory(self, owner: Owner, thread_id: str) -> AsyncIterator[Any]:
+        """The thread's retained checkpoints (`StateSnapshot`s), newest first."""
+        await self._adrive(self._load(owner, thread_id))
+        async for snapshot in self.graph.aget_state_history(self.config(owner, thread_id)):
+            yield snapshot
+
+    def history(self, owner: Owner, thread_id: str) -> Iterator[Any]:
+        """Sync `ahistory`."""
+        self._drive(self._load(owner, thread_id))
+        yield from self.graph.get_state_history(self.config(owner, thread_id))
 
     async def asave_memory(
         self, owner: Owner, key: str, value: Any, thread_id: str | None = None
@@ -768,45 +1202,56 @@ class SessionManager:
     async def astream(
         self, owner: Owner, thread_id: str | None, messages: Sequence[Any]
     ) -> AsyncIterator[tuple[str, Any]]:
-        """Run like `arun`, yielding `("token", text)` as the model writes, then `("done", RunResult)`.
+        """Run like `arun`, yielding `("thread", thread_id)` once the thread is claimed,
+        `("token", text)` as the model writes, then `("done", RunResult)`.
 
         A consumer that stops early does not lose the turn: the session record is updated
-        with whatever the run stored.
+        with whatever the run stored, and the thread is released.
         """
-        run, graph_input = await self._adrive(self._begin_run(owner, thread_id, messages))
-        config = self.config(owner, run.record["thread_id"])
+        run = await self._adrive(self._begin_run(owner, thread_id, messages))
+        config = self.config(owner, run.record["thread_id"], run.token)
+        values: dict[str, Any] | None = None
         try:
-            async for chunk, meta in self.graph.astream(  # type: ignore[call-overload]
-                graph_input,
+            yield "thread", run.record["thread_id"]
+            async for mode, payload in self.graph.astream(  # type: ignore[call-overload]
+                {"messages": run.input},
                 config,
                 context=self.run_context(owner),
-                stream_mode="messages",
+                stream_mode=["messages", "values"],
                 durability=self.durability,
             ):
-                text = _token_text(chunk, meta)
-                if text:
+                if mode == "values":
+                    values = payload
+                elif text := _token_text(*payload):
                     yield "token", text
-        finally:
-            result = await self._adrive(self._finish_run(run))
+        except BaseException:
+            await self._adrive(self._finish_run(run, None))
+            raise
+        result = await self._adrive(self._finish_run(run, values))
         yield "done", result
 
     def stream(
         self, owner: Owner, thread_id: str | None, messages: Sequence[Any]
     ) -> Iterator[tuple[str, Any]]:
-        """Sync `astream`: `("token", text)` events, then `("done", RunResult)`."""
-        run, graph_input = self._drive(self._begin_run(owner, thread_id, messages))
-        config = self.config(owner, run.record["thread_id"])
+        """Sync `astream`: `("thread", thread_id)`, `("token", text)` events, then
+        `("done", RunResult)`."""
+        run = self._drive(self._begin_run(owner, thread_id, messages))
+        config = self.config(owner, run.record["thread_id"], run.token)
+        values: dict[str, Any] | None = None
         try:
-            for chunk, meta in self.graph.stream(  # type: ignore[call-overload]
-                graph_input,
+            yield "thread", run.record["thread_id"]
+            for mode, payload in self.graph.stream(  # type: ignore[call-overload]
+                {"messages": run.input},
                 config,
                 context=self.run_context(owner),
-                stream_mode="messages",
+                stream_mode=["messages", "values"],
                 durability=self.durability,
             ):
-                text = _token_text(chunk, meta)
-                if text:
+                if mode == "values":
+                    values = payload
+                elif text := _token_text(*payload):
                     yield "token", text
-        finally:
-            result = self._drive(self._finish_run(run))
-        yield "done", result
+        except BaseException:
+            self._drive(self._finish_run(run, None))
+            raise
+        yield "done", self._drive(self._finish_run(run, values))

@@ -64,13 +64,22 @@ def content_text(content: Any) -> str:
 
 
 def message_to_record(message: BaseMessage, seq: int) -> dict[str, Any]:
-    """The JSON record stored for one message."""
+    """The JSON record stored for one message.
+
+    The first call stamps the message with its recording time (in `response_metadata`,
+    which no provider is sent), so a record built again from the same message, such as a
+    run's result built from its final state, carries the same `created_at`.
+    """
+    created = message.response_metadata.get("created_at")
+    if not isinstance(created, str):
+        created = datetime.now(UTC).isoformat()
+        message.response_metadata["created_at"] = created
     record: dict[str, Any] = {
         "seq": seq,
         "id": message.id,
         "role": ROLES.get(message.type, message.type),
         "content": message.content,
-        "created_at": datetime.now(UTC).isoformat(),
+        "created_at": created,
     }
     if message.name:
         record["name"] = message.name

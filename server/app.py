@@ -9,7 +9,6 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,16 +16,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from langchain_core.language_models import BaseChatModel
 
-from agent import OFFLINE_NOTICE, Context, build_graph
+from agent import OFFLINE_NOTICE, build_graph
 from agent.model import is_offline
 from memory.errors import MemoryAgentError, RateLimitedError
-from memory.lifecycle import SessionLifecycle
 from memory.namespaces import InvalidIdError
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import aopen_backends
 from server.auth import KeyRing, UnauthorizedError
-from server.limits import BodyLimitMiddleware, RateLimiter, RunRegistry
+from server.limits import BackgroundRuns, BodyLimitMiddleware
 from server.routes import router
 
 logger = logging.getLogger("memory_agent.server")
@@ -38,11 +36,12 @@ DEV_MODE_WARNING = (
 )
 
 
-async def _sweep_forever(lifecycle: SessionLifecycle, interval: float) -> None:
+async def _sweep_forever(sessions: SessionManager, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            expired = await lifecycle.asweep()
+            # One process sweeps per interval: the winner keeps the sweep lease that long.
+            expired = await sessions.asweep(hold=interval * 0.9)
         except Exception:  # a failed sweep must not stop later ones; it is logged in full
             logger.exception("session sweep failed")
             continue
@@ -56,24 +55,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     async with aopen_backends(settings=settings) as backends:
         graph = build_graph(backends.checkpointer, backends.store, chat_model=app.state.chat_model)
-        sessions = SessionManager(
-            graph,
-            context=Context(model=settings.model, token_budget=settings.token_budget),
-            min_messages_for_summary=settings.min_messages_for_summary,
-            durability=settings.durability,
-        )
-        runs = RunRegistry()
-        lifecycle = SessionLifecycle(
-            sessions,
-            idle_timeout=timedelta(hours=settings.idle_timeout_hours),
-            max_open_sessions=settings.max_open_sessions,
-            busy=lambda key: runs.is_active(key) or key in sessions._active,
-        )
+        sessions = SessionManager.from_settings(graph, settings)
+        runs = BackgroundRuns()
         app.state.backends = backends
         app.state.sessions = sessions
-        app.state.lifecycle = lifecycle
         app.state.runs = runs
-        app.state.limiter = RateLimiter(settings.runs_per_minute)
         logger.info(
             "backends: checkpointer %s, store %s; model: %s",
             backends.name,
@@ -85,7 +71,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.keys.dev_mode:
             logger.warning(DEV_MODE_WARNING)
         sweeper = asyncio.create_task(
-            _sweep_forever(lifecycle, settings.sweep_interval_seconds), name="session-sweeper"
+            _sweep_forever(sessions, settings.sweep_interval_seconds), name="session-sweeper"
         )
         try:
             yield

@@ -7,15 +7,13 @@ import logging
 import sys
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import TextIO
 
 from pydantic import ValidationError
 
-from agent import OFFLINE_NOTICE, Context, build_graph
+from agent import OFFLINE_NOTICE, build_graph
 from agent.model import is_offline
 from memory.errors import MemoryAgentError
-from memory.lifecycle import SessionLifecycle
 from memory.namespaces import InvalidIdError, Owner, check_id
 from memory.sessions import SessionManager
 from memory.settings import Settings
@@ -64,7 +62,7 @@ def _turn(sessions: SessionManager, owner: Owner, thread_id: str, text: str, out
         if kind == "token":
             out.write(value)
             out.flush()
-        else:
+        elif kind == "done":
             reply = value.reply
     out.write("\n")
     out.flush()
@@ -94,19 +92,11 @@ def chat(
     if is_offline(settings.model):
         err.write(f"note: {OFFLINE_NOTICE}\n")
     with open_backends(settings=settings) as backends:
-        sessions = SessionManager(
-            build_graph(backends.checkpointer, backends.store),
-            context=Context(model=settings.model, token_budget=settings.token_budget),
-            min_messages_for_summary=settings.min_messages_for_summary,
-            durability=settings.durability,
-        )
-        lifecycle = SessionLifecycle(
-            sessions,
-            idle_timeout=timedelta(hours=settings.idle_timeout_hours),
-            max_open_sessions=settings.max_open_sessions,
+        sessions = SessionManager.from_settings(
+            build_graph(backends.checkpointer, backends.store), settings
         )
         try:
-            record, created = lifecycle.get_or_create(owner, thread_id or str(uuid.uuid4()))
+            record, created = sessions.get_or_create(owner, thread_id or str(uuid.uuid4()))
             if record["status"] == "ended":
                 err.write(f"error: thread {record['thread_id']!r} has ended; start a new one\n")
                 return 1

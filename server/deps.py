@@ -7,13 +7,12 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from memory.lifecycle import SessionLifecycle
 from memory.namespaces import ID_PATTERN, Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import Backends
 from server.auth import KeyRing
-from server.limits import RateLimiter, RunRegistry
+from server.limits import BackgroundRuns
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -32,23 +31,13 @@ async def get_backends(request: Request) -> Backends:
 
 
 async def get_sessions(request: Request) -> SessionManager:
-    """The sessions API over the compiled graph."""
+    """The session service: every transition and read the routes need."""
     return request.app.state.sessions
 
 
-async def get_lifecycle(request: Request) -> SessionLifecycle:
-    """Idle expiry, the open-session cap and erasure."""
-    return request.app.state.lifecycle
-
-
-async def get_runs(request: Request) -> RunRegistry:
-    """The runs in progress, one per thread."""
+async def get_runs(request: Request) -> BackgroundRuns:
+    """The runs in flight in this process."""
     return request.app.state.runs
-
-
-async def get_limiter(request: Request) -> RateLimiter:
-    """The per-user limit on runs."""
-    return request.app.state.limiter
 
 
 async def get_owner(
@@ -64,9 +53,7 @@ async def get_owner(
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BackendsDep = Annotated[Backends, Depends(get_backends)]
 SessionsDep = Annotated[SessionManager, Depends(get_sessions)]
-LifecycleDep = Annotated[SessionLifecycle, Depends(get_lifecycle)]
-RunsDep = Annotated[RunRegistry, Depends(get_runs)]
-LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
+RunsDep = Annotated[BackgroundRuns, Depends(get_runs)]
 OwnerDep = Annotated[Owner, Depends(get_owner)]
 ThreadId = Annotated[
     str, Path(pattern=ID_PATTERN, description="The thread's id: 1-128 of A-Z a-z 0-9 _-:@.")

@@ -1,95 +1,33 @@
-"""Per-user rate limiting and the one-active-run-per-thread guard."""
+"""The runs in flight in this process, and the request body limit."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
-import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
-
-from memory.errors import ConflictError, RateLimitedError
-from memory.namespaces import Owner
 
 T = TypeVar("T")
 
 
-class RateLimiter:
-    """At most `limit` events per owner in any rolling `window` seconds.
+class BackgroundRuns:
+    """The runs this process has in flight, each in a task of its own.
 
-    Args:
-        limit: Events allowed per window.
-        window: Window length in seconds.
-        clock: Monotonic seconds; tests pass their own to move time forward.
-    """
-
-    def __init__(
-        self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self._events: dict[Owner, deque[float]] = defaultdict(deque)
-
-    def hit(self, owner: Owner) -> None:
-        """Count one event for `owner`.
-
-        Raises:
-            RateLimitedError: the owner is over the limit; `retry_after` says for how long.
-        """
-        now = self.clock()
-        events = self._events[owner]
-        while events and events[0] <= now - self.window:
-            events.popleft()
-        if len(events) >= self.limit:
-            retry = max(1, math.ceil(events[0] + self.window - now))
-            raise RateLimitedError(
-                f"rate limit of {self.limit} runs per {self.window:g} s reached; "
-                f"retry in {retry} s",
-                retry_after=retry,
-            )
-        events.append(now)
-
-
-class RunRegistry:
-    """The runs in progress, one per thread, each in a task of its own.
-
-    A run keeps going when its client disconnects, so its messages are recorded whole and
-    the thread stays consistent; its slot frees when it finishes.
+    A run keeps going when its client disconnects, so its messages are recorded whole
+    and the thread is released; shutdown waits for every run to finish. Who may run on a
+    thread is the session service's business, not this registry's.
     """
 
     def __init__(self) -> None:
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
 
-    def is_active(self, thread_key: str) -> bool:
-        """Whether a run is in progress on the thread."""
-        return thread_key in self._tasks
-
-    def claim(self, thread_key: str, thread_id: str) -> None:
-        """Reserve the thread for a run that `start` will launch.
-
-        Raises:
-            ConflictError: another run holds the thread.
-        """
-        if thread_key in self._tasks:
-            raise ConflictError(f"a run is already active on thread {thread_id!r}")
-        self._tasks[thread_key] = _PENDING
-
-    def release(self, thread_key: str) -> None:
-        """Free a claim that was not started (the request failed before running)."""
-        if self._tasks.get(thread_key) is _PENDING:
-            del self._tasks[thread_key]
-
-    def start(self, thread_key: str, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        """Run `work` in its own task on a claimed thread; the claim ends with the task."""
+    def start(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run `work` in its own task."""
         task = asyncio.get_running_loop().create_task(work)
-        self._tasks[thread_key] = task
+        self._tasks.add(task)
 
         def _done(done: asyncio.Task[Any]) -> None:
-            if self._tasks.get(thread_key) is done:
-                del self._tasks[thread_key]
+            self._tasks.discard(done)
             if not done.cancelled():
                 done.exception()  # retrieved here so an unawaited failure is not logged twice
 
@@ -98,15 +36,8 @@ class RunRegistry:
 
     async def drain(self) -> None:
         """Wait for every started run to finish (shutdown, and tests)."""
-        while running := [t for t in self._tasks.values() if isinstance(t, asyncio.Task)]:
-            await asyncio.gather(*running, return_exceptions=True)
-
-
-class _Pending:
-    """Placeholder of a claimed thread whose run has not started yet."""
-
-
-_PENDING: Any = _Pending()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
 class BodyLimitMiddleware:

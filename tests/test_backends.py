@@ -113,7 +113,7 @@ async def test_postgres_pools_recover_when_the_server_drops_connections(
 def test_a_recently_used_connection_skips_the_check_until_the_server_drops_it(
     postgres_url: str,
 ) -> None:
-    from memory import backends
+    from memory.stores import factory as backends
 
     with (
         psycopg.connect(postgres_url, autocommit=True) as conn,

@@ -25,8 +25,8 @@ from psycopg.rows import dict_row
 from typing_extensions import TypedDict
 
 from agent import build_graph
-from memory import retention
 from memory.settings import Settings
+from memory.stores import retention
 from memory.stores.factory import aopen_checkpointer, open_checkpointer
 from memory.stores.postgres_saver import AsyncKeyedPostgresSaver, KeyedPostgresSaver
 from memory.stores.retention import RetentionSaver, akeep_latest, keep_latest

@@ -552,7 +552,7 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
             stack.callback(client.close)
             store = KeyedRedisStore(client, index=index, ttl=ttl)  # type: ignore[arg-type]
             store.setup()
-            db = RedisSessionDB(client)
+            db = RedisSessionDB(client, settings.ttl_minutes)
         store.sessions_db = db  # type: ignore[attr-defined]
         yield store
 
@@ -600,7 +600,7 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             stack.push_async_callback(redis_store.aclose)
             await redis_store.setup()
             store = redis_store
-            db = RedisSessionDB(client)
+            db = RedisSessionDB(client, settings.ttl_minutes)
         store.sessions_db = db  # type: ignore[attr-defined]
         yield store
 

@@ -128,9 +128,7 @@ class SessionDB:
     def _get(self, owner: Owner, thread_id: str) -> Steps:
         raise NotImplementedError
 
-    def _list(
-        self, owner: Owner, limit: int, offset: int, status: str | None
-    ) -> Steps:
+    def _list(self, owner: Owner, limit: int, offset: int, status: str | None) -> Steps:
         raise NotImplementedError
 
     def _begin(
@@ -166,6 +164,9 @@ class SessionDB:
     def _release(self, key: str, token: str) -> Steps:
         raise NotImplementedError
 
+    def _leased(self, key: str) -> Steps:
+        raise NotImplementedError
+
     def _append(
         self, thread_key: str, start: int, records: Sequence[Record], token: str | None
     ) -> Steps:
@@ -176,7 +177,9 @@ class SessionDB:
 
     # -- sync API --------------------------------------------------------------------
 
-    def create(self, owner: Owner, record: Record, cap: int) -> Literal["created", "exists", "full"]:
+    def create(
+        self, owner: Owner, record: Record, cap: int
+    ) -> Literal["created", "exists", "full"]:
         """Insert `record` unless the session exists or the owner has `cap` open ones."""
         return self._drive(self._create(owner, record, cap), True)
 
@@ -236,6 +239,10 @@ class SessionDB:
     def release(self, key: str, token: str) -> None:
         """Free a lease if this token still holds it."""
         self._drive(self._release(key, token), True)
+
+    def leased(self, key: str) -> bool:
+        """Whether some live token holds the lease `key`."""
+        return self._drive(self._leased(key), False)
 
     def append(
         self, thread_key: str, start: int, records: Sequence[Record], token: str | None = None
@@ -317,6 +324,10 @@ class SessionDB:
     async def arelease(self, key: str, token: str) -> None:
         """Async `release`."""
         await self._adrive(self._release(key, token), True)
+
+    async def aleased(self, key: str) -> bool:
+        """Async `leased`."""
+        return await self._adrive(self._leased(key), False)
 
     async def aappend(
         self, thread_key: str, start: int, records: Sequence[Record], token: str | None = None
@@ -496,6 +507,11 @@ class MemorySessionDB(SessionDB):
         if held is not None and held[0] == token:
             del self._leases[key]
         return None
+        yield
+
+    def _leased(self, key: str) -> Steps:
+        held = self._leases.get(key)
+        return held is not None and held[1] > self._now_ms()
         yield
 
     def _append(

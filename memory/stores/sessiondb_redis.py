@@ -10,6 +10,9 @@ Keys (all under `memory_agent:`), with `K` an owner's `tenant/user` and `T` a th
 - `rate:K`: the owner's runs of the last window, scored by time;
 - `transcript:T`: the thread's transcript, one JSON record per list element.
 
+With a TTL (`MEMORY_AGENT_TTL_MINUTES`) every key a script touches, but leases and rate
+windows (which carry their own expiry), expires that long after its last use.
+
 Times come from the server's clock (`TIME`), so hosts with skewed clocks agree.
 """
 
@@ -147,6 +150,7 @@ for i, k in ipairs(keys) do keys[i] = ARGV[3] .. k end
 return redis.call('MGET', unpack(keys))
 """,
     "get": "return redis.call('GET', KEYS[1])",
+    "exists": "return redis.call('EXISTS', KEYS[1])",
     # KEYS: lease. ARGV: token, lease_ms
     "acquire": """
 local held = redis.call('GET', KEYS[1])
@@ -169,7 +173,7 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local len = redis.call('LLEN', KEYS[2])
 local start = tonumber(ARGV[2])
 while len < start do redis.call('RPUSH', KEYS[2], 'null'); len = len + 1 end
-for i = 3, #ARGV do
+for i = 3, #ARGV - 1 do
   local seq = start + i - 3
   if seq < len then redis.call('LSET', KEYS[2], seq, ARGV[i])
   else redis.call('RPUSH', KEYS[2], ARGV[i]); len = len + 1 end
@@ -188,6 +192,26 @@ table.insert(out, 1, total)
 return out
 """,
 }
+
+
+_TTL = """
+local result = main()
+local ttl = tonumber(ARGV[#ARGV])
+if ttl > 0 then
+  for _, key in ipairs(KEYS) do
+    if not string.find(key, ':lease:', 1, true) and not string.find(key, ':rate:', 1, true) then
+      redis.call('PEXPIRE', key, ttl)
+    end
+  end
+end
+return result
+"""
+
+
+def _wrapped(body: str) -> str:
+    """A script whose keys (but leases and rate windows) expire `ttl` ms after each use;
+    the caller passes the TTL as the last argument (0: keys never expire)."""
+    return f"local function main()\n{body}\nend\n{_TTL}"
 
 
 @dataclass(frozen=True)
@@ -231,14 +255,19 @@ class RedisSessionDB(SessionDB):
     Args:
         client: A `redis.Redis` or `redis.asyncio.Redis` client; this object does not
             close it.
+        ttl_minutes: Every key but leases and rate windows expires this long after its
+            last use (None: never), like the checkpointer's and the store's keys.
     """
 
     kind = "redis"
     shared = True
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, ttl_minutes: float | None = None) -> None:
         self.client = client
-        self._scripts = {name: client.register_script(lua) for name, lua in SCRIPTS.items()}
+        self.ttl_ms = int(ttl_minutes * 60_000) if ttl_minutes else 0
+        self._scripts = {
+            name: client.register_script(_wrapped(lua)) for name, lua in SCRIPTS.items()
+        }
 
     def setup(self) -> None:
         """Nothing to create: keys appear as they are written."""
@@ -247,10 +276,11 @@ class RedisSessionDB(SessionDB):
         """Async `setup`."""
 
     def _perform(self, request: Script) -> Any:
-        return self._scripts[request.name](keys=request.keys, args=request.args)
+        return self._scripts[request.name](keys=request.keys, args=(*request.args, self.ttl_ms))
 
     async def _aperform(self, request: Script) -> Any:
-        return await self._scripts[request.name](keys=request.keys, args=request.args)
+        script = self._scripts[request.name]
+        return await script(keys=request.keys, args=(*request.args, self.ttl_ms))
 
     def _create(self, owner: Owner, record: Record, cap: int) -> Steps:
         thread_id = record["thread_id"]
@@ -382,6 +412,9 @@ class RedisSessionDB(SessionDB):
 
     def _release(self, key: str, token: str) -> Steps:
         yield Script("release", (_lease_key(key),), (token,))
+
+    def _leased(self, key: str) -> Steps:
+        return int((yield Script("exists", (_lease_key(key),), ()))) == 1
 
     def _append(
         self, thread_key: str, start: int, records: Sequence[Record], token: str | None

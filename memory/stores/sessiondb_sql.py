@@ -204,7 +204,9 @@ class SqlSessionDB(SessionDB):
             if rows[0][0] >= rate.limit:
                 yield Sql(_RELEASE, (key, token))
                 return Claim("limited", retry_after=(rows[0][1] + rate.window_ms - now) / 1000)
-            yield Sql("INSERT INTO memory_agent_rate_events (owner, at) VALUES (%s, %s)", (who, now))
+            yield Sql(
+                "INSERT INTO memory_agent_rate_events (owner, at) VALUES (%s, %s)", (who, now)
+            )
         record = yield from self._get(owner, thread_id)
         outcome: Outcome = "ok"
         if record is None:
@@ -295,6 +297,14 @@ class SqlSessionDB(SessionDB):
 
     def _release(self, key: str, token: str) -> Steps:
         yield Sql(_RELEASE, (key, token))
+
+    def _leased(self, key: str) -> Steps:
+        rows = yield Sql(
+            f"SELECT 1 FROM memory_agent_leases WHERE key = %s AND expires_at > {self.now_sql}",
+            (key,),
+            fetch=True,
+        )
+        return bool(rows)
 
     def _append(
         self, thread_key: str, start: int, records: Sequence[Record], token: str | None

@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from memory.lifecycle import SessionLifecycle
 from memory.namespaces import Owner
 from memory.sessions import SessionManager
-from server.deps import LifecycleDep, MemoryKey, OwnerDep, SessionsDep, ThreadId
+from server.deps import MemoryKey, OwnerDep, SessionsDep, ThreadId
 from server.schemas import (
     MAX_QUERY_CHARS,
     Deleted,
@@ -45,10 +44,6 @@ async def _put(
 ) -> MemoryOut:
     saved = await sessions.asave_memory(owner, key, body.value, thread_id)
     return MemoryOut.model_validate(saved)
-
-
-async def _thread(lifecycle: SessionLifecycle, owner: Owner, thread_id: str) -> None:
-    await lifecycle.aget(owner, thread_id)
 
 
 # -- user memories -------------------------------------------------------------------
@@ -101,12 +96,10 @@ async def list_session_memories(
     thread_id: ThreadId,
     owner: OwnerDep,
     sessions: SessionsDep,
-    lifecycle: LifecycleDep,
     query: Search = None,
     limit: Limit = 20,
 ) -> MemoryPage:
     """The session's memories; most relevant first when `query` is given."""
-    await _thread(lifecycle, owner, thread_id)
     return await _list(sessions, owner, query, limit, thread_id)
 
 
@@ -121,10 +114,8 @@ async def put_session_memory(
     body: MemoryIn,
     owner: OwnerDep,
     sessions: SessionsDep,
-    lifecycle: LifecycleDep,
 ) -> MemoryOut:
     """Save a session memory under `key` (replacing any)."""
-    await _thread(lifecycle, owner, thread_id)
     return await _put(sessions, owner, key, body, thread_id)
 
 
@@ -138,10 +129,8 @@ async def get_session_memory(
     key: MemoryKey,
     owner: OwnerDep,
     sessions: SessionsDep,
-    lifecycle: LifecycleDep,
 ) -> MemoryOut:
     """One session memory."""
-    await _thread(lifecycle, owner, thread_id)
     return MemoryOut.model_validate(await sessions.aget_memory(owner, key, thread_id))
 
 
@@ -155,10 +144,8 @@ async def delete_session_memory(
     key: MemoryKey,
     owner: OwnerDep,
     sessions: SessionsDep,
-    lifecycle: LifecycleDep,
 ) -> Response:
     """Delete one session memory."""
-    await _thread(lifecycle, owner, thread_id)
     await sessions.adelete_memory(owner, key, thread_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -167,8 +154,7 @@ async def delete_session_memory(
     "/threads/{thread_id}/memories", response_model=Deleted, responses=errors(401, 404, 422)
 )
 async def clear_session_memories(
-    thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep, lifecycle: LifecycleDep
+    thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep
 ) -> Deleted:
     """Delete all of the session's memories."""
-    await _thread(lifecycle, owner, thread_id)
     return Deleted(deleted=await sessions.aclear_memories(owner, thread_id))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
@@ -13,21 +12,18 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from memory.errors import ConflictError, MemoryAgentError
-from memory.lifecycle import SessionLifecycle
+from memory.errors import MemoryAgentError
 from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from server.deps import (
-    LifecycleDep,
-    LimiterDep,
     OwnerDep,
     RunsDep,
     SessionsDep,
     SettingsDep,
     ThreadId,
 )
-from server.limits import RateLimiter, RunRegistry
+from server.limits import BackgroundRuns
 from server.schemas import ChatRequest, RunOut, RunRequest, errors
 
 logger = logging.getLogger("memory_agent.server")
@@ -43,49 +39,16 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _begin(
-    owner: Owner,
-    thread_id: str | None,
-    body: RunRequest,
-    settings: Settings,
-    lifecycle: SessionLifecycle,
-    runs: RunRegistry,
-    limiter: RateLimiter,
-) -> tuple[str, str, list[dict[str, str]]]:
-    """Validate a run, claim its thread and resume or create the session.
-
-    Returns:
-        `(thread_id, thread_key, messages)`; the thread stays claimed for `runs.start`.
-    """
-    messages = body.to_dicts(settings.max_message_chars, settings.max_messages_per_request)
-    thread_id = thread_id or str(uuid.uuid4())
-    key = owner.thread_key(thread_id)
-    runs.claim(key, thread_id)
-    try:
-        limiter.hit(owner)
-        record, _ = await lifecycle.aget_or_create(owner, thread_id)
-        if record["status"] == "ended":
-            raise ConflictError(f"thread {thread_id!r} has ended; start a new thread")
-    except BaseException:
-        runs.release(key)
-        raise
-    return thread_id, key, messages
-
-
 async def _run(
     owner: Owner,
     thread_id: str | None,
     body: RunRequest,
     settings: Settings,
     sessions: SessionManager,
-    lifecycle: SessionLifecycle,
-    runs: RunRegistry,
-    limiter: RateLimiter,
+    runs: BackgroundRuns,
 ) -> RunOut:
-    thread_id, key, messages = await _begin(
-        owner, thread_id, body, settings, lifecycle, runs, limiter
-    )
-    task = runs.start(key, sessions.arun(owner, thread_id, messages))
+    messages = body.to_dicts(settings.max_message_chars, settings.max_messages_per_request)
+    task = runs.start(sessions.arun(owner, thread_id, messages))
     # Shielded: a client that goes away does not cut the run in half.
     result = await asyncio.shield(task)
     return RunOut.model_validate(asdict(result))
@@ -101,36 +64,46 @@ async def _stream(
     body: RunRequest,
     settings: Settings,
     sessions: SessionManager,
-    lifecycle: SessionLifecycle,
-    runs: RunRegistry,
-    limiter: RateLimiter,
+    runs: BackgroundRuns,
 ) -> StreamingResponse:
-    thread_id, key, messages = await _begin(
-        owner, thread_id, body, settings, lifecycle, runs, limiter
-    )
+    messages = body.to_dicts(settings.max_message_chars, settings.max_messages_per_request)
     queue: asyncio.Queue[str | None] = asyncio.Queue()
+    claimed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def work() -> None:
         # The run feeds a queue from its own task: when the client disconnects only the
         # reader below stops, and the run still finishes and records every message.
         try:
             async for kind, value in sessions.astream(owner, thread_id, messages):
-                if kind == "token":
+                if kind == "thread":
+                    claimed.set_result(value)
+                elif kind == "token":
                     queue.put_nowait(_event("token", {"text": value}))
                 else:
                     queue.put_nowait(_event("done", asdict(value)))
-        except MemoryAgentError as exc:
-            queue.put_nowait(_event("error", {"detail": str(exc), "status_code": exc.status_code}))
-        except Exception:
-            logger.exception("run on thread %s failed", key)
-            queue.put_nowait(_event("error", {"detail": "the run failed", "status_code": 500}))
+        except BaseException as exc:
+            if not claimed.done():  # refused before it started: the route answers the error
+                if isinstance(exc, Exception):
+                    claimed.set_exception(exc)
+                    return
+                claimed.cancel()
+            if isinstance(exc, MemoryAgentError):
+                queue.put_nowait(
+                    _event("error", {"detail": str(exc), "status_code": exc.status_code})
+                )
+            else:
+                logger.error("run on thread %s failed", thread_id, exc_info=exc)
+                queue.put_nowait(_event("error", {"detail": "the run failed", "status_code": 500}))
+            if not isinstance(exc, Exception):
+                raise
         finally:
             queue.put_nowait(None)
 
-    runs.start(key, work())
+    runs.start(work())
+    started = await claimed
 
     async def events() -> AsyncIterator[str]:
-        yield _event("metadata", {"thread_id": thread_id})
+        yield _event("metadata", {"thread_id": started})
         while (event := await queue.get()) is not None:
             yield event
 
@@ -148,12 +121,10 @@ async def run_thread(
     owner: OwnerDep,
     settings: SettingsDep,
     sessions: SessionsDep,
-    lifecycle: LifecycleDep,
     runs: RunsDep,
-    limiter: LimiterDep,
 ) -> RunOut:
     """Send one message (or a list) and return the reply; creates the thread if new."""
-    return await _run(owner, thread_id, body, settings, sessions, lifecycle, runs, limiter)
+    return await _run(owner, thread_id, body, settings, sessions, runs)
 
 
 @router.post(
@@ -167,12 +138,10 @@ async def stream_thread(
     owner: OwnerDep,
     settings: SettingsDep,
     sessions: SessionsDep,
-    lifecycle: LifecycleDep,
     runs: RunsDep,
-    limiter: LimiterDep,
 ) -> StreamingResponse:
     """Like a run, as server-sent events: tokens as they come, then a final `done` event."""
-    return await _stream(owner, thread_id, body, settings, sessions, lifecycle, runs, limiter)
+    return await _stream(owner, thread_id, body, settings, sessions, runs)
 
 
 @router.post("/chat", response_model=RunOut, responses=_RUN_ERRORS)
@@ -181,9 +150,7 @@ async def chat(
     owner: OwnerDep,
     settings: SettingsDep,
     sessions: SessionsDep,
-    lifecycle: LifecycleDep,
     runs: RunsDep,
-    limiter: LimiterDep,
 ) -> RunOut:
     """Send a message on `thread_id`, or on a new thread when it is omitted."""
-    return await _run(owner, body.thread_id, body, settings, sessions, lifecycle, runs, limiter)
+    return await _run(owner, body.thread_id, body, settings, sessions, runs)

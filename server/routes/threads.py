@@ -9,11 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 from langchain_core.messages import BaseMessage
 
 from memory import transcript
-from memory.errors import ConflictError
-from memory.namespaces import Owner
-from memory.sessions import SessionManager
-from server.deps import LifecycleDep, OwnerDep, RunsDep, SessionsDep, ThreadId
-from server.limits import RunRegistry
+from server.deps import OwnerDep, SessionsDep, ThreadId
 from server.schemas import (
     Analytics,
     CheckpointOut,
@@ -61,12 +57,6 @@ def _message(message: BaseMessage) -> MessageOut:
     return MessageOut.model_validate(record)
 
 
-def _ensure_idle(runs: RunRegistry, owner: Owner, thread_id: str, sessions: SessionManager) -> None:
-    key = owner.thread_key(thread_id)
-    if runs.is_active(key) or key in sessions._active:
-        raise ConflictError(f"a run is active on thread {thread_id!r}; retry when it ends")
-
-
 @router.post(
     "/threads",
     status_code=status.HTTP_201_CREATED,
@@ -74,35 +64,28 @@ def _ensure_idle(runs: RunRegistry, owner: Owner, thread_id: str, sessions: Sess
     responses=errors(401, 409, 413, 422),
 )
 async def create_thread(
-    owner: OwnerDep, lifecycle: LifecycleDep, body: CreateThread | None = None
+    owner: OwnerDep, sessions: SessionsDep, body: CreateThread | None = None
 ) -> ThreadOut:
     """Create a session: a random UUID id unless `thread_id` is given (409 if it exists)."""
     body = body or CreateThread()
-    record = await lifecycle.acreate(owner, body.thread_id, body.metadata)
+    record = await sessions.acreate(owner, body.thread_id, body.metadata)
     return ThreadOut.model_validate(record)
 
 
 @router.get("/threads", response_model=ThreadPage, responses=errors(401, 422))
 async def list_threads(
-    owner: OwnerDep, lifecycle: LifecycleDep, limit: Limit = 20, offset: Offset = 0
+    owner: OwnerDep, sessions: SessionsDep, limit: Limit = 20, offset: Offset = 0
 ) -> ThreadPage:
     """The caller's sessions, newest activity first."""
-    records, total = await lifecycle.alist(owner, limit, offset)
+    records, total = await sessions.alist(owner, limit, offset)
     return ThreadPage(items=[ThreadOut.model_validate(r) for r in records], total=total)
 
 
 @router.get("/threads/{thread_id}", response_model=ThreadDetail, responses=errors(401, 404, 422))
-async def get_thread(
-    thread_id: ThreadId,
-    owner: OwnerDep,
-    sessions: SessionsDep,
-    lifecycle: LifecycleDep,
-    runs: RunsDep,
-) -> ThreadDetail:
+async def get_thread(thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep) -> ThreadDetail:
     """The session: times, status, summary and analytics (duration, counts by role, topics)."""
-    record = await lifecycle.aget(owner, thread_id)
-    summary = await sessions.aget_summary(owner, thread_id) or record.get("summary", "")
-    return _detail(record, summary, runs.is_active(owner.thread_key(thread_id)))
+    record, summary, running = await sessions.adetail(owner, thread_id)
+    return _detail(record, summary, running)
 
 
 @router.delete(
@@ -110,12 +93,8 @@ async def get_thread(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=errors(401, 404, 409, 422),
 )
-async def delete_thread(
-    thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep, runs: RunsDep
-) -> Response:
+async def delete_thread(thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep) -> Response:
     """Delete the session's checkpoints, transcript, session memories and record."""
-    await sessions.aget(owner, thread_id)
-    _ensure_idle(runs, owner, thread_id, sessions)
     await sessions.adelete(owner, thread_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -123,19 +102,10 @@ async def delete_thread(
 @router.post(
     "/threads/{thread_id}/end", response_model=ThreadDetail, responses=errors(401, 404, 409, 422)
 )
-async def end_thread(
-    thread_id: ThreadId,
-    owner: OwnerDep,
-    sessions: SessionsDep,
-    lifecycle: LifecycleDep,
-    runs: RunsDep,
-) -> ThreadDetail:
+async def end_thread(thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep) -> ThreadDetail:
     """End the session; one with enough messages leaves its summary in long-term memory."""
-    await lifecycle.aget(owner, thread_id)
-    _ensure_idle(runs, owner, thread_id, sessions)
-    summary = await sessions.aget_summary(owner, thread_id)
     record = await sessions.aend(owner, thread_id)
-    return _detail(record, summary or record.get("summary", ""), False)
+    return _detail(record, record.get("summary", ""), False)
 
 
 @router.get(
@@ -145,23 +115,18 @@ async def get_messages(
     thread_id: ThreadId,
     owner: OwnerDep,
     sessions: SessionsDep,
-    lifecycle: LifecycleDep,
     limit: MessageLimit = 100,
     offset: Offset = 0,
 ) -> MessagePage:
     """The full transcript, oldest first, including what summarisation folded away."""
-    await lifecycle.aget(owner, thread_id)
     items, total = await sessions.aget_messages(owner, thread_id, limit, offset)
     return MessagePage(items=[MessageOut.model_validate(i) for i in items], total=total)
 
 
 @router.get("/threads/{thread_id}/state", response_model=StateOut, responses=errors(401, 404, 422))
-async def get_state(
-    thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep, lifecycle: LifecycleDep
-) -> StateOut:
+async def get_state(thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep) -> StateOut:
     """The working state: the messages in the window and the running summary."""
-    record = await lifecycle.aget(owner, thread_id)
-    snapshot = await sessions.graph.aget_state(sessions.config(owner, thread_id))
+    record, snapshot = await sessions.aget_state(owner, thread_id)
     values = snapshot.values or {}
     return StateOut(
         thread_id=thread_id,
@@ -180,15 +145,13 @@ async def get_history(
     thread_id: ThreadId,
     owner: OwnerDep,
     sessions: SessionsDep,
-    lifecycle: LifecycleDep,
     limit: Limit = 20,
     offset: Offset = 0,
 ) -> CheckpointPage:
     """The thread's checkpoints, newest first."""
-    await lifecycle.aget(owner, thread_id)
     items: list[CheckpointOut] = []
     total = 0
-    async for snap in sessions.graph.aget_state_history(sessions.config(owner, thread_id)):
+    async for snap in sessions.ahistory(owner, thread_id):
         if offset <= total < offset + limit:
             conf = snap.config.get("configurable", {})
             parent = (snap.parent_config or {}).get("configurable", {})
