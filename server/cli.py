@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, help="port to listen on (default MEMORY_AGENT_PORT or 8000)"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the database (default MEMORY_AGENT_WORKERS or 1); "
+        "SQLite, Postgres or Redis",
+    )
     chat = commands.add_parser("chat", help="chat in the terminal, persisted like the server")
     chat.add_argument("--thread", help="thread id to resume (default: a new one)")
     chat.add_argument("--user", default="local", help="user to chat as (default: local)")
@@ -40,19 +46,54 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(settings: Settings, host: str | None, port: int | None) -> None:
-    """Run the API under uvicorn until interrupted."""
+class WorkersError(ValueError):
+    """More than one server process was asked for on a backend that cannot share state."""
+
+
+def check_workers(settings: Settings, workers: int) -> None:
+    """Refuse several processes where the backend keeps its state in one process.
+
+    Raises:
+        WorkersError: `workers` is below 1, or above 1 on `memory://`.
+    """
+    if workers < 1:
+        raise WorkersError(f"--workers must be at least 1, got {workers}")
+    if workers > 1 and settings.resolved_database_url.startswith("memory:"):
+        raise WorkersError(
+            f"--workers {workers} needs a database the processes share: memory:// keeps "
+            "sessions inside one process. Use sqlite:///path (one host), postgresql://... "
+            "or redis://..."
+        )
+
+
+def serve(
+    settings: Settings, host: str | None, port: int | None, workers: int | None = None
+) -> None:
+    """Run the API under uvicorn until interrupted, in `workers` processes.
+
+    Several workers share the listening socket; each opens the backends named by the
+    environment (the settings are read again in each process), and the session database
+    keeps their guarantees together.
+
+    Raises:
+        WorkersError: see `check_workers`.
+    """
     import uvicorn
 
     from server.app import create_app
 
+    count = workers if workers is not None else settings.workers
+    check_workers(settings, count)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port if port is not None else settings.port,
-        log_level="info",
-    )
+    bind = {
+        "host": host or settings.host,
+        "port": port if port is not None else settings.port,
+        "log_level": "info",
+    }
+    if count == 1:
+        uvicorn.run(create_app(settings), **bind)  # type: ignore[arg-type]
+    else:
+        uvicorn.run("server.app:create_app", factory=True, workers=count, **bind)  # type: ignore[arg-type]
 
 
 def _turn(sessions: SessionManager, owner: Owner, thread_id: str, text: str, out: TextIO) -> str:
@@ -137,7 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: invalid settings: {exc}\n")
         return 2
     if args.command == "serve":
-        serve(settings, args.host, args.port)
+        try:
+            check_workers(settings, args.workers if args.workers is not None else settings.workers)
+        except WorkersError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 2
+        serve(settings, args.host, args.port, args.workers)
         return 0
     return chat(settings, args.thread, args.user, args.message)
 
