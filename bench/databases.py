@@ -100,11 +100,17 @@ def _memory_bytes(obj: Any) -> int:
         size += sum(len(blob[1]) for blob in obj.blobs.values())
         return size
     if isinstance(obj, InMemoryStore):
-        return sum(
+        size = sum(
             len(json.dumps(item.value, default=str)) + len(key)
             for items in obj._data.values()
             for key, item in items.items()
         )
+        # The session database beside the store: records and transcripts, as stored JSON.
+        db = getattr(obj, "sessions_db", None)
+        if db is not None:
+            size += sum(len(json.dumps(r)) for log in db._transcripts.values() for r in log)
+            size += sum(len(json.dumps(r)) for mine in db._sessions.values() for r in mine.values())
+        return size
     return 0
 
 

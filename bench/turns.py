@@ -29,7 +29,7 @@ from memory import transcript
 from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
-from memory.stores.factory import open_backends, open_checkpointer
+from memory.stores.factory import open_backends, open_checkpointer, sessions_db
 from memory.stores.retention import DEFAULT_KEEP, RetentionSaver, with_retention
 
 BACKENDS = ["memory", "sqlite", "postgres", "redis"]
@@ -103,9 +103,8 @@ def _warm_up(graph: Any, unpersisted: Any, context: Context, key: str, turns: in
     for turn in range(turns):
         graph.invoke({"messages": [HumanMessage(user_text(turn, 200))]}, config, context=context)
         unpersisted.invoke({"messages": [HumanMessage("warm up")]}, config, context=context)
-    total = graph.get_state(config).values.get("transcript_len", 0)
     graph.checkpointer.delete_thread(scratch)
-    graph.store.batch(transcript.delete_ops(scratch, total))
+    sessions_db(graph.store).truncate(scratch)
 
 
 def _warm_up_stock(graph: Any, unpersisted: Any, turns: int = 5) -> None:
@@ -185,8 +184,8 @@ def run_agent(
             series.latency_ms.append((time.perf_counter() - begin) * 1000)
             series.tokens.append(max(recorder.take_tokens(), default=0))
             after = values.get("transcript_len", before)
-            added = backends.store.batch(transcript.page_ops(key, before, after - before, after))
-            payload += _content_bytes(transcript.page_records(added, before, after - before))
+            added, _ = backends.sessions.page(key, before, after - before)
+            payload += _content_bytes(added)
             series.payload.append(payload)
             # Reads first: measuring storage vacuums Postgres, and its writes would slow them.
             if turn in points:
@@ -205,9 +204,7 @@ def run_agent(
                 }
             if turn in points and base_from is not None:
                 # What the baseline appended is not the thread's: gone before storage is measured.
-                backends.store.batch(
-                    transcript.delete_ops(base_key, after + 2 * _WINDOW, start=base_from)
-                )
+                backends.sessions.truncate(base_key, base_from)
                 base_from = None
             if turn in _storage_points(turns):
                 series.storage[turn] = size_now() - empty

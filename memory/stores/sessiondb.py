@@ -175,6 +175,9 @@ class SessionDB:
     def _page(self, thread_key: str, offset: int, limit: int) -> Steps:
         raise NotImplementedError
 
+    def _truncate(self, thread_key: str, start: int) -> Steps:
+        raise NotImplementedError
+
     # -- sync API --------------------------------------------------------------------
 
     def create(
@@ -262,6 +265,10 @@ class SessionDB:
         `offset` counts from the end (`-2`: the last two)."""
         return self._drive(self._page(thread_key, offset, limit), False)
 
+    def truncate(self, thread_key: str, start: int = 0) -> None:
+        """Delete the transcript records from position `start` on (all by default)."""
+        self._drive(self._truncate(thread_key, start), True)
+
     # -- async API -------------------------------------------------------------------
 
     async def acreate(
@@ -340,6 +347,10 @@ class SessionDB:
     ) -> tuple[builtins.list[Record], int]:
         """Async `page`."""
         return await self._adrive(self._page(thread_key, offset, limit), False)
+
+    async def atruncate(self, thread_key: str, start: int = 0) -> None:
+        """Async `truncate`."""
+        await self._adrive(self._truncate(thread_key, start), True)
 
 
 def page_bounds(offset: int, limit: int, total: int) -> tuple[int, int]:
@@ -537,4 +548,11 @@ class MemorySessionDB(SessionDB):
         log = self._transcripts.get(thread_key, [])
         start, stop = page_bounds(offset, limit, len(log))
         return [json.loads(dumps(r)) for r in log[start:stop] if r is not None], len(log)
+        yield
+
+    def _truncate(self, thread_key: str, start: int) -> Steps:
+        log = self._transcripts.get(thread_key)
+        if log is not None:
+            del log[start:]
+        return None
         yield

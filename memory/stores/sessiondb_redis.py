@@ -180,6 +180,11 @@ for i = 3, #ARGV - 1 do
 end
 return 1
 """,
+    # KEYS: transcript. ARGV: start
+    "truncate": """
+if tonumber(ARGV[1]) <= 0 then return redis.call('DEL', KEYS[1]) end
+return redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+""",
     # KEYS: transcript. ARGV: offset (negative: from the end), limit
     "page": """
 local total = redis.call('LLEN', KEYS[1])
@@ -431,3 +436,6 @@ class RedisSessionDB(SessionDB):
         reply = yield Script("page", (_transcript_key(thread_key),), (offset, limit))
         records = [json.loads(r) for r in reply[1:]]
         return [r for r in records if r is not None], int(reply[0])
+
+    def _truncate(self, thread_key: str, start: int) -> Steps:
+        yield Script("truncate", (_transcript_key(thread_key),), (start,))

@@ -342,6 +342,12 @@ class SqlSessionDB(SessionDB):
         )
         return [json.loads(r[0]) for r in rows], total
 
+    def _truncate(self, thread_key: str, start: int) -> Steps:
+        yield Sql(
+            "DELETE FROM memory_agent_transcript WHERE thread_key = %s AND seq >= %s",
+            (thread_key, start),
+        )
+
 
 # --------------------------------------------------------------------------- postgres
 
