@@ -14,6 +14,8 @@ from memory.namespaces import Owner
 from memory.settings import Settings
 
 pytest_plugins = ["tests.plugins.services", "tests.plugins.server"]
+# Scenario modules shared by test files: their asserts explain failures like a test's.
+pytest.register_assert_rewrite("tests.races")
 
 #: The backends every behaviour is asserted on.
 BACKENDS = ["memory", "sqlite", "postgres", "redis"]
