@@ -5,12 +5,17 @@ drives the real machinery with them: "my name is Sam", "I'm allergic to penicill
 "I prefer express shipping", "remember that ...", "add ... to my cart" become memory tool
 calls; "what is my name?" and "what do you remember about me?" are answered from the
 memories retrieved into its system prompt; summarisation requests get an extractive
-summary. Replies stream token by token. Set `MEMORY_AGENT_MODEL` to use a real model.
+summary. Replies stream token by token, at once or (with `pace_seconds`, chosen by
+`MEMORY_AGENT_MODEL=offline:slow-<seconds>`) spread evenly over that many seconds, which
+stands in for a real model's latency in load tests. Set `MEMORY_AGENT_MODEL` to use a
+real model.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -29,6 +34,7 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import Field
 
 from agent.prompts import NONE, SUMMARY_PROMPT
 from memory.transcript import content_text
@@ -251,6 +257,9 @@ def _json(args: dict[str, Any]) -> str:
 class OfflineChatModel(BaseChatModel):
     """Deterministic stand-in for a chat model; see the module docstring."""
 
+    pace_seconds: float = Field(default=0.0, ge=0)
+    """Seconds each reply takes, spread evenly over its chunks (0: no delay)."""
+
     @property
     def _llm_type(self) -> str:
         return "memory-agent-offline"
@@ -269,6 +278,8 @@ class OfflineChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         reply = _reply(messages, bool(kwargs.get("tools")))
+        if self.pace_seconds > 0:
+            time.sleep(self.pace_seconds)
         return ChatResult(generations=[ChatGeneration(message=reply)])
 
     async def _agenerate(
@@ -278,7 +289,10 @@ class OfflineChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return self._generate(messages, stop, None, **kwargs)
+        reply = _reply(messages, bool(kwargs.get("tools")))
+        if self.pace_seconds > 0:
+            await asyncio.sleep(self.pace_seconds)
+        return ChatResult(generations=[ChatGeneration(message=reply)])
 
     def _stream(
         self,
@@ -287,7 +301,11 @@ class OfflineChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        for chunk in _chunks(_reply(messages, bool(kwargs.get("tools")))):
+        chunks = list(_chunks(_reply(messages, bool(kwargs.get("tools")))))
+        step = self.pace_seconds / len(chunks)
+        for chunk in chunks:
+            if step > 0:
+                time.sleep(step)
             generation = ChatGenerationChunk(message=chunk)
             if run_manager:
                 run_manager.on_llm_new_token(content_text(chunk.content), chunk=generation)
@@ -300,7 +318,11 @@ class OfflineChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        for chunk in _chunks(_reply(messages, bool(kwargs.get("tools")))):
+        chunks = list(_chunks(_reply(messages, bool(kwargs.get("tools")))))
+        step = self.pace_seconds / len(chunks)
+        for chunk in chunks:
+            if step > 0:
+                await asyncio.sleep(step)
             generation = ChatGenerationChunk(message=chunk)
             if run_manager:
                 await run_manager.on_llm_new_token(content_text(chunk.content), chunk=generation)

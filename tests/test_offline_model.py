@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
+from agent.model import ModelConfigError, is_offline, load_chat_model
 from agent.offline import OfflineChatModel
 from agent.tools import MEMORY_TOOLS
 
@@ -86,3 +91,33 @@ def test_context_explicit_beats_environment(fresh_env) -> None:
     assert Context().model == "openai:gpt-4o-mini"
     assert Context().token_budget == 900
     assert Context(model="offline").model == "offline"
+
+
+def test_slow_spec_paces_the_same_reply() -> None:
+    pace = 0.2
+    fast, slow = load_chat_model("offline"), load_chat_model(f"offline:slow-{pace}")
+    assert isinstance(slow, OfflineChatModel) and slow.pace_seconds == pace
+    assert is_offline(f"offline:slow-{pace}")
+    messages = [SystemMessage(SYSTEM), HumanMessage("tell me a joke")]
+    expected = [c.content for c in fast.stream(messages)]
+
+    begin = time.perf_counter()
+    assert [c.content for c in slow.stream(messages)] == expected
+    assert time.perf_counter() - begin >= 0.8 * pace
+
+    async def astream() -> list[str]:
+        return [c.content async for c in slow.astream(messages)]
+
+    begin = time.perf_counter()
+    assert asyncio.run(astream()) == expected
+    assert time.perf_counter() - begin >= 0.8 * pace
+
+    begin = time.perf_counter()
+    assert asyncio.run(slow.ainvoke(messages)).content == "".join(expected)
+    assert time.perf_counter() - begin >= 0.8 * pace
+
+
+def test_bad_slow_specs_are_rejected() -> None:
+    for spec in ("offline:slow-abc", "offline:slow--1", "offline:slow-nan", "offline:fast"):
+        with pytest.raises(ModelConfigError, match="offline:slow-"):
+            load_chat_model(spec)
