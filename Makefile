@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run dev chat test lint services services-stop bench bench-quick clean
+.PHONY: install run dev chat test lint services services-stop bench bench-quick bench-http clean
 
 # The venv is created when missing and reinstalled only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -46,3 +46,6 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench.turns --quick
+
+bench-http: $(STAMP)
+	PYTHONPATH=. $(BIN)/python -m bench.http_bench
