@@ -121,12 +121,12 @@ def _summarize_steps(state: State, ctx: Context, where: _Where) -> _Steps:
     if cut == 0:
         return update
     folded = messages[:cut]
-    request = (
+    ask = (
         f"Existing summary:\n{state.get('summary') or prompts.NONE}\n\n"
         f"Conversation:\n{transcript_lines(folded)}"
     )
     instruction = prompts.SUMMARY_PROMPT.format(max_words=int(ctx.summary_max_tokens * 0.7))
-    reply = yield _Invoke([SystemMessage(instruction), HumanMessage(request)], False, False)
+    reply = yield _Invoke([SystemMessage(instruction), HumanMessage(ask)], False, False)
     summary = clip_summary(content_text(reply.content).strip(), ctx.summary_max_tokens)
     update["summary"] = summary
     update["messages"] = [RemoveMessage(id=m.id) for m in folded if m.id]

@@ -654,10 +654,10 @@ async def in_process(
     server does around it (the session record read and updated in the store).
     """
     from agent import build_graph
-    from memory.backends import aopen_backends
     from memory.namespaces import Owner
     from memory.sessions import SessionManager
     from memory.settings import Settings
+    from memory.stores import aopen_backends
 
     results = []
     async with aopen_backends(url, settings=Settings(embeddings=embeddings)) as backends:

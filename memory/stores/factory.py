@@ -553,7 +553,7 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
             store = KeyedRedisStore(client, index=index, ttl=ttl)  # type: ignore[arg-type]
             store.setup()
             db = RedisSessionDB(client, settings.ttl_minutes)
-        store.sessions_db = db  # type: ignore[attr-defined]
+        store.sessions_db = db  # type: ignore[union-attr]
         yield store
 
 
@@ -601,7 +601,7 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             await redis_store.setup()
             store = redis_store
             db = RedisSessionDB(client, settings.ttl_minutes)
-        store.sessions_db = db  # type: ignore[attr-defined]
+        store.sessions_db = db  # type: ignore[union-attr]
         yield store
 
 
