@@ -113,7 +113,7 @@ def _record(
 def _summarize_steps(state: State, ctx: Context, where: _Where) -> _Steps:
     new = transcript.unrecorded(state)
     requests, update = yield from _record(state, where, new)
-    for request in requests:
+    for request in requests:  # noqa: UP028 - the driver sends results back
         yield request
     messages = state["messages"]
     keep = int(ctx.token_budget * ctx.keep_ratio)
