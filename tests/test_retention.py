@@ -164,9 +164,15 @@ def test_invalid_arguments_are_rejected() -> None:
 
 
 async def test_wrong_twin_fails_loudly(tmp_path: Any) -> None:
-    async with aopen_checkpointer(f"sqlite:///{tmp_path / 'a.sqlite'}", SETTINGS) as saver:
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "a.sqlite")) as saver:
         with pytest.raises(UnsupportedSaverError, match="akeep_latest"):
             keep_latest(saver, ["t"], 2)
+    # The factory's SQLite saver runs its statements on the caller's thread: both twins work.
+    async with aopen_checkpointer(f"sqlite:///{tmp_path / 'c.sqlite'}", SETTINGS) as saver:
+        keep_latest(saver, ["t"], 2)
+        await akeep_latest(saver, ["t"], 2)
     with (
         open_checkpointer(f"sqlite:///{tmp_path / 'b.sqlite'}", SETTINGS) as saver,
         pytest.raises(UnsupportedSaverError, match="keep_latest"),

@@ -19,6 +19,7 @@ Every store the factory opens behaves alike, whatever the backend:
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import select
@@ -48,7 +49,6 @@ from langgraph.store.memory import InMemoryStore
 from langgraph.store.postgres import PostgresStore
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.sqlite import SqliteStore
-from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from memory.embeddings import load_embeddings
 from memory.memories import INDEX_FIELDS
@@ -57,6 +57,7 @@ from memory.stores.retention import with_retention
 from memory.stores.sessiondb import MemorySessionDB, SessionDB
 from memory.stores.sessiondb_redis import RedisSessionDB
 from memory.stores.sessiondb_sql import PostgresSessionDB, SqliteSessionDB
+from memory.stores.sqlite_saver import InlineSqliteSaver, retry_async, retry_sync
 from memory.stores.values import EarlyPutCheck, checked
 
 logger = logging.getLogger(__name__)
@@ -281,20 +282,6 @@ def _sqlite_connect(path: str, *, store: bool = False) -> Any:
     return conn
 
 
-async def _asqlite_connect(path: str, *, store: bool = False) -> Any:
-    import aiosqlite
-
-    module = _sqlite_module() if store else sqlite3
-
-    def connector() -> Any:
-        return module.connect(path, check_same_thread=False, isolation_level=None)
-
-    conn = await aiosqlite.Connection(connector, iter_chunk_size=64)
-    for pragma in _STORE_PRAGMAS if store else _SQLITE_PRAGMAS:
-        await conn.execute(f"PRAGMA {pragma}")
-    return conn
-
-
 #: Expired rows; `expires_at` holds ISO text, which compares in time order.
 _SQLITE_DUE = "expires_at IS NOT NULL AND expires_at <= ?"
 
@@ -319,20 +306,41 @@ class ExpiringSqliteStore(SqliteStore):
         return super().batch(ops)
 
 
-class AsyncExpiringSqliteStore(EarlyPutCheck, AsyncSqliteStore):
-    """Async `ExpiringSqliteStore`."""
+class InlineSqliteStore(ExpiringSqliteStore):
+    """`ExpiringSqliteStore` serving async callers on the event loop itself.
+
+    A batch that needs no embedding runs its statements directly on the loop: a thread hop
+    per statement (LangGraph's aiosqlite-based store) costs more than the SQLite work. A
+    batch that embeds text runs in a worker thread, so the model's inference never holds
+    the loop. Like the inline saver, the connection never waits for a lock: a batch refused
+    because another process holds the write lock is retried after an `asyncio.sleep`, which
+    is safe because every write of a batch is an upsert or a delete.
+    """
+
+    def __init__(self, conn: Any, **kwargs: Any) -> None:
+        super().__init__(conn, **kwargs)
+        conn.execute("PRAGMA busy_timeout=0")
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """Run the operations, retrying while another process holds the write lock."""
+        ops = list(ops)
+        return retry_sync(lambda: ExpiringSqliteStore.batch(self, ops))
+
+    def _embeds(self, ops: list[Op]) -> bool:
+        if self.embeddings is None:
+            return False
+        return any(
+            (isinstance(op, SearchOp) and op.query)
+            or (isinstance(op, PutOp) and op.value is not None and op.index is not False)
+            for op in ops
+        )
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        """Check the puts, delete expired items, then run the operations."""
-        ops = checked(ops)
-        now = _sqlite_now()
-        async with self._cursor(transaction=False) as cur:
-            await cur.execute(f"SELECT 1 FROM store WHERE {_SQLITE_DUE} LIMIT 1", (now,))
-            found = await cur.fetchone() is not None
-        if found:
-            async with self._cursor(transaction=True) as cur:
-                await cur.execute(f"DELETE FROM store WHERE {_SQLITE_DUE}", (now,))
-        return await super().abatch(ops)
+        """Async `batch`: on the loop, or in a thread when the batch embeds text."""
+        ops = list(ops)
+        if self._embeds(ops):
+            return await asyncio.to_thread(self.batch, ops)
+        return await retry_async(lambda: ExpiringSqliteStore.batch(self, ops))
 
 
 # --------------------------------------------------------------------------- postgres
@@ -480,12 +488,11 @@ async def aopen_checkpointer(
         if kind == "memory":
             saver = InMemorySaver()
         elif kind == "sqlite":
-            from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-            conn = await _asqlite_connect(sqlite_path(url))
-            stack.push_async_callback(conn.close)
-            saver = AsyncSqliteSaver(conn)
-            await saver.setup()
+            # The sync saver's statements, run on the loop: no thread hop per statement.
+            conn = _sqlite_connect(sqlite_path(url))
+            stack.callback(conn.close)
+            saver = InlineSqliteSaver(conn)
+            retry_sync(saver.setup)
         elif kind == "postgres":
             from memory.stores.postgres_saver import AsyncKeyedPostgresSaver
             from memory.stores.postgres_setup import asetup_lock
@@ -571,11 +578,11 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             store = ExpiringInMemoryStore(index=index, ttl=ttl)
             db = MemorySessionDB()
         elif kind == "sqlite":
-            conn = await _asqlite_connect(sqlite_path(url), store=True)
-            stack.push_async_callback(conn.close)
-            sqlite_store = AsyncExpiringSqliteStore(conn, index=index, ttl=ttl)  # type: ignore[arg-type]
-            await sqlite_store.setup()
-            store = sqlite_store
+            conn = _sqlite_connect(sqlite_path(url), store=True)
+            stack.callback(conn.close)
+            inline_store = InlineSqliteStore(conn, index=index, ttl=ttl)  # type: ignore[arg-type]
+            retry_sync(inline_store.setup)
+            store = inline_store
             db = _sqlite_sessions(url, stack)
         elif kind == "postgres":
             from memory.stores.postgres_setup import asetup_lock

@@ -36,6 +36,8 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.memory import InMemorySaver
 
+from memory.stores.sqlite_saver import retry_async, retry_sync
+
 #: Checkpoints kept per thread and namespace by default: with 2-5 checkpoints per turn,
 #: the last few turns stay available to state history and time travel.
 DEFAULT_KEEP = 20
@@ -250,7 +252,8 @@ def _prune_target(
     _check_keep(keep)
     inner = saver.inner if isinstance(saver, RetentionSaver) else saver
     kind = _kind(inner)
-    if kind != "memory" and kind.startswith("a") != is_async:
+    inline = getattr(inner, "inline_async", False)  # a sync saver that serves async callers
+    if kind != "memory" and kind.startswith("a") != is_async and not inline:
         hint = "`await akeep_latest(...)`" if kind.startswith("a") else "`keep_latest(...)`"
         flavour = "async" if kind.startswith("a") else "sync"
         raise UnsupportedSaverError(f"{type(inner).__name__} is {flavour}: use {hint} instead")
@@ -276,7 +279,7 @@ def keep_latest(saver: BaseCheckpointSaver, thread_ids: Sequence[str], keep: int
         if kind == "memory":
             _prune_memory(inner, thread_id, keep)  # type: ignore[arg-type]
         elif kind == "sqlite":
-            _prune_sqlite(inner, thread_id, keep)
+            retry_sync(functools.partial(_prune_sqlite, inner, thread_id, keep))
         elif kind == "postgres":
             _prune_postgres(inner, thread_id, keep)
         else:  # langgraph-checkpoint-redis prunes per namespace with its own key layout
@@ -284,7 +287,7 @@ def keep_latest(saver: BaseCheckpointSaver, thread_ids: Sequence[str], keep: int
 
 
 async def akeep_latest(saver: BaseCheckpointSaver, thread_ids: Sequence[str], keep: int) -> None:
-    """Async `keep_latest`, for the async savers (and InMemorySaver).
+    """Async `keep_latest`, for the async savers (and InMemorySaver, InlineSqliteSaver).
 
     Raises:
         UnsupportedSaverError: For a sync SQL saver (use `keep_latest`) or an unknown one.
@@ -296,6 +299,8 @@ async def akeep_latest(saver: BaseCheckpointSaver, thread_ids: Sequence[str], ke
             _prune_memory(inner, thread_id, keep)  # type: ignore[arg-type]
         elif kind == "asqlite":
             await _aprune_sqlite(inner, thread_id, keep)
+        elif kind == "sqlite":  # the inline saver: its sync statements, run on the loop
+            await retry_async(functools.partial(_prune_sqlite, inner, thread_id, keep))
         elif kind == "apostgres":
             await _aprune_postgres(inner, thread_id, keep)
         else:  # langgraph-checkpoint-redis prunes per namespace with its own key layout
