@@ -33,3 +33,9 @@ class RateLimitedError(MemoryAgentError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class UnavailableError(MemoryAgentError):
+    """A backend cannot serve the request now (a database locked or down); retry shortly."""
+
+    status_code = 503

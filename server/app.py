@@ -18,7 +18,7 @@ from langchain_core.language_models import BaseChatModel
 
 from agent import OFFLINE_NOTICE, build_graph
 from agent.model import is_offline
-from memory.errors import MemoryAgentError, RateLimitedError
+from memory.errors import MemoryAgentError, RateLimitedError, UnavailableError
 from memory.namespaces import InvalidIdError
 from memory.sessions import SessionManager
 from memory.settings import Settings
@@ -118,6 +118,8 @@ async def _agent_error(request: Request, exc: Exception) -> ErrorResponse:
     headers = None
     if isinstance(exc, RateLimitedError):
         headers = {"Retry-After": str(int(exc.retry_after))}
+    elif isinstance(exc, UnavailableError):
+        headers = {"Retry-After": "1"}
     return ErrorResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
 
 

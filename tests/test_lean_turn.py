@@ -49,7 +49,9 @@ def _instrument(api: Api, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     calls: Counter[str] = Counter()
     sessions = api.app.state.sessions
     for name in _DB_METHODS:
-        monkeypatch.setattr(sessions.db, name, _count(calls, f"db.{name}", getattr(sessions.db, name)))
+        monkeypatch.setattr(
+            sessions.db, name, _count(calls, f"db.{name}", getattr(sessions.db, name))
+        )
     store = sessions.store
     monkeypatch.setattr(store, "abatch", _count(calls, "store.abatch", store.abatch))
     saver = sessions.checkpointer

@@ -129,11 +129,11 @@ async def test_racing_creates_and_claims_async(
 ) -> None:
     async with aopen_store(backend_url, settings) as store:
         db = sessions_db(store)
-        results = await asyncio.gather(*(db.acreate(owner, _record("same"), 100) for _ in range(30)))
-        assert results.count("created") == 1 and results.count("exists") == 29
-        capped = await asyncio.gather(
-            *(db.acreate(owner, _record(f"c{i}"), 5) for i in range(20))
+        results = await asyncio.gather(
+            *(db.acreate(owner, _record("same"), 100) for _ in range(30))
         )
+        assert results.count("created") == 1 and results.count("exists") == 29
+        capped = await asyncio.gather(*(db.acreate(owner, _record(f"c{i}"), 5) for i in range(20)))
         assert capped.count("created") == 4
         claims = await asyncio.gather(
             *(db.abegin(owner, "same", f"tok{i}", 60_000) for i in range(20))

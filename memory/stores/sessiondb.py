@@ -29,6 +29,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from memory.errors import ConflictError
 from memory.namespaces import Owner
 
 Record = dict[str, Any]
@@ -36,7 +37,7 @@ Steps = Generator[Any, Any, Any]
 Outcome = Literal["ok", "created", "busy", "limited", "missing", "full"]
 
 
-class LeaseLostError(RuntimeError):
+class LeaseLostError(ConflictError):
     """A write fenced by a lease found the lease gone or held by another run."""
 
 

@@ -22,6 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from memory.errors import UnavailableError
 from memory.namespaces import Owner
 from memory.stores.sessiondb import (
     Claim,
@@ -437,7 +438,7 @@ def _migrations() -> Steps:
 # --------------------------------------------------------------------------- sqlite
 
 
-class SessionDBBusyError(RuntimeError):
+class SessionDBBusyError(UnavailableError):
     """Another process kept the SQLite database locked for longer than the timeout."""
 
 

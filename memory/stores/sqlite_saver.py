@@ -30,13 +30,15 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from memory.errors import UnavailableError
+
 T = TypeVar("T")
 
 #: Seconds a statement keeps being retried while another process holds the write lock.
 LOCK_TIMEOUT_SECONDS = 10.0
 
 
-class SqliteLockTimeoutError(sqlite3.OperationalError):
+class SqliteLockTimeoutError(UnavailableError, sqlite3.OperationalError):
     """Another process held the SQLite write lock for longer than the timeout."""
 
 
