@@ -140,6 +140,22 @@ class _RedisSerializer(JsonPlusRedisSerializer):
         return found
 
 
+#: Store a checkpoint document and, if its writes were registered first, flag it: with
+#: `_REGISTER_WRITES` this sets `has_writes` whichever of a checkpoint and its writes lands
+#: first (two separate commands could let the checkpoint's `false` overwrite the flag).
+_SET_CHECKPOINT = """
+redis.call('JSON.SET', KEYS[1], '$', ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('JSON.SET', KEYS[1], '$.has_writes', 'true') end
+return 'OK'
+"""
+#: Register a task's write keys and flag their checkpoint if it is already stored.
+_REGISTER_WRITES = """
+for i = 1, #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i + 1], ARGV[i]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('JSON.SET', KEYS[1], '$.has_writes', 'true') end
+return 'OK'
+"""
+
+
 def _json_set(pipe: Any, key: str, document: Any) -> None:
     """Queue `JSON.SET key $ document`, encoded by orjson (redis-py's `json()` uses `json`)."""
     pipe.execute_command("JSON.SET", key, "$", orjson.dumps(document))
@@ -154,6 +170,7 @@ class _CheckpointWrite:
     pointer: str
     next_config: RunnableConfig
     ttl: int | None
+    registry: str | None = None
 
 
 @dataclass
@@ -214,11 +231,21 @@ def _checkpoint_write(
             }
         },
         ttl=_ttl_seconds(saver),
+        registry=(
+            saver._key_registry.make_write_keys_zset_key(thread_id, namespace, checkpoint_id)
+            if saver._key_registry is not None
+            else None
+        ),
     )
 
 
 def _queue_checkpoint(pipe: Any, write: _CheckpointWrite) -> None:
-    _json_set(pipe, write.key, write.document)
+    if write.registry is None:
+        _json_set(pipe, write.key, write.document)
+    else:
+        pipe.execute_command(
+            "EVAL", _SET_CHECKPOINT, 2, write.key, write.registry, orjson.dumps(write.document)
+        )
     pipe.set(write.pointer, write.key)
     if write.ttl is not None:
         pipe.expire(write.key, write.ttl)
@@ -265,23 +292,30 @@ def _task_writes(
     )
 
 
-def _queue_writes(pipe: Any, task: _TaskWrites) -> int:
-    """Queue the writes; the position of the checkpoint flag's result in the reply."""
+def _queue_writes(pipe: Any, task: _TaskWrites) -> int | None:
+    """Queue the writes; the position of a `JSON.MERGE` flag's result in the reply (None
+    when the flag is set together with the registry)."""
     for key, document in task.documents:
         _json_set(pipe, key, document)
-    pipe.execute_command("JSON.MERGE", task.checkpoint_key, "$", b'{"has_writes":true}')
+    flag_at: int | None = None
     if task.registry_key is not None:
-        pipe.zadd(task.registry_key, {key: i for i, key in enumerate(task.keys)})
+        pairs = [part for i, key in enumerate(task.keys) for part in (key, i)]
+        pipe.execute_command(
+            "EVAL", _REGISTER_WRITES, 2, task.checkpoint_key, task.registry_key, *pairs
+        )
+    else:
+        pipe.execute_command("JSON.MERGE", task.checkpoint_key, "$", b'{"has_writes":true}')
+        flag_at = len(task.documents)
     if task.ttl is not None:
         expiring = [*task.keys, *filter(None, [task.registry_key])]
         for key in expiring:
             pipe.expire(key, task.ttl)
-    return len(task.documents)
+    return flag_at
 
 
-def _failed(results: Sequence[Any], flag_at: int) -> tuple[bool, Exception | None]:
+def _failed(results: Sequence[Any], flag_at: int | None) -> tuple[bool, Exception | None]:
     """Whether the checkpoint flag failed (servers without JSON.MERGE) and any other error."""
-    flag_failed = isinstance(results[flag_at], Exception)
+    flag_failed = flag_at is not None and isinstance(results[flag_at], Exception)
     others = [r for i, r in enumerate(results) if i != flag_at and isinstance(r, Exception)]
     return flag_failed, (others[0] if others else None)
 
