@@ -297,7 +297,9 @@ def route_turn(state: State) -> Literal["summarize_conversation", "call_model"]:
     Most turns go straight to the model, so a turn writes one checkpoint per model call
     plus the input checkpoint, rather than one more for a summarisation that does nothing.
     """
-    ctx = get_runtime(Context).context or Context()
+    # `update_state` runs the router outside a run, where there is no runtime to read.
+    runtime = get_runtime(Context)
+    ctx = (runtime.context if runtime is not None else None) or Context()
     return "summarize_conversation" if _needs_fold(state, ctx) else "call_model"
 
 
