@@ -275,10 +275,20 @@ class MemoryAgentServer(Server):
         return f"/threads/{thread}/runs", json.dumps({"message": text}).encode()
 
     async def create_thread(self, conn: Connection, name: str) -> str:
-        """`POST /threads` with the client's id."""
-        status, body = await conn.request(
-            "POST", "/threads", json.dumps({"thread_id": name}).encode()
-        )
+        """`POST /threads` with the client's id (a connection reset is retried; a 409 on the
+        retry means the first attempt created it)."""
+        for attempt in range(3):
+            try:
+                status, body = await conn.request(
+                    "POST", "/threads", json.dumps({"thread_id": name}).encode()
+                )
+                break
+            except HttpError:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.2)
+        if status == 409 and attempt > 0:
+            return name
         if status != 201:
             raise RuntimeError(f"creating thread {name}: {status} {body[:200]!r}")
         return name
