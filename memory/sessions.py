@@ -913,6 +913,15 @@ class SessionManager:
         yield from self._load(owner, thread_id)
         return (yield _Db("page", (owner.thread_key(thread_id), offset, limit)))
 
+    def _newest(self, owner: Owner, thread_id: str, limit: int, skip: int) -> _Steps:
+        if limit < 0 or skip < 0:
+            raise InvalidInputError("limit and offset must not be negative")
+        yield from self._load(owner, thread_id)
+        if limit == 0:
+            return [], (yield _Db("page", (owner.thread_key(thread_id), 0, 0)))[1]
+        items, total = yield _Db("page", (owner.thread_key(thread_id), -(limit + skip), limit))
+        return [r for r in items if r["seq"] < total - skip], total
+
     def _recent_context(self, owner: Owner, thread_id: str, max_messages: int) -> _Steps:
         yield from self._load(owner, thread_id)
         records, _ = yield _Db("page", (owner.thread_key(thread_id), -max_messages, max_messages))
@@ -1046,6 +1055,13 @@ class SessionManager:
         """A page of the full transcript, oldest first, and the total."""
         return self._drive(self._messages(owner, thread_id, limit, offset))
 
+    def get_newest_messages(
+        self, owner: Owner, thread_id: str, limit: int = 20, skip: int = 0
+    ) -> tuple[builtins.list[dict[str, Any]], int]:
+        """The newest `limit` messages (after skipping the newest `skip`), oldest first, and
+        the total: "the last N messages" without knowing the total first."""
+        return self._drive(self._newest(owner, thread_id, limit, skip))
+
     def recent_context(self, owner: Owner, thread_id: str, max_messages: int = 20) -> str:
         """The last messages formatted for a prompt, one `role: text` line each."""
         return self._drive(self._recent_context(owner, thread_id, max_messages))
@@ -1143,6 +1159,12 @@ class SessionManager:
     ) -> tuple[builtins.list[dict[str, Any]], int]:
         """Async `get_messages`."""
         return await self._adrive(self._messages(owner, thread_id, limit, offset))
+
+    async def aget_newest_messages(
+        self, owner: Owner, thread_id: str, limit: int = 20, skip: int = 0
+    ) -> tuple[builtins.list[dict[str, Any]], int]:
+        """Async `get_newest_messages`."""
+        return await self._adrive(self._newest(owner, thread_id, limit, skip))
 
     async def arecent_context(self, owner: Owner, thread_id: str, max_messages: int = 20) -> str:
         """Async `recent_context`."""

@@ -17,6 +17,8 @@ MAX_JSON_DEPTH = 20
 MAX_METADATA_KEYS = 50
 MAX_METADATA_CHARS = 16_000
 MAX_QUERY_CHARS = 2000
+#: The integers every backend stores exactly (RedisJSON and SQLite hold 64-bit integers).
+INT64 = (-(2**63), 2**63 - 1)
 
 
 def check_text(value: str, field: str = "text") -> str:
@@ -36,6 +38,8 @@ def check_json(value: Any, depth: int = 0) -> Any:
         raise ValueError(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("numbers must be finite (no NaN or Infinity)")
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+        raise ValueError("integers must fit in 64 bits (-2**63 to 2**63-1)")
     if isinstance(value, str):
         check_text(value, "strings")
     elif isinstance(value, list):
@@ -109,6 +113,31 @@ class RunRequest(_Request):
                     f"the limit is {max_chars}"
                 )
         return [{"role": m.role, "content": m.content} for m in items]
+
+
+class AppendMessages(RunRequest):
+    """Messages to append to a thread without running the model (`message` is a user one)."""
+
+
+class Appended(BaseModel):
+    """What an append did."""
+
+    thread_id: str
+    added: int
+    total: int = Field(description="Messages in the transcript afterwards.")
+
+
+class SummaryIn(_Request):
+    """A replacement for a thread's running summary."""
+
+    summary: SafeText = Field(max_length=20_000)
+
+
+class SummaryOut(BaseModel):
+    """A thread's running summary."""
+
+    thread_id: str
+    summary: str
 
 
 class ChatRequest(RunRequest):

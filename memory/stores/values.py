@@ -7,6 +7,8 @@ from typing import Any, Literal, cast
 
 from langgraph.store.base import NOT_PROVIDED, NotProvided, Op, PutOp, validate_op_namespace
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
 
 class StoreValueError(ValueError):
     """A store key, label or value contains text that a backend cannot hold."""
@@ -47,6 +49,14 @@ def check_put(op: PutOp) -> None:
         node, where = pending.pop()
         if isinstance(node, str):
             _check_text(node, where)
+        elif (
+            isinstance(node, int)
+            and not isinstance(node, bool)
+            and not _INT64_MIN <= node <= _INT64_MAX
+        ):
+            raise StoreValueError(
+                f"{where} is an integer outside 64 bits, which RedisJSON and SQLite cannot store"
+            )
         elif isinstance(node, Mapping):
             for key, child in node.items():
                 if isinstance(key, str):

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from langchain_core.messages import BaseMessage
 
 from memory import transcript
-from server.deps import OwnerDep, SessionsDep, ThreadId
+from server.deps import OwnerDep, SessionsDep, SettingsDep, ThreadId
 from server.schemas import (
     Analytics,
+    Appended,
+    AppendMessages,
     CheckpointOut,
     CheckpointPage,
     CreateThread,
     MessageOut,
     MessagePage,
     StateOut,
+    SummaryIn,
+    SummaryOut,
     ThreadDetail,
     ThreadOut,
     ThreadPage,
@@ -74,10 +78,16 @@ async def create_thread(
 
 @router.get("/threads", response_model=ThreadPage, responses=errors(401, 422))
 async def list_threads(
-    owner: OwnerDep, sessions: SessionsDep, limit: Limit = 20, offset: Offset = 0
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    limit: Limit = 20,
+    offset: Offset = 0,
+    status: Annotated[
+        Literal["active", "ended"] | None, Query(description="Only active or only ended sessions.")
+    ] = None,
 ) -> ThreadPage:
-    """The caller's sessions, newest activity first."""
-    records, total = await sessions.alist(owner, limit, offset)
+    """The caller's sessions (optionally only `active` or `ended` ones), newest activity first."""
+    records, total = await sessions.alist(owner, limit, offset, status)
     return ThreadPage(items=[ThreadOut.model_validate(r) for r in records], total=total)
 
 
@@ -117,10 +127,60 @@ async def get_messages(
     sessions: SessionsDep,
     limit: MessageLimit = 100,
     offset: Offset = 0,
+    order: Annotated[
+        Literal["asc", "desc"],
+        Query(
+            description="`asc`: from the oldest (`offset` skips the oldest); `desc`: the "
+            "newest `limit` messages (`offset` skips the newest), still listed oldest first."
+        ),
+    ] = "asc",
 ) -> MessagePage:
     """The full transcript, oldest first, including what summarisation folded away."""
-    items, total = await sessions.aget_messages(owner, thread_id, limit, offset)
+    if order == "desc":
+        items, total = await sessions.aget_newest_messages(owner, thread_id, limit, offset)
+    else:
+        items, total = await sessions.aget_messages(owner, thread_id, limit, offset)
     return MessagePage(items=[MessageOut.model_validate(i) for i in items], total=total)
+
+
+@router.post(
+    "/threads/{thread_id}/messages",
+    response_model=Appended,
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(401, 404, 409, 413, 422),
+)
+async def add_messages(
+    thread_id: ThreadId,
+    body: AppendMessages,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+) -> Appended:
+    """Append messages to the transcript and the working state without running the model."""
+    messages = body.to_dicts(settings.max_message_chars, settings.max_messages_per_request)
+    total = await sessions.aadd_messages(owner, thread_id, messages)
+    return Appended(thread_id=thread_id, added=len(messages), total=total)
+
+
+@router.get(
+    "/threads/{thread_id}/summary", response_model=SummaryOut, responses=errors(401, 404, 422)
+)
+async def get_summary(thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep) -> SummaryOut:
+    """The running summary of what the working window no longer holds."""
+    return SummaryOut(thread_id=thread_id, summary=await sessions.aget_summary(owner, thread_id))
+
+
+@router.put(
+    "/threads/{thread_id}/summary",
+    response_model=SummaryOut,
+    responses=errors(401, 404, 409, 413, 422),
+)
+async def put_summary(
+    thread_id: ThreadId, body: SummaryIn, owner: OwnerDep, sessions: SessionsDep
+) -> SummaryOut:
+    """Replace the running summary (409 while a run is active on the thread)."""
+    summary = await sessions.aupdate_summary(owner, thread_id, body.summary)
+    return SummaryOut(thread_id=thread_id, summary=summary)
 
 
 @router.get("/threads/{thread_id}/state", response_model=StateOut, responses=errors(401, 404, 422))

@@ -1,0 +1,80 @@
+"""Native routes for the seeds' clients: status filter, newest messages, summary, appends."""
+
+from __future__ import annotations
+
+from tests.plugins.server import Api, fresh_id
+
+
+async def test_threads_filter_by_status(api: Api) -> None:
+    ended, active = fresh_id("e"), fresh_id("a")
+    for thread in (ended, active):
+        assert (await api.run("alice", thread, "hello")).status_code == 200
+    assert (await api.request("alice", "POST", f"/threads/{ended}/end")).status_code == 200
+    page = (await api.request("alice", "GET", "/threads?status=active")).json()
+    assert [t["thread_id"] for t in page["items"]] == [active] and page["total"] == 1
+    page = (await api.request("alice", "GET", "/threads?status=ended")).json()
+    assert [t["thread_id"] for t in page["items"]] == [ended]
+    assert (await api.request("alice", "GET", "/threads?status=gone")).status_code == 422
+
+
+async def test_newest_messages_without_knowing_the_total(api: Api) -> None:
+    thread = fresh_id("t")
+    for text in ("one", "two", "three"):
+        assert (await api.run("alice", thread, text)).status_code == 200
+    url = f"/threads/{thread}/messages"
+    newest = (await api.request("alice", "GET", f"{url}?limit=2&order=desc")).json()
+    assert newest["total"] == 6
+    assert [m["seq"] for m in newest["items"]] == [4, 5]
+    assert newest["items"][0]["content"] == "three"
+    skipped = (await api.request("alice", "GET", f"{url}?limit=2&offset=5&order=desc")).json()
+    assert [m["seq"] for m in skipped["items"]] == [0]
+    assert (await api.request("alice", "GET", f"{url}?order=sideways")).status_code == 422
+
+
+async def test_summary_can_be_read_and_replaced(api: Api) -> None:
+    thread = fresh_id("t")
+    assert (await api.run("alice", thread, "hello")).status_code == 200
+    url = f"/threads/{thread}/summary"
+    assert (await api.request("alice", "GET", url)).json() == {"thread_id": thread, "summary": ""}
+    put = await api.request("alice", "PUT", url, json={"summary": "Sam likes tea."})
+    assert put.status_code == 200 and put.json()["summary"] == "Sam likes tea."
+    assert (await api.request("alice", "GET", url)).json()["summary"] == "Sam likes tea."
+    assert (await api.request("bob", "GET", url)).status_code == 404
+    assert (await api.request("alice", "PUT", url, json={"summary": 3})).status_code == 422
+
+
+async def test_messages_are_appended_without_a_run(api: Api) -> None:
+    thread = fresh_id("t")
+    assert (
+        await api.request("alice", "POST", "/threads", json={"thread_id": thread})
+    ).status_code == 201
+    body = {
+        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    }
+    added = await api.request("alice", "POST", f"/threads/{thread}/messages", json=body)
+    assert added.status_code == 201 and added.json() == {
+        "thread_id": thread,
+        "added": 2,
+        "total": 2,
+    }
+    page = (await api.request("alice", "GET", f"/threads/{thread}/messages")).json()
+    assert [(m["role"], m["content"]) for m in page["items"]] == [
+        ("user", "hi"),
+        ("assistant", "hello"),
+    ]
+    run = await api.run("alice", thread, "and now?")
+    assert run.status_code == 200
+    assert (await api.request("alice", "GET", f"/threads/{thread}/messages")).json()["total"] == 4
+    missing = await api.request("alice", "POST", f"/threads/{fresh_id('x')}/messages", json=body)
+    assert missing.status_code == 404
+
+
+async def test_integers_beyond_64_bits_are_refused_before_anything_is_stored(api: Api) -> None:
+    big = 2**63
+    memory = await api.request("alice", "PUT", "/memories/big", json={"value": {"n": big}})
+    assert memory.status_code == 422 and "64 bits" in memory.text
+    thread = await api.request("alice", "POST", "/threads", json={"metadata": {"n": -big - 1}})
+    assert thread.status_code == 422
+    assert (await api.request("alice", "GET", "/memories/big")).status_code == 404
+    fits = await api.request("alice", "PUT", "/memories/fits", json={"value": {"n": big - 1}})
+    assert fits.status_code == 200 and fits.json()["value"] == {"n": big - 1}
