@@ -19,6 +19,10 @@ class ConflictError(MemoryAgentError):
     status_code = 409
 
 
+class SessionEndedError(ConflictError):
+    """The session has ended (or expired when idle); a run needs a new one."""
+
+
 class InvalidInputError(MemoryAgentError):
     """The request is malformed: a bad id, role, message or value."""
 

@@ -46,7 +46,13 @@ from agent import RECURSION_LIMIT, Context
 from agent.graph import LEASE_KEY
 from agent.tools import scope_namespace
 from memory import namespaces, transcript
-from memory.errors import ConflictError, InvalidInputError, NotFoundError, RateLimitedError
+from memory.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    RateLimitedError,
+    SessionEndedError,
+)
 from memory.memories import MemoryTooLargeError, memory_out, memory_value
 from memory.namespaces import InvalidIdError, Owner, check_id
 from memory.settings import Settings
@@ -772,7 +778,7 @@ class SessionManager:
                     yield from self._expire(owner, record)
             finally:
                 yield _Db("release", (key, token))
-            raise ConflictError(f"thread {thread_id!r} has ended; start a new thread")
+            raise SessionEndedError(f"thread {thread_id!r} has ended; start a new thread")
         run = _Run(owner, record, key, token, record.get("message_count", 0), new)
         run.renewal = yield _Renew(key, token)
         return run

@@ -197,6 +197,12 @@ class RunOut(BaseModel):
     thread_id: str
     reply: str
     messages: list[MessageOut]
+    previous_thread_id: str | None = Field(
+        default=None,
+        description="`/chat` only: the session asked for, which had ended or expired; the "
+        "run went to a new session, `thread_id`.",
+    )
+    reason: str | None = Field(default=None, description="Why a new session was started.")
 
 
 class MessagePage(BaseModel):

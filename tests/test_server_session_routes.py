@@ -78,3 +78,20 @@ async def test_integers_beyond_64_bits_are_refused_before_anything_is_stored(api
     assert (await api.request("alice", "GET", "/memories/big")).status_code == 404
     fits = await api.request("alice", "PUT", "/memories/fits", json={"value": {"n": big - 1}})
     assert fits.status_code == 200 and fits.json()["value"] == {"n": big - 1}
+
+
+async def test_chat_starts_a_new_session_when_the_one_asked_for_has_ended(api: Api) -> None:
+    thread = fresh_id("t")
+    first = await api.request("alice", "POST", "/chat", json={"thread_id": thread, "message": "hi"})
+    assert first.status_code == 200 and first.json()["thread_id"] == thread
+    assert first.json()["previous_thread_id"] is None
+    assert (await api.request("alice", "POST", f"/threads/{thread}/end")).status_code == 200
+    again = await api.request(
+        "alice", "POST", "/chat", json={"thread_id": thread, "message": "back"}
+    )
+    assert again.status_code == 200
+    body = again.json()
+    assert body["thread_id"] != thread and body["previous_thread_id"] == thread
+    assert "ended" in body["reason"]
+    # An explicit run on the ended thread keeps its 409.
+    assert (await api.run("alice", thread, "still?")).status_code == 409

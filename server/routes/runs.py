@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from memory.errors import MemoryAgentError
+from memory.errors import MemoryAgentError, SessionEndedError
 from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
@@ -152,5 +152,15 @@ async def chat(
     sessions: SessionsDep,
     runs: RunsDep,
 ) -> RunOut:
-    """Send a message on `thread_id`, or on a new thread when it is omitted."""
-    return await _run(owner, body.thread_id, body, settings, sessions, runs)
+    """Send a message on `thread_id`, or on a new thread when it is omitted, or when that
+    session has ended or expired (the reply then names both ids and says why)."""
+    try:
+        return await _run(owner, body.thread_id, body, settings, sessions, runs)
+    except SessionEndedError:
+        out = await _run(owner, None, body, settings, sessions, runs)
+        return out.model_copy(
+            update={
+                "previous_thread_id": body.thread_id,
+                "reason": "the session had ended or expired; a new one was started",
+            }
+        )
