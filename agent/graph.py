@@ -14,6 +14,7 @@ from langchain_core.messages import (
     HumanMessage,
     RemoveMessage,
     SystemMessage,
+    ToolMessage,
 )
 from langchain_core.runnables import RunnableConfig
 from langgraph.constants import TAG_NOSTREAM
@@ -138,8 +139,44 @@ def _format_memories(items: Sequence[Item | SearchItem]) -> str:
     return "\n".join(lines) or prompts.NONE
 
 
+def _answer_interrupted(messages: Sequence[BaseMessage]) -> list[AIMessage]:
+    """Replacements for assistant messages whose tool calls were never answered.
+
+    A process killed between the model's tool call and its execution leaves the call in
+    the window; the next run starts from new input, so the call would stay unanswered and
+    a provider rejects such a history. The model is about to be called, so every call
+    before this point should have its results: each unanswered one is dropped from its
+    message, which says that the call was interrupted.
+    """
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    fixed = []
+    for message in messages:
+        if not isinstance(message, AIMessage) or not message.tool_calls:
+            continue
+        missing = [c for c in message.tool_calls if c["id"] not in answered]
+        if not missing:
+            continue
+        names = ", ".join(c["name"] for c in missing)
+        note = f"(interrupted before these tool calls ran: {names})"
+        text = content_text(message.content)
+        fixed.append(
+            AIMessage(
+                id=message.id,
+                content=f"{text} {note}".strip(),
+                tool_calls=[c for c in message.tool_calls if c["id"] in answered],
+                response_metadata=message.response_metadata,
+            )
+        )
+    return fixed
+
+
 def _call_model_steps(state: State, ctx: Context, where: _Where) -> _Steps:
-    messages = state["messages"]
+    repaired = _answer_interrupted(state["messages"])
+    if repaired:
+        by_id = {m.id: m for m in repaired}
+        messages: list[BaseMessage] = [by_id.get(m.id, m) for m in state["messages"]]
+    else:
+        messages = list(state["messages"])
     query = next(
         (content_text(m.content) for m in reversed(messages) if isinstance(m, HumanMessage)), ""
     )
@@ -178,7 +215,7 @@ def _call_model_steps(state: State, ctx: Context, where: _Where) -> _Steps:
     requests, update = yield from _record(state, where, new)
     for request in requests:  # noqa: UP028 - the driver sends results back
         yield request
-    return {"messages": [reply], **update}
+    return {"messages": [*repaired, reply], **update}
 
 
 def _save_memories_steps(state: State, ctx: Context, where: _Where) -> _Steps:
