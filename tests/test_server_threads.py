@@ -299,7 +299,7 @@ async def test_readyz_is_503_when_a_backend_is_unreachable(tmp_path: Path) -> No
     app = create_app(settings)
     async with running(app) as client:
         assert (await client.get("/readyz")).status_code == 200
-        await app.state.backends.store.conn.close()  # the store's database goes away
+        app.state.backends.store.conn.close()  # the store's database goes away
         response = await client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
