@@ -128,6 +128,29 @@ class Settings(BaseSettings):
         "holding it; renewed while the run lives.",
     )
 
+    cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins (`https://app.example.com`) whose pages may call "
+        "the API from a browser; `*` allows any. Empty: no CORS headers at all.",
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",")):
+            if origin and origin != "*" and (
+                "://" not in origin or origin.endswith("/") or origin.count("/") > 2
+            ):
+                raise ValueError(
+                    f"CORS origin {origin!r} must be scheme://host[:port] with no path, or *"
+                )
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The configured CORS origins, without blanks."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
     @field_validator("database_url", "store_url")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from langchain_core.language_models import BaseChatModel
 
@@ -158,6 +159,9 @@ def create_app(
         summary="A LangGraph agent with checkpointed conversation memory, served by session id.",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs is served by server.routes.ui with local assets; ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = server_settings
     app.state.keys = KeyRing.parse(server_settings.api_keys)
@@ -169,4 +173,15 @@ def create_app(
     app.add_exception_handler(Exception, _internal)
     app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=server_settings.max_body_bytes)
+    if origins := server_settings.cors_origin_list:
+        # Outermost, so preflights are answered before any other layer sees them.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "X-Api-Key", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Content-Location", "Location", "Retry-After"],
+            # A page on a public origin may call a server on this machine or network.
+            allow_private_network=True,
+        )
     return app

@@ -321,6 +321,17 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class ServerConfig(BaseModel):
+    """What this server runs, as the caller sees it."""
+
+    model: str = Field(description="The chat model: `offline`, or the `provider:model` in use.")
+    offline: bool = Field(description="True when the deterministic offline model answers.")
+    dev_mode: bool = Field(description="True when no API keys are configured.")
+    tenant: str
+    user: str
+    version: str
+
+
 class Readiness(BaseModel):
     """Each backend's reachability, by name."""
 

@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from server.routes import health, memories, runs, threads, users
+from server.routes import config, health, memories, runs, threads, ui, users
 
 router = APIRouter()
-for module in (health, threads, runs, memories, users):
+for module in (health, config, threads, runs, memories, users, ui):
     router.include_router(module.router)
 
 __all__ = ["router"]
