@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run dev chat test lint services services-stop bench bench-quick bench-http clean
+.PHONY: install browser run dev chat test lint services services-stop bench bench-quick bench-http clean
 
 # The venv is created when missing and reinstalled only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -24,7 +24,16 @@ dev: $(STAMP)
 chat: $(STAMP)
 	$(BIN)/memory-agent chat
 
-test: $(STAMP)
+# The chat page's browser tests drive Debian's Chromium; installed here when missing (as root,
+# or through sudo), never downloaded by a test tool.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
