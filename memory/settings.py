@@ -138,8 +138,10 @@ class Settings(BaseSettings):
     @classmethod
     def _origins(cls, value: str) -> str:
         for origin in (o.strip() for o in value.split(",")):
-            if origin and origin != "*" and (
-                "://" not in origin or origin.endswith("/") or origin.count("/") > 2
+            if (
+                origin
+                and origin != "*"
+                and ("://" not in origin or origin.endswith("/") or origin.count("/") > 2)
             ):
                 raise ValueError(
                     f"CORS origin {origin!r} must be scheme://host[:port] with no path, or *"

@@ -121,7 +121,9 @@ async def test_config_needs_a_key_when_keys_are_set(client: httpx.AsyncClient) -
     }
 
 
-@pytest.mark.parametrize("client", [{"cors_origins": f"{_ORIGIN}, http://localhost:5173"}], indirect=True)
+@pytest.mark.parametrize(
+    "client", [{"cors_origins": f"{_ORIGIN}, http://localhost:5173"}], indirect=True
+)
 async def test_cors_answers_a_configured_origin(client: httpx.AsyncClient) -> None:
     simple = await client.get("/threads", headers={"Origin": _ORIGIN})
     assert simple.headers["access-control-allow-origin"] == _ORIGIN
@@ -155,7 +157,9 @@ async def test_no_cors_headers_without_configured_origins(client: httpx.AsyncCli
     assert not [h for h in preflight.headers if h.startswith("access-control-")]
 
 
-@pytest.mark.parametrize("origin", ["app.example.org", "https://app.example.org/", "https://a.org/x"])
+@pytest.mark.parametrize(
+    "origin", ["app.example.org", "https://app.example.org/", "https://a.org/x"]
+)
 def test_a_cors_origin_with_a_path_or_no_scheme_is_refused(origin: str) -> None:
     with pytest.raises(ValidationError, match="CORS origin"):
         Settings(cors_origins=origin)

@@ -79,4 +79,6 @@ async def swagger_asset(name: str) -> FileResponse:
     path = SWAGGER_FILES.get(name)
     if path is None:
         raise HTTPException(status_code=404, detail="not found")
-    return FileResponse(path, media_type=_TYPES[path.suffix], headers={"Cache-Control": "max-age=86400"})
+    return FileResponse(
+        path, media_type=_TYPES[path.suffix], headers={"Cache-Control": "max-age=86400"}
+    )

@@ -346,6 +346,8 @@
       showNotice(`The message was not answered: ${failed.message}`);
       $("message").value = text;
     }
+    // How many messages this page has sent and shown the outcome of (tests wait on it).
+    document.body.dataset.sent = String(Number(document.body.dataset.sent || 0) + 1);
   }
 
   async function endSession() {

@@ -1,0 +1,262 @@
+"""The chat page in a real headless Chromium against a real `memory-agent serve` process.
+
+The browser is the system's Chromium (`make browser` installs Debian's package); a missing
+browser fails these tests. Set `MEMORY_AGENT_TEST_SCREENSHOTS=<folder>` to save pictures of the page.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.test_server_restart import free_port, serve
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("MEMORY_AGENT_TEST_CHROMIUM", "/usr/bin/chromium")
+# Headless, and nothing that phones home: this machine has no network beyond loopback.
+# Playwright adds --headless and a fresh temporary --user-data-dir itself.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+_KEY = "key-sam-chat-page"
+_TIMEOUT_MS = 20_000
+# Each model call's reply is spread over this long, so tokens arrive one by one.
+_MODEL = "offline:slow-0.6"
+
+expect.set_options(timeout=_TIMEOUT_MS)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium, from the system (never a browser a test tool downloads)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: run `make browser` (installs Debian's chromium) "
+            "or point MEMORY_AGENT_TEST_CHROMIUM at one"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _server(tmp_path: Path, api_keys: str) -> Iterator[str]:
+    with pytest.MonkeyPatch.context() as env:
+        for name in list(os.environ):
+            if name.startswith("MEMORY_AGENT_") and not name.startswith("MEMORY_AGENT_TEST_"):
+                env.delenv(name)
+        env.setenv("MEMORY_AGENT_DATABASE_URL", f"sqlite:///{tmp_path / 'chat.sqlite'}")
+        env.setenv("MEMORY_AGENT_DATA_DIR", str(tmp_path))
+        env.setenv("MEMORY_AGENT_API_KEYS", api_keys)
+        env.setenv("MEMORY_AGENT_MODEL", _MODEL)
+        env.setenv("MEMORY_AGENT_EMBEDDINGS", "none")
+        with serve(free_port()) as base:
+            yield base
+
+
+@pytest.fixture
+def keyed_server(tmp_path: Path) -> Iterator[str]:
+    """`memory-agent serve` with one API key, for user acme/sam."""
+    yield from _server(tmp_path, f"{_KEY}=acme/sam")
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[str]:
+    """`memory-agent serve` in development mode (no keys)."""
+    yield from _server(tmp_path, "")
+
+
+@dataclass
+class Watched:
+    """A page, with every request it made and every error it reported."""
+
+    page: Page
+    base: str
+    requests: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        """Nothing left the server's origin, and the page reported no error."""
+        assert self.requests, "the page made no request"
+        elsewhere = [u for u in self.requests if not u.startswith((self.base + "/", "data:"))]
+        assert elsewhere == []
+        assert self.errors == []
+
+
+@pytest.fixture
+def open_page(browser: Browser) -> Iterator[object]:
+    """Open the chat page of a server in a fresh browser context."""
+    contexts = []
+
+    def open_(base: str) -> Watched:
+        context = browser.new_context(viewport={"width": 1200, "height": 760})
+        context.set_default_timeout(_TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        watched = Watched(page, base)
+        page.on("request", lambda r: watched.requests.append(r.url))
+        page.on("pageerror", lambda e: watched.errors.append(str(e)))
+        page.on(
+            "console",
+            lambda m: watched.errors.append(m.text) if m.type == "error" else None,
+        )
+        page.goto(base + "/")
+        return watched
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+def _record_stream(page: Page) -> None:
+    """Keep every text the streaming reply shows, in `window.streamed`."""
+    page.evaluate(
+        """() => {
+          window.streamed = [];
+          new MutationObserver(() => {
+            const node = document.querySelector('.message.streaming .text');
+            if (node && node.textContent) window.streamed.push(node.textContent);
+          }).observe(document.getElementById('transcript'),
+                     {childList: true, subtree: true, characterData: true});
+        }"""
+    )
+
+
+def _send(page: Page, text: str) -> str:
+    """Send `text` from the composer; the final reply, once the transcript is reloaded."""
+    sent = int(page.locator("body").get_attribute("data-sent") or 0)
+    _record_stream(page)
+    page.fill("#message", text)
+    page.press("#message", "Enter")
+    expect(page.locator("body")).to_have_attribute("data-sent", str(sent + 1))
+    expect(page.locator("#notice")).to_be_hidden()
+    return page.locator(".message.assistant").last.locator(".text").inner_text()
+
+
+def _assert_streamed(page: Page, reply: str) -> None:
+    streamed: list[str] = page.evaluate("window.streamed")
+    partial = [s for s in dict.fromkeys(streamed) if s != reply]
+    assert len(partial) >= 2, f"expected the reply to grow token by token, saw {streamed}"
+    assert all(reply.startswith(s) for s in partial), (streamed, reply)
+
+
+def _screenshot(page: Page, name: str) -> None:
+    folder = os.environ.get("MEMORY_AGENT_TEST_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / name))
+
+
+def test_chat_page_with_an_api_key(keyed_server: str, open_page) -> None:
+    watched: Watched = open_page(keyed_server)
+    page = watched.page
+    dialog = page.locator("#key-dialog")
+
+    # No key yet: the page asks; a wrong one is refused and asked for again.
+    expect(dialog).to_be_visible()
+    page.fill("#key-input", "not-a-key")
+    page.click("#key-save")
+    expect(page.locator("#key-error")).to_contain_text("not accepted")
+    page.fill("#key-input", _KEY)
+    page.click("#key-save")
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#mode-label")).to_have_text("signed in as sam")
+    expect(page.locator("#model-label")).to_have_text("offline model")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+
+    # A message streams in token by token; the agent remembers what it was told.
+    reply = _send(page, "Hi, my name is Sam and I prefer express shipping.")
+    assert reply == "Noted: The user's name is Sam. Prefers express shipping."
+    _assert_streamed(page, reply)
+    expect(page.locator(".message.user .text")).to_have_text(re.compile("my name is Sam"))
+    expect(page.locator(".message.tool").first).to_contain_text("save_memory")
+    expect(page.locator("#memories")).to_contain_text("The user's name is Sam.")
+    expect(page.locator("#sessions .session")).to_have_count(1)
+    first = page.locator("#session-title").inner_text()
+    assert page.url.endswith("#" + first)
+
+    # Reloading keeps the key and shows the session's history.
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(dialog).to_be_hidden()
+    expect(page.locator(".message.assistant .text")).to_have_text([reply])
+    expect(page.locator(".message.user .text")).to_have_text(
+        ["Hi, my name is Sam and I prefer express shipping."]
+    )
+
+    # A new session starts empty and still knows the user.
+    page.click("#new-session")
+    expect(page.locator("#sessions .session")).to_have_count(2)
+    expect(page.locator("#transcript .message")).to_have_count(0)
+    second = page.locator("#session-title").inner_text()
+    assert second != first
+    assert _send(page, "What is my name?") == "Your name is Sam."
+
+    # Switching sessions shows each one's own transcript.
+    page.locator(f'#sessions .session[data-thread-id="{first}"] button').click()
+    expect(page.locator("#session-title")).to_have_text(first)
+    expect(page.locator(".message.assistant .text")).to_have_text([reply])
+    _screenshot(page, "chat-page.png")
+    page.locator(f'#sessions .session[data-thread-id="{second}"] button').click()
+    expect(page.locator(".message.assistant .text")).to_have_text(["Your name is Sam."])
+
+    # Ending a session closes it to new messages.
+    page.click("#end-session")
+    expect(page.locator("#session-status")).to_have_text("ended")
+    expect(page.locator("#send")).to_be_disabled()
+    expect(page.locator("#notice")).to_contain_text("ended")
+    expect(page.locator(f'#sessions .session[data-thread-id="{second}"]')).to_contain_text("ended")
+    _screenshot(page, "chat-page-ended.png")
+
+    # Deleting one removes it from the list and from the server.
+    page.once("dialog", lambda d: d.accept())
+    page.click("#delete-session")
+    expect(page.locator("#sessions .session")).to_have_count(1)
+    expect(page.locator("#session-title")).to_have_text("No session selected")
+    expect(page.locator(f'#sessions .session[data-thread-id="{first}"]')).to_have_count(1)
+
+    # A key the server no longer accepts makes the page ask again.
+    page.evaluate("localStorage.setItem('memory-agent.api-key', 'revoked')")
+    page.reload()
+    expect(dialog).to_be_visible()
+    expect(page.locator("#key-error")).to_contain_text("not accepted")
+    page.fill("#key-input", _KEY)
+    page.click("#key-save")
+    expect(page.locator("#sessions .session")).to_have_count(1)
+
+    # The only errors are the 401s the key prompts answered.
+    watched.errors = [e for e in watched.errors if "401" not in e]
+    watched.assert_clean()
+
+
+def test_chat_page_in_development_mode(dev_server: str, open_page) -> None:
+    watched: Watched = open_page(dev_server)
+    page = watched.page
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(page.locator("#key-dialog")).to_be_hidden()
+    expect(page.locator("#mode-label")).to_contain_text("development mode")
+    expect(page.locator("#change-key")).to_be_hidden()
+    reply = _send(page, "I'm allergic to <b>penicillin</b> & nuts")
+    _assert_streamed(page, reply)
+    # Text from the user and the model is shown as text, never parsed as markup.
+    expect(page.locator(".message.user .text")).to_have_text(
+        ["I'm allergic to <b>penicillin</b> & nuts"]
+    )
+    assert page.locator("#transcript b").count() == 0
+    expect(page.locator("#sessions .session")).to_have_count(1)
+    watched.assert_clean()
