@@ -259,4 +259,11 @@ def test_chat_page_in_development_mode(dev_server: str, open_page) -> None:
     )
     assert page.locator("#transcript b").count() == 0
     expect(page.locator("#sessions .session")).to_have_count(1)
+
+    # The API docs render from this server's own copy of Swagger UI.
+    page.goto(dev_server + "/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("memory-agent")
+    expect(
+        page.locator(".opblock-summary-path", has_text="/threads/{thread_id}/runs/stream")
+    ).to_have_count(1)
     watched.assert_clean()
