@@ -26,7 +26,7 @@ from memory.settings import Settings
 from memory.stores.factory import aopen_backends
 from server.auth import KeyRing, UnauthorizedError
 from server.limits import BackgroundRuns, BodyLimitMiddleware
-from server.routes import router
+from server.routes import ROUTERS
 
 logger = logging.getLogger("memory_agent.server")
 
@@ -171,7 +171,8 @@ def create_app(
     app.add_exception_handler(InvalidIdError, _invalid_id)
     app.add_exception_handler(UnauthorizedError, _unauthorized)
     app.add_exception_handler(Exception, _internal)
-    app.include_router(router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=server_settings.max_body_bytes)
     if origins := server_settings.cors_origin_list:
         # Outermost, so preflights are answered before any other layer sees them.
