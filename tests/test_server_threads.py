@@ -224,6 +224,8 @@ async def test_chat_endpoint_starts_or_resumes_a_thread(api: Api) -> None:
         "thread_id": thread,
         "reply": "Your name is Zoe.",
         "messages": None,
+        "previous_thread_id": None,
+        "reason": None,
     }
 
 
