@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="Largest request body accepted; larger is 413."
     )
+    state_messages: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Messages of the recent transcript in the state LangGraph clients read "
+        "(the /langgraph API): a chat UI never sees the conversation jump back when "
+        "summarisation folds the working window.",
+    )
     min_messages_for_summary: int = Field(
         default=4,
         ge=1,

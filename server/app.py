@@ -25,6 +25,8 @@ from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import aopen_backends
 from server.auth import KeyRing, UnauthorizedError
+from server.langgraph_api import RunRegistry
+from server.langgraph_api import router as langgraph_router
 from server.limits import BackgroundRuns, BodyLimitMiddleware
 from server.routes import ROUTERS
 
@@ -58,6 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         graph = build_graph(backends.checkpointer, backends.store, chat_model=app.state.chat_model)
         sessions = SessionManager.from_settings(graph, settings)
         runs = BackgroundRuns()
+        app.state.langgraph_runs = RunRegistry()
         app.state.backends = backends
         app.state.sessions = sessions
         app.state.runs = runs
@@ -173,6 +176,7 @@ def create_app(
     app.add_exception_handler(Exception, _internal)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(langgraph_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=server_settings.max_body_bytes)
     if origins := server_settings.cors_origin_list:
         # Outermost, so preflights are answered before any other layer sees them.

@@ -73,7 +73,9 @@ class KeyRing:
             return DEV_OWNER
         scheme, _, key = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise UnauthorizedError("missing API key: send Authorization: Bearer <key>")
+            raise UnauthorizedError(
+                "missing API key: send Authorization: Bearer <key> or x-api-key: <key>"
+            )
         digest = _digest(key.strip())
         # Compare against every digest so the time taken does not depend on which one matched.
         found: Owner | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from memory.namespaces import ID_PATTERN, Owner
 from memory.sessions import SessionManager
@@ -17,6 +17,12 @@ from server.limits import BackgroundRuns
 _bearer = HTTPBearer(
     auto_error=False,
     description="`Authorization: Bearer <key>`; keys come from MEMORY_AGENT_API_KEYS.",
+)
+
+_api_key = APIKeyHeader(
+    name="x-api-key",
+    auto_error=False,
+    description="`x-api-key: <key>` (what the LangGraph SDKs send); the same keys as Bearer.",
 )
 
 
@@ -43,11 +49,14 @@ async def get_runs(request: Request) -> BackgroundRuns:
 async def get_owner(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Owner:
-    """The tenant and user of the request's API key (`default/local` without keys)."""
+    """The tenant and user of the request's API key, sent as `Authorization: Bearer` or
+    `x-api-key` (`default/local` without keys)."""
     keys: KeyRing = request.app.state.keys
-    header = f"Bearer {credentials.credentials}" if credentials else None
-    return keys.owner_for(header)
+    if credentials:
+        return keys.owner_for(f"Bearer {credentials.credentials}")
+    return keys.owner_for(f"Bearer {api_key}" if api_key else None)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

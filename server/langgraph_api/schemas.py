@@ -1,0 +1,312 @@
+"""Request bodies of the LangGraph server API, with the bounds every input must respect.
+
+Unknown fields are ignored, not rejected: the SDKs send fields that vary between versions
+(`stream_resumable`, `feedback_keys`, ...). Fields that would change what a run does and
+that this server does not implement are rejected with a 422 naming them. Nothing here can
+choose the owner: it always comes from the API key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from memory.errors import InvalidInputError
+from server.schemas import (
+    MAX_METADATA_CHARS,
+    MAX_METADATA_KEYS,
+    MAX_QUERY_CHARS,
+    JsonValue,
+    SafeText,
+    ThreadIdField,
+    check_json,
+)
+
+#: Stream modes served; `messages-tuple` is sent as `messages` events.
+STREAM_MODES = ("values", "updates", "messages-tuple", "custom")
+MAX_LABELS = 10
+MAX_LABEL_CHARS = 128
+MAX_KEY_CHARS = 1024
+PageLimit = Annotated[int, Field(ge=1, le=1000)]
+Offset = Annotated[int, Field(ge=0, le=1_000_000_000)]
+
+
+def check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Bound metadata like the native API does."""
+    if value is None:
+        return None
+    check_json(value)
+    if len(value) > MAX_METADATA_KEYS:
+        raise ValueError(f"metadata has more than {MAX_METADATA_KEYS} keys")
+    if len(json.dumps(value)) > MAX_METADATA_CHARS:
+        raise ValueError(f"metadata is longer than {MAX_METADATA_CHARS} characters as JSON")
+    return value
+
+
+def check_namespace(labels: list[str] | tuple[str, ...], field: str = "namespace") -> tuple[str, ...]:
+    """A client's store namespace: at most `MAX_LABELS` non-empty labels without dots."""
+    if len(labels) > MAX_LABELS:
+        raise InvalidInputError(f"{field} has more than {MAX_LABELS} labels")
+    for i, label in enumerate(labels):
+        if not isinstance(label, str) or not label or "." in label:
+            raise InvalidInputError(f"{field}[{i}] must be a non-empty string without '.'")
+        if len(label) > MAX_LABEL_CHARS or "\x00" in label:
+            raise InvalidInputError(
+                f"{field}[{i}] must be at most {MAX_LABEL_CHARS} characters, without NUL"
+            )
+    return tuple(labels)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+Metadata = dict[str, JsonValue] | None
+
+
+class ThreadCreate(_Body):
+    """`POST /threads`."""
+
+    thread_id: ThreadIdField | None = None
+    metadata: Metadata = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+
+    _metadata = field_validator("metadata")(check_metadata)
+
+
+class ThreadPatch(_Body):
+    """`PATCH /threads/{id}`."""
+
+    metadata: Metadata = None
+
+    _metadata = field_validator("metadata")(check_metadata)
+
+
+class ThreadSearch(_Body):
+    """`POST /threads/search`."""
+
+    metadata: Metadata = None
+    ids: list[ThreadIdField] | None = Field(default=None, max_length=1000)
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    limit: PageLimit = 10
+    offset: Offset = 0
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at"] | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    values: dict[str, Any] | None = None
+
+    @field_validator("values")
+    @classmethod
+    def _no_values_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value:
+            raise ValueError("filtering threads by values is not supported; use metadata")
+        return value
+
+
+class CheckpointRef(_Body):
+    """A checkpoint of the thread in the path."""
+
+    checkpoint_id: SafeText | None = Field(default=None, max_length=256)
+    checkpoint_ns: SafeText = Field(default="", max_length=256)
+
+    @field_validator("checkpoint_ns")
+    @classmethod
+    def _root_only(cls, value: str) -> str:
+        if value:
+            raise ValueError("this graph has no subgraphs: checkpoint_ns must be empty")
+        return value
+
+
+class StateAt(_Body):
+    """`POST /threads/{id}/state/checkpoint`."""
+
+    checkpoint: CheckpointRef
+    subgraphs: bool = False
+
+
+class StateUpdate(_Body):
+    """`POST /threads/{id}/state`: add messages and/or replace the summary."""
+
+    values: dict[str, Any] | None = None
+    as_node: SafeText | None = None
+    checkpoint: CheckpointRef | None = None
+    checkpoint_id: SafeText | None = None
+
+    @model_validator(mode="after")
+    def _supported(self) -> StateUpdate:
+        if self.checkpoint_id or (self.checkpoint and self.checkpoint.checkpoint_id):
+            raise ValueError("updating an earlier checkpoint (forking) is not supported")
+        if self.as_node not in (None, "call_model"):
+            raise ValueError("as_node must be call_model (the node that adds messages)")
+        if not self.values:
+            raise ValueError("values must set messages and/or summary")
+        if unknown := sorted(set(self.values) - {"messages", "summary"}):
+            raise ValueError(f"values may set messages and summary only, not {unknown}")
+        summary = self.values.get("summary")
+        if "summary" in self.values and not isinstance(summary, str):
+            raise ValueError("values.summary must be a string")
+        return self
+
+
+class History(_Body):
+    """`POST /threads/{id}/history`."""
+
+    limit: PageLimit = 10
+    before: CheckpointRef | SafeText | None = None
+    metadata: Metadata = None
+    checkpoint: CheckpointRef | None = None
+
+    @property
+    def before_id(self) -> str | None:
+        """The checkpoint id the page starts after."""
+        if isinstance(self.before, CheckpointRef):
+            return self.before.checkpoint_id
+        return self.before
+
+
+class RunContext(_Body):
+    """Per-run tuning a client may set; `user_id` and `tenant_id` are ignored (the API key
+    decides), as are fields outside this list (the deployment chooses the model)."""
+
+    token_budget: int | None = Field(default=None, ge=100, le=1_000_000)
+    keep_ratio: float | None = Field(default=None, ge=0.05, le=0.95)
+    summary_max_tokens: int | None = Field(default=None, ge=16, le=100_000)
+    memory_search_limit: int | None = Field(default=None, ge=0, le=100)
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields the client set."""
+        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+
+
+class RunCreate(_Body):
+    """`POST /threads/{id}/runs`, `/runs/stream` and `/runs/wait`."""
+
+    assistant_id: SafeText = Field(max_length=256)
+    input: dict[str, Any] | None = None
+    command: dict[str, Any] | None = None
+    checkpoint: CheckpointRef | None = None
+    checkpoint_id: SafeText | None = None
+    config: dict[str, Any] | None = None
+    context: RunContext | None = None
+    metadata: Metadata = None
+    stream_mode: str | list[str] = "values"
+    stream_subgraphs: bool = False
+    on_disconnect: Literal["cancel", "continue"] = "continue"
+    if_not_exists: Literal["create", "reject"] = "reject"
+    multitask_strategy: Literal["reject"] | None = Field(
+        default=None, description="Only `reject`: one run per thread, a second one gets 409."
+    )
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    webhook: str | None = None
+    after_seconds: float | None = None
+
+    _metadata = field_validator("metadata")(check_metadata)
+
+    @model_validator(mode="after")
+    def _supported(self) -> RunCreate:
+        if self.command:
+            raise ValueError("command is not supported: this graph never interrupts")
+        if self.checkpoint_id or (self.checkpoint and self.checkpoint.checkpoint_id):
+            raise ValueError("runs from an earlier checkpoint are not supported")
+        if self.interrupt_before or self.interrupt_after:
+            raise ValueError("interrupt_before and interrupt_after are not supported")
+        if self.webhook:
+            raise ValueError("webhook is not supported")
+        if self.after_seconds:
+            raise ValueError("after_seconds is not supported")
+        if self.input is None:
+            raise ValueError("input is required: {'messages': [...]}")
+        if set(self.input) != {"messages"}:
+            raise ValueError("input must hold exactly one key, messages")
+        messages = self.input["messages"]
+        if isinstance(messages, dict):
+            self.input = {"messages": [messages]}
+        elif not isinstance(messages, list):
+            raise ValueError("input.messages must be a list of messages")
+        for mode in self.modes:
+            if mode not in STREAM_MODES:
+                raise ValueError(
+                    f"stream_mode {mode!r} is not supported; use {', '.join(STREAM_MODES)}"
+                )
+        return self
+
+    @property
+    def modes(self) -> list[str]:
+        """The stream modes asked for, each once."""
+        modes = [self.stream_mode] if isinstance(self.stream_mode, str) else self.stream_mode
+        return list(dict.fromkeys(modes))
+
+    def messages(self, max_chars: int, max_messages: int) -> list[dict[str, Any]]:
+        """The input messages, within the server's bounds.
+
+        Raises:
+            InvalidInputError: too many messages, none, or one too long.
+        """
+        assert self.input is not None
+        items = self.input["messages"]
+        if not items:
+            raise InvalidInputError("input.messages must hold at least one message")
+        if len(items) > max_messages:
+            raise InvalidInputError(
+                f"input.messages holds {len(items)} messages; the limit is {max_messages}"
+            )
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise InvalidInputError(f"input.messages[{i}] must be an object")
+            check_json(item)
+            content = item.get("content", "")
+            size = len(content) if isinstance(content, str) else len(json.dumps(content))
+            if size > max_chars:
+                raise InvalidInputError(
+                    f"input.messages[{i}].content is {size} characters; the limit is {max_chars}"
+                )
+        return items
+
+
+class StorePut(_Body):
+    """`PUT /store/items`."""
+
+    namespace: list[str] = Field(max_length=MAX_LABELS)
+    key: SafeText = Field(min_length=1, max_length=MAX_KEY_CHARS)
+    value: dict[str, JsonValue]
+    index: Literal[False] | list[SafeText] | None = None
+    ttl: float | None = None
+
+
+class StoreDelete(_Body):
+    """`DELETE /store/items`."""
+
+    namespace: list[str] = Field(max_length=MAX_LABELS)
+    key: SafeText = Field(min_length=1, max_length=MAX_KEY_CHARS)
+
+
+class StoreSearch(_Body):
+    """`POST /store/items/search`."""
+
+    namespace_prefix: list[str] = Field(default_factory=list, max_length=MAX_LABELS)
+    filter: dict[str, JsonValue] | None = None
+    limit: PageLimit = 10
+    offset: Offset = 0
+    query: SafeText | None = Field(default=None, max_length=MAX_QUERY_CHARS)
+
+
+class StoreNamespaces(_Body):
+    """`POST /store/namespaces`."""
+
+    prefix: list[str] | None = Field(default=None, max_length=MAX_LABELS)
+    suffix: list[str] | None = Field(default=None, max_length=MAX_LABELS)
+    max_depth: int | None = Field(default=None, ge=1, le=MAX_LABELS)
+    limit: PageLimit = 100
+    offset: Offset = 0
+
+
+class AssistantSearch(_Body):
+    """`POST /assistants/search`."""
+
+    graph_id: SafeText | None = None
+    metadata: dict[str, Any] | None = None
+    name: SafeText | None = None
+    limit: PageLimit = 10
+    offset: Offset = 0

@@ -1,0 +1,243 @@
+"""Threads and their state, as the LangGraph server API serves them."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import aclosing
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+
+from memory.errors import ConflictError, InvalidInputError
+from server.deps import OwnerDep, SessionsDep, SettingsDep, ThreadId
+from server.langgraph_api import views
+from server.langgraph_api.schemas import (
+    History,
+    StateAt,
+    StateUpdate,
+    ThreadCreate,
+    ThreadPatch,
+    ThreadSearch,
+)
+from server.langgraph_api.views import LangGraphJSON
+from server.schemas import MAX_METADATA_CHARS, MAX_METADATA_KEYS, errors
+
+router = APIRouter(tags=["langgraph: threads"])
+
+
+@router.post("/threads", response_class=LangGraphJSON, responses=errors(401, 409, 413, 422))
+async def create_thread(
+    owner: OwnerDep, sessions: SessionsDep, body: ThreadCreate | None = None
+) -> LangGraphJSON:
+    """Create a thread (409 if `thread_id` exists, unless `if_exists` is `do_nothing`)."""
+    body = body or ThreadCreate()
+    try:
+        record = await sessions.acreate(owner, body.thread_id, body.metadata)
+    except ConflictError:
+        if body.thread_id is None or body.if_exists == "raise":
+            raise
+        record = await sessions.aget(owner, body.thread_id)  # 409 for a full cap stays 409
+    return LangGraphJSON(views.thread(record, False, {}))
+
+
+@router.post("/threads/search", response_class=LangGraphJSON, responses=errors(401, 422))
+async def search_threads(
+    owner: OwnerDep, sessions: SessionsDep, body: ThreadSearch | None = None
+) -> LangGraphJSON:
+    """The caller's threads matching `metadata` (and `ids`, `status`), sorted and paged."""
+    body = body or ThreadSearch()
+    records = [
+        r
+        for r in await sessions.alist_all(owner)
+        if views.metadata_matches(views.thread_metadata(r), body.metadata)
+        and (body.ids is None or r["thread_id"] in body.ids)
+    ]
+    sort_by = body.sort_by or "updated_at"
+    descending = (body.sort_order or "desc") == "desc"
+    key = {"thread_id": "thread_id", "created_at": "created_at"}.get(sort_by, "last_active_at")
+    if body.status is not None or sort_by == "status":
+        busy = await asyncio.gather(*(sessions.arunning(owner, r["thread_id"]) for r in records))
+        threads = [views.thread(r, b) for r, b in zip(records, busy, strict=True)]
+        if body.status is not None:
+            threads = [t for t in threads if t["status"] == body.status]
+        if sort_by == "status":
+            threads.sort(key=lambda t: t["status"], reverse=descending)
+        page = threads[body.offset : body.offset + body.limit]
+    else:
+        records.sort(key=lambda r: r[key], reverse=descending)
+        chosen = records[body.offset : body.offset + body.limit]
+        busy = await asyncio.gather(*(sessions.arunning(owner, r["thread_id"]) for r in chosen))
+        page = [views.thread(r, b) for r, b in zip(chosen, busy, strict=True)]
+    return LangGraphJSON(page)
+
+
+@router.get("/threads/{thread_id}", response_class=LangGraphJSON, responses=errors(401, 404, 422))
+async def get_thread(
+    thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep, settings: SettingsDep
+) -> LangGraphJSON:
+    """The thread with its current values."""
+    record, _, values = await sessions.aview_state(
+        owner, thread_id, recent=settings.state_messages
+    )
+    running = await sessions.arunning(owner, thread_id)
+    return LangGraphJSON(views.thread(record, running, values))
+
+
+@router.patch(
+    "/threads/{thread_id}", response_class=LangGraphJSON, responses=errors(401, 404, 409, 422)
+)
+async def patch_thread(
+    thread_id: ThreadId, body: ThreadPatch, owner: OwnerDep, sessions: SessionsDep
+) -> LangGraphJSON:
+    """Merge `metadata` into the thread's metadata."""
+    record = await sessions.aget(owner, thread_id)
+    merged = {**(record.get("metadata") or {}), **(body.metadata or {})}
+    if len(merged) > MAX_METADATA_KEYS or len(views.dumps(merged)) > MAX_METADATA_CHARS:
+        raise InvalidInputError(
+            f"metadata would exceed {MAX_METADATA_KEYS} keys or {MAX_METADATA_CHARS} characters"
+        )
+    record = await sessions.aset_metadata(owner, thread_id, body.metadata or {})
+    return LangGraphJSON(views.thread(record, False))
+
+
+@router.delete(
+    "/threads/{thread_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(401, 404, 409, 422),
+)
+async def delete_thread(thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep) -> Response:
+    """Delete the thread: checkpoints, transcript, session memories and record."""
+    await sessions.adelete(owner, thread_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _state(
+    thread_id: str, checkpoint_id: str | None, owner: Any, sessions: Any, recent: int
+) -> LangGraphJSON:
+    _, snapshot, values = await sessions.aview_state(owner, thread_id, checkpoint_id, recent)
+    return LangGraphJSON(views.state(thread_id, snapshot, values))
+
+
+@router.get(
+    "/threads/{thread_id}/state", response_class=LangGraphJSON, responses=errors(401, 404, 422)
+)
+async def get_state(
+    thread_id: ThreadId,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    subgraphs: bool = False,
+) -> LangGraphJSON:
+    """The latest state: the recent transcript and the summary."""
+    return await _state(thread_id, None, owner, sessions, settings.state_messages)
+
+
+@router.post(
+    "/threads/{thread_id}/state/checkpoint",
+    response_class=LangGraphJSON,
+    responses=errors(401, 404, 422),
+)
+async def get_state_at(
+    thread_id: ThreadId,
+    body: StateAt,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+) -> LangGraphJSON:
+    """The state at a checkpoint (the latest when `checkpoint_id` is null)."""
+    return await _state(
+        thread_id, body.checkpoint.checkpoint_id, owner, sessions, settings.state_messages
+    )
+
+
+@router.get(
+    "/threads/{thread_id}/state/{checkpoint_id}",
+    response_class=LangGraphJSON,
+    responses=errors(401, 404, 422),
+)
+async def get_state_by_id(
+    thread_id: ThreadId,
+    checkpoint_id: str,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+) -> LangGraphJSON:
+    """The state at a checkpoint."""
+    return await _state(thread_id, checkpoint_id, owner, sessions, settings.state_messages)
+
+
+@router.post(
+    "/threads/{thread_id}/state",
+    response_class=LangGraphJSON,
+    responses=errors(401, 404, 409, 413, 422),
+)
+async def update_state(
+    thread_id: ThreadId,
+    body: StateUpdate,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+) -> LangGraphJSON:
+    """Add `messages` to the thread (recorded in its transcript) and/or replace its `summary`."""
+    values = body.values or {}
+    if "messages" in values:
+        messages = values["messages"]
+        messages = [messages] if isinstance(messages, dict) else messages
+        if not isinstance(messages, list) or not messages:
+            raise InvalidInputError("values.messages must be a non-empty list of messages")
+        if len(messages) > settings.max_messages_per_request:
+            raise InvalidInputError(
+                f"values.messages holds {len(messages)} messages; "
+                f"the limit is {settings.max_messages_per_request}"
+            )
+        for i, message in enumerate(messages):
+            content = message.get("content", "") if isinstance(message, dict) else ""
+            if len(views.dumps(content)) > settings.max_message_chars + 2:
+                raise InvalidInputError(
+                    f"values.messages[{i}].content is longer than "
+                    f"{settings.max_message_chars} characters"
+                )
+        await sessions.aadd_messages(owner, thread_id, messages)
+    if "summary" in values:
+        if len(values["summary"]) > settings.max_message_chars:
+            raise InvalidInputError(
+                f"values.summary is longer than {settings.max_message_chars} characters"
+            )
+        await sessions.aupdate_summary(owner, thread_id, values["summary"])
+    _, snapshot, _ = await sessions.aview_state(owner, thread_id, recent=0)
+    return LangGraphJSON({"checkpoint": views.state(thread_id, snapshot, {})["checkpoint"]})
+
+
+@router.post(
+    "/threads/{thread_id}/history", response_class=LangGraphJSON, responses=errors(401, 404, 422)
+)
+async def get_history(
+    thread_id: ThreadId,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    body: History | None = None,
+) -> LangGraphJSON:
+    """The retained checkpoints, newest first, each with the client's view of its values."""
+    body = body or History()
+    before = body.before_id
+    started = before is None
+    snapshots = []
+    # Collected first: the values are read after the checkpointer's listing is closed.
+    async with aclosing(sessions.ahistory(owner, thread_id)) as history:
+        async for snapshot in history:
+            checkpoint_id = (snapshot.config.get("configurable") or {}).get("checkpoint_id")
+            if not started:
+                started = checkpoint_id == before
+                continue
+            if views.metadata_matches(dict(snapshot.metadata or {}), body.metadata):
+                snapshots.append(snapshot)
+                if len(snapshots) >= body.limit:
+                    break
+    out = []
+    for snapshot in snapshots:
+        values = await sessions.aclient_values(
+            owner, thread_id, snapshot.values or {}, settings.state_messages
+        )
+        out.append(views.state(thread_id, snapshot, values))
+    return LangGraphJSON(out)

@@ -1,0 +1,155 @@
+"""What the LangGraph server API answers: assistants, threads, states and events as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from fastapi.responses import JSONResponse
+from langgraph.graph.state import CompiledStateGraph
+
+#: Where the LangGraph server API is mounted.
+PREFIX = "/langgraph"
+#: The graph id `langgraph.json` serves the agent under.
+GRAPH_ID = "agent"
+#: langgraph-api names a graph's default assistant `uuid5(NAMESPACE_GRAPH, graph_id)`.
+NAMESPACE_GRAPH = UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+ASSISTANT_ID = str(uuid5(NAMESPACE_GRAPH, GRAPH_ID))
+_EPOCH = "1970-01-01T00:00:00+00:00"
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "model_dump"):  # messages and other pydantic models
+        return value.model_dump()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    """JSON as langgraph-api writes it: messages as their `model_dump()`."""
+    return json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"))
+
+
+class LangGraphJSON(JSONResponse):
+    """A JSON response that serialises messages, dataclasses and datetimes."""
+
+    def render(self, content: Any) -> bytes:
+        """Serialise `content`."""
+        return dumps(content).encode()
+
+
+def sse(event: str, data: Any) -> str:
+    """One server-sent event."""
+    return f"event: {event}\ndata: {dumps(data)}\n\n"
+
+
+HEARTBEAT = ": heartbeat\n\n"
+
+
+def assistant(graph: CompiledStateGraph) -> dict[str, Any]:
+    """The one assistant: the agent graph with the deployment's configuration."""
+    return {
+        "assistant_id": ASSISTANT_ID,
+        "graph_id": GRAPH_ID,
+        "config": {},
+        "context": {},
+        "metadata": {"created_by": "system"},
+        "name": GRAPH_ID,
+        "description": None,
+        "version": 1,
+        "created_at": _EPOCH,
+        "updated_at": _EPOCH,
+    }
+
+
+def is_assistant(assistant_id: str) -> bool:
+    """Whether `assistant_id` names the agent (by graph id or assistant id)."""
+    return assistant_id in (GRAPH_ID, ASSISTANT_ID)
+
+
+def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
+    """Whether `metadata` holds every key of `wanted` with the same value."""
+    return all(metadata.get(k) == v for k, v in (wanted or {}).items())
+
+
+def thread_metadata(record: dict[str, Any]) -> dict[str, Any]:
+    """A thread's metadata as clients filter on it: every thread serves the one graph."""
+    return {"graph_id": GRAPH_ID, "assistant_id": ASSISTANT_ID, **(record.get("metadata") or {})}
+
+
+def thread(
+    record: dict[str, Any], running: bool, values: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A session record as a LangGraph `Thread`."""
+    out: dict[str, Any] = {
+        "thread_id": record["thread_id"],
+        "created_at": record["created_at"],
+        "updated_at": record["last_active_at"],
+        "state_updated_at": record["last_active_at"],
+        "metadata": thread_metadata(record),
+        "status": "busy" if running else "idle",
+        "config": {},
+        "interrupts": {},
+    }
+    if values is not None:
+        out["values"] = values
+    return out
+
+
+def _checkpoint(thread_id: str, config: Any) -> dict[str, Any] | None:
+    conf = (config or {}).get("configurable") or {}
+    if not conf.get("checkpoint_id"):
+        return None
+    return {
+        "thread_id": thread_id,
+        "checkpoint_ns": conf.get("checkpoint_ns", ""),
+        "checkpoint_id": conf["checkpoint_id"],
+        "checkpoint_map": None,
+    }
+
+
+def clean_metadata(metadata: Any, thread_id: str) -> dict[str, Any]:
+    """Run or checkpoint metadata without the internal thread key and private entries."""
+    out = {k: v for k, v in dict(metadata or {}).items() if not str(k).startswith("__")}
+    if "thread_id" in out:
+        out["thread_id"] = thread_id
+    return out
+
+
+def state(thread_id: str, snapshot: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """A `StateSnapshot` as a LangGraph `ThreadState`, with the client's view of values."""
+    checkpoint = _checkpoint(thread_id, snapshot.config) or {
+        "thread_id": thread_id,
+        "checkpoint_ns": "",
+        "checkpoint_id": None,
+        "checkpoint_map": None,
+    }
+    return {
+        "values": values,
+        "next": list(snapshot.next),
+        "tasks": [
+            {
+                "id": task.id,
+                "name": task.name,
+                "error": str(task.error) if task.error else None,
+                "interrupts": [],
+                "checkpoint": None,
+                "state": None,
+                "result": None,
+            }
+            for task in snapshot.tasks
+        ],
+        "checkpoint": checkpoint,
+        "metadata": clean_metadata(snapshot.metadata, thread_id),
+        "created_at": snapshot.created_at,
+        "parent_checkpoint": _checkpoint(thread_id, snapshot.parent_config),
+        "interrupts": [],
+    }
