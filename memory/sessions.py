@@ -32,7 +32,7 @@ import re
 import threading
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, assert_never
@@ -173,8 +173,7 @@ def to_messages(items: Sequence[dict[str, Any] | BaseMessage]) -> list[AnyMessag
                 )
             content = item.get("content", "")
             if not isinstance(content, str | list) or (
-                isinstance(content, list)
-                and not all(isinstance(b, str | dict) for b in content)
+                isinstance(content, list) and not all(isinstance(b, str | dict) for b in content)
             ):
                 raise InvalidInputError(
                     f"messages[{i}].content must be a string or a list of content blocks"
@@ -1204,7 +1203,7 @@ class SessionManager:
         """Async `get_state`."""
         return await self._adrive(self._snapshot(owner, thread_id))
 
-    async def ahistory(self, owner: Owner, thread_id: str) -> AsyncIterator[Any]:
+    async def ahistory(self, owner: Owner, thread_id: str) -> AsyncGenerator[Any, None]:
         """The thread's retained checkpoints (`StateSnapshot`s), newest first."""
         await self._adrive(self._load(owner, thread_id))
         async for snapshot in self.graph.aget_state_history(self.config(owner, thread_id)):
@@ -1323,9 +1322,7 @@ class SessionManager:
         recorded = yield from self._tail(owner.thread_key(thread_id), values, recent)
         return client_values(recorded, transcript.unrecorded(values), values, recent)
 
-    def _view(
-        self, owner: Owner, thread_id: str, checkpoint_id: str | None, recent: int
-    ) -> _Steps:
+    def _view(self, owner: Owner, thread_id: str, checkpoint_id: str | None, recent: int) -> _Steps:
         record = yield from self._load(owner, thread_id)
         config = self.config(owner, thread_id)
         if checkpoint_id is not None:

@@ -68,9 +68,7 @@ async def count_assistants(
     return LangGraphJSON(int(matches))
 
 
-@router.get(
-    "/assistants/{assistant_id}", response_class=LangGraphJSON, responses=errors(401, 404)
-)
+@router.get("/assistants/{assistant_id}", response_class=LangGraphJSON, responses=errors(401, 404))
 async def get_assistant(assistant_id: str, owner: OwnerDep, sessions: SessionsDep) -> LangGraphJSON:
     """The agent, by graph id (`agent`) or assistant id."""
     _check(assistant_id)
@@ -94,9 +92,7 @@ async def get_graph(
 @router.get(
     "/assistants/{assistant_id}/schemas", response_class=LangGraphJSON, responses=errors(401, 404)
 )
-async def get_schemas(
-    assistant_id: str, owner: OwnerDep, sessions: SessionsDep
-) -> LangGraphJSON:
+async def get_schemas(assistant_id: str, owner: OwnerDep, sessions: SessionsDep) -> LangGraphJSON:
     """JSON schemas of the graph's input, output, state and context."""
     _check(assistant_id)
     graph = sessions.graph
@@ -118,9 +114,7 @@ async def get_schemas(
     response_class=LangGraphJSON,
     responses=errors(401, 404),
 )
-async def get_subgraphs(
-    assistant_id: str, owner: OwnerDep, sessions: SessionsDep
-) -> LangGraphJSON:
+async def get_subgraphs(assistant_id: str, owner: OwnerDep, sessions: SessionsDep) -> LangGraphJSON:
     """The graph's subgraphs: none."""
     _check(assistant_id)
     return LangGraphJSON({})

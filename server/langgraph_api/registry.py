@@ -123,7 +123,9 @@ class Run:
             if isinstance(exc, MemoryAgentError):
                 message = str(exc)
             else:
-                logger.error("run %s on thread %s failed", self.run_id, self.thread_id, exc_info=exc)
+                logger.error(
+                    "run %s on thread %s failed", self.run_id, self.thread_id, exc_info=exc
+                )
                 message = "the run failed; the server log has the details"
             self.error = {"error": type(exc).__name__, "message": message}
             self._emit("error", self.error)
@@ -175,7 +177,9 @@ class RunRegistry:
     def of_thread(self, owner: Owner, thread_id: str) -> list[Run]:
         """The owner's runs on `thread_id`, newest first."""
         return [
-            r for r in reversed(self._runs.values()) if r.owner == owner and r.thread_id == thread_id
+            r
+            for r in reversed(self._runs.values())
+            if r.owner == owner and r.thread_id == thread_id
         ]
 
     def _forget_finished(self) -> None:

@@ -136,9 +136,7 @@ async def _finished(run: Run) -> dict[str, Any]:
     return run.body()
 
 
-@router.post(
-    "/threads/{thread_id}/runs/wait", response_class=LangGraphJSON, responses=_RUN_ERRORS
-)
+@router.post("/threads/{thread_id}/runs/wait", response_class=LangGraphJSON, responses=_RUN_ERRORS)
 async def wait_run(
     thread_id: ThreadId,
     body: RunCreate,

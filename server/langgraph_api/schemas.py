@@ -45,7 +45,9 @@ def check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
-def check_namespace(labels: list[str] | tuple[str, ...], field: str = "namespace") -> tuple[str, ...]:
+def check_namespace(
+    labels: list[str] | tuple[str, ...], field: str = "namespace"
+) -> tuple[str, ...]:
     """A client's store namespace: at most `MAX_LABELS` non-empty labels without dots."""
     if len(labels) > MAX_LABELS:
         raise InvalidInputError(f"{field} has more than {MAX_LABELS} labels")

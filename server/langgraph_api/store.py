@@ -46,9 +46,7 @@ def _item(owner: Owner, item: Any) -> dict[str, Any]:
     return out
 
 
-@router.put(
-    "/store/items", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 413, 422)
-)
+@router.put("/store/items", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 413, 422))
 async def put_item(body: StorePut, owner: OwnerDep, backends: BackendsDep) -> Response:
     """Store or replace an item in one of the caller's namespaces (`ttl` is not applied)."""
     namespace = _inside(owner, body.namespace, "namespace")
@@ -74,9 +72,7 @@ async def get_item(
     return LangGraphJSON(None if item is None else _item(owner, item))
 
 
-@router.delete(
-    "/store/items", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 422)
-)
+@router.delete("/store/items", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 422))
 async def delete_item(body: StoreDelete, owner: OwnerDep, backends: BackendsDep) -> Response:
     """Delete an item (absent ones too)."""
     await backends.store.adelete(_inside(owner, body.namespace, "namespace"), body.key)
