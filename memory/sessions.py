@@ -27,17 +27,26 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import logging
 import re
 import threading
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, assert_never
 
-from langchain_core.messages import AIMessageChunk, AnyMessage, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import GetOp, Op, PutOp, SearchOp
@@ -151,11 +160,16 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def to_messages(items: Sequence[dict[str, Any] | BaseMessage]) -> list[AnyMessage]:
+def to_messages(
+    items: Sequence[dict[str, Any] | BaseMessage], known_calls: Iterable[str] = ()
+) -> list[AnyMessage]:
     """Convert `{"role", "content", ...}` dicts (or messages) to LangChain messages.
 
-    Tool calls (`{"id", "name", "args"}`) and tool results (`tool_call_id`) are kept, so a
-    whole tool exchange can be stored. Every message gets an id.
+    Tool calls (LangChain's `{"id", "name", "args"}` or OpenAI's `{"id", "type": "function",
+    "function": {"name", "arguments"}}`) and tool results (`tool_call_id`) are kept, so a
+    whole tool exchange can be stored; a `metadata` object on a message is kept with it and
+    returned with its record. Every message gets an id. The messages must form a valid
+    conversation (`check_conversation`; `known_calls` are the calls already in the thread).
     """
     out: list[AnyMessage] = []
     for i, item in enumerate(items):
@@ -180,19 +194,79 @@ def to_messages(items: Sequence[dict[str, Any] | BaseMessage]) -> list[AnyMessag
                 )
             if role == "tool" and not item.get("tool_call_id"):
                 raise InvalidInputError(f"messages[{i}] is a tool result without tool_call_id")
+            meta = item.get("metadata")
+            if meta is not None and not isinstance(meta, dict):
+                raise InvalidInputError(f"messages[{i}].metadata must be an object")
             record = {**item, "role": role, "content": content}
+            if item.get("tool_calls") is not None:
+                record["tool_calls"] = _tool_calls(item["tool_calls"], f"messages[{i}]")
             try:
                 message = transcript.record_to_message(record)
             except (KeyError, TypeError, ValueError) as exc:
                 raise InvalidInputError(f"messages[{i}] is malformed: {exc}") from exc
         if not message.id:
             message.id = str(uuid.uuid4())
+        if isinstance(item, dict) and item.get("metadata"):
+            message.response_metadata["metadata"] = item["metadata"]
         try:  # reject what a backend cannot store before it reaches the thread's state
             check_put(PutOp(("messages",), str(i), transcript.message_to_record(message, i)))
         except StoreValueError as exc:
             raise InvalidInputError(f"messages[{i}]: {exc}") from exc
         out.append(message)  # type: ignore[arg-type]
+    check_conversation(out, known_calls)
     return out
+
+
+def _tool_calls(calls: Any, where: str) -> list[dict[str, Any]]:
+    """Tool calls in LangChain form (`{"id", "name", "args"}`) or OpenAI form
+    (`{"id", "type": "function", "function": {"name", "arguments": "<json>"}}`)."""
+    if not isinstance(calls, list):
+        raise InvalidInputError(f"{where}.tool_calls must be a list")
+    out = []
+    for j, call in enumerate(calls):
+        at = f"{where}.tool_calls[{j}]"
+        if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
+            raise InvalidInputError(f"{at} must be an object with a string id")
+        function = call.get("function")
+        if isinstance(function, dict):
+            name, arguments = function.get("name"), function.get("arguments", "{}")
+            try:
+                args = json.loads(arguments) if isinstance(arguments, str) else arguments
+            except ValueError as exc:
+                raise InvalidInputError(f"{at}.function.arguments is not JSON: {exc}") from exc
+        else:
+            name, args = call.get("name"), call.get("args", {})
+        if not isinstance(name, str) or not name:
+            raise InvalidInputError(f"{at} needs a name (or function.name)")
+        if not isinstance(args, dict):
+            raise InvalidInputError(f"{at} arguments must be a JSON object")
+        out.append({"id": call["id"], "name": name, "args": args})
+    return out
+
+
+def check_conversation(messages: Sequence[BaseMessage], known_calls: Iterable[str] = ()) -> None:
+    """Every tool result answers a call made before it (earlier in `messages`, or one of
+    `known_calls`, the calls already in the thread), and no call id is answered twice.
+
+    Raises:
+        InvalidInputError: naming the tool result.
+    """
+    calls = set(known_calls)
+    answered: set[str] = set()
+    for i, message in enumerate(messages):
+        if isinstance(message, AIMessage):
+            calls.update(str(c["id"]) for c in message.tool_calls if c.get("id"))
+        elif isinstance(message, ToolMessage):
+            if message.tool_call_id not in calls:
+                raise InvalidInputError(
+                    f"messages[{i}] answers tool call {message.tool_call_id!r}, which no "
+                    "earlier assistant message made"
+                )
+            if message.tool_call_id in answered:
+                raise InvalidInputError(
+                    f"messages[{i}] answers tool call {message.tool_call_id!r} a second time"
+                )
+            answered.add(message.tool_call_id)
 
 
 def _token_text(chunk: Any, meta: dict[str, Any]) -> str:
@@ -885,13 +959,19 @@ class SessionManager:
         }
 
     def _add_messages(self, owner: Owner, thread_id: str, messages: Sequence[Any]) -> _Steps:
-        new = to_messages(messages)
         record, token = yield from self._claim(owner, thread_id)
         key = owner.thread_key(thread_id)
         try:
             if record["status"] == "ended":
                 raise ConflictError(f"thread {thread_id!r} has ended")
             state = yield from self._state(owner, thread_id)
+            window = state.get("messages") or []
+            new = to_messages(
+                messages,
+                known_calls=[
+                    str(c["id"]) for m in window if isinstance(m, AIMessage) for c in m.tool_calls
+                ],
+            )
             total = max(state.get("transcript_len", 0), record.get("message_count", 0))
             records = [transcript.message_to_record(m, total + i) for i, m in enumerate(new)]
             if new:

@@ -83,6 +83,8 @@ def message_to_record(message: BaseMessage, seq: int) -> dict[str, Any]:
     }
     if message.name:
         record["name"] = message.name
+    if message.response_metadata.get("metadata"):
+        record["metadata"] = message.response_metadata["metadata"]
     if isinstance(message, AIMessage) and message.tool_calls:
         record["tool_calls"] = [
             {"id": c["id"], "name": c["name"], "args": c["args"]} for c in message.tool_calls
@@ -99,6 +101,8 @@ def record_to_message(record: dict[str, Any]) -> AnyMessage:
     common: dict[str, Any] = {"content": record.get("content", ""), "id": record.get("id")}
     if record.get("name"):
         common["name"] = record["name"]
+    if record.get("metadata"):
+        common["response_metadata"] = {"metadata": record["metadata"]}
     if role == "user":
         return HumanMessage(**common)
     if role == "assistant":

@@ -63,12 +63,34 @@ class _Request(BaseModel):
 
 
 class MessageIn(_Request):
-    """One message a client sends."""
+    """One message a client sends: text, or a whole tool exchange in LangChain or OpenAI form."""
 
-    role: Literal["user", "assistant"] = Field(
-        default="user", description="`user`, or `assistant` to import earlier replies."
+    role: Literal["system", "user", "assistant", "tool"] = Field(
+        default="user",
+        description="`user`; `assistant` (with `tool_calls`) or `tool` (with `tool_call_id`) "
+        "to import an earlier exchange; `system`.",
     )
-    content: SafeText = Field(description="The text of the message.")
+    content: SafeText = Field(default="", description="The text of the message.")
+    id: SafeText | None = Field(default=None, max_length=200, description="Your id for it.")
+    name: SafeText | None = Field(default=None, max_length=200)
+    tool_calls: list[dict[SafeText, JsonValue]] | None = Field(
+        default=None,
+        max_length=50,
+        description='`{"id", "name", "args"}` or OpenAI\'s `{"id", "type": "function", '
+        '"function": {"name", "arguments"}}`.',
+    )
+    tool_call_id: SafeText | None = Field(
+        default=None, max_length=200, description="The call a `tool` message answers."
+    )
+    metadata: dict[SafeText, JsonValue] | None = Field(
+        default=None, description="Kept with the message and returned with it."
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> MessageIn:
+        if self.metadata is not None and len(json.dumps(self.metadata)) > MAX_METADATA_CHARS:
+            raise ValueError(f"metadata is longer than {MAX_METADATA_CHARS} characters as JSON")
+        return self
 
 
 class RunRequest(_Request):
@@ -85,7 +107,7 @@ class RunRequest(_Request):
             raise ValueError("send exactly one of `message` or `messages`")
         return self
 
-    def to_dicts(self, max_chars: int, max_messages: int) -> list[dict[str, str]]:
+    def to_dicts(self, max_chars: int, max_messages: int) -> list[dict[str, Any]]:
         """The messages as `{"role", "content"}` dicts, within the server's bounds.
 
         Raises:
@@ -112,7 +134,7 @@ class RunRequest(_Request):
                     f"messages[{i}].content is {len(item.content)} characters; "
                     f"the limit is {max_chars}"
                 )
-        return [{"role": m.role, "content": m.content} for m in items]
+        return [m.model_dump(exclude_none=True) for m in items]
 
 
 class AppendMessages(RunRequest):

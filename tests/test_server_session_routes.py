@@ -95,3 +95,65 @@ async def test_chat_starts_a_new_session_when_the_one_asked_for_has_ended(api: A
     assert "ended" in body["reason"]
     # An explicit run on the ended thread keeps its 409.
     assert (await api.run("alice", thread, "still?")).status_code == 409
+
+
+_OPENAI_EXCHANGE = [
+    {"role": "user", "content": "Add a cake to my cart", "metadata": {"channel": "web"}},
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "add_to_cart", "arguments": '{"item": "cake", "qty": 1}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "added"},
+    {"role": "assistant", "content": "Done: one cake."},
+]
+
+
+async def test_a_tool_exchange_in_openai_form_is_stored_and_returned(api: Api) -> None:
+    thread = fresh_id("t")
+    assert (
+        await api.request("alice", "POST", "/threads", json={"thread_id": thread})
+    ).status_code == 201
+    added = await api.request(
+        "alice", "POST", f"/threads/{thread}/messages", json={"messages": _OPENAI_EXCHANGE}
+    )
+    assert added.status_code == 201, added.text
+    items = (await api.request("alice", "GET", f"/threads/{thread}/messages")).json()["items"]
+    assert items[0]["metadata"] == {"channel": "web"}
+    assert items[1]["tool_calls"] == [
+        {"id": "call_1", "name": "add_to_cart", "args": {"item": "cake", "qty": 1}}
+    ]
+    assert items[2]["tool_call_id"] == "call_1" and items[2]["role"] == "tool"
+    # The thread still runs: the exchange is a valid conversation for the model.
+    assert (await api.run("alice", thread, "thanks")).status_code == 200
+
+
+async def test_a_tool_result_must_answer_an_earlier_call(api: Api) -> None:
+    thread = fresh_id("t")
+    await api.request("alice", "POST", "/threads", json={"thread_id": thread})
+    url = f"/threads/{thread}/messages"
+    orphan = {"messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]}
+    refused = await api.request("alice", "POST", url, json=orphan)
+    assert refused.status_code == 422 and "nope" in refused.text
+    twice = {"messages": [*_OPENAI_EXCHANGE[:3], _OPENAI_EXCHANGE[2]]}
+    assert (await api.request("alice", "POST", url, json=twice)).status_code == 422
+    bad_args = [
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{not json"}}],
+        }
+    ]
+    refused = await api.request("alice", "POST", url, json={"messages": bad_args})
+    assert refused.status_code == 422 and "arguments" in refused.text
+    assert (await api.request("alice", "GET", url)).json()["total"] == 0
+    # A result may answer a call stored by an earlier request.
+    call = {"messages": _OPENAI_EXCHANGE[:2]}
+    assert (await api.request("alice", "POST", url, json=call)).status_code == 201
+    answer = {"messages": [_OPENAI_EXCHANGE[2]]}
+    assert (await api.request("alice", "POST", url, json=answer)).status_code == 201
