@@ -3,26 +3,33 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 
 .PHONY: install browser run dev chat test lint services services-stop bench bench-quick bench-http clean
 
-# The venv is created when missing and reinstalled only when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# The venv is created when missing and reinstalled only when pyproject.toml changes. Running
+# needs the package alone; the tests, notebooks, local servers and benchmarks add the dev extra.
+$(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/memory-agent serve
 
 dev: $(STAMP)
 	LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true $(BIN)/langgraph dev --no-browser
 
-chat: $(STAMP)
-	$(BIN)/memory-agent chat
+# `make chat thread=ID user=NAME` resumes a thread as a user; both are optional.
+chat: $(RUN_STAMP)
+	$(BIN)/memory-agent chat $(if $(thread),--thread $(thread)) $(if $(user),--user $(user))
 
 # The chat page's browser tests drive Debian's Chromium; installed here when missing (as root,
 # or through sudo), never downloaded by a test tool.
