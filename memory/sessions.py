@@ -66,6 +66,7 @@ from memory.memories import MemoryTooLargeError, memory_out, memory_value
 from memory.namespaces import InvalidIdError, Owner, check_id
 from memory.settings import Settings
 from memory.stores.factory import sessions_db
+from memory.stores.outages import DEFAULT_TIMEOUT_SECONDS, as_unavailable, within
 from memory.stores.sessiondb import Claim, LeaseLostError, RateLimit, SessionDB
 from memory.stores.values import StoreValueError, check_put
 
@@ -415,6 +416,8 @@ class SessionManager:
         max_open_sessions: Open sessions an owner may have (None: no cap).
         runs_per_minute: Runs an owner may start per rolling minute (None: no limit).
         lease_seconds: How long a run's claim outlives a process that died holding it.
+        backend_timeout: Seconds a database call of the service may take before it counts
+            as an outage (`UnavailableError`); None waits as long as the driver does.
         clock: The current UTC time; tests pass their own to move time forward.
     """
 
@@ -430,6 +433,7 @@ class SessionManager:
         max_open_sessions: int | None = None,
         runs_per_minute: int | None = None,
         lease_seconds: float = 30.0,
+        backend_timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         if graph.store is None or graph.checkpointer is None:
@@ -447,6 +451,7 @@ class SessionManager:
         self.max_open_sessions = max_open_sessions
         self.rate = RateLimit(runs_per_minute, 60_000) if runs_per_minute else None
         self.lease_ms = max(1, int(lease_seconds * 1000))
+        self.backend_timeout = backend_timeout
         self.clock = clock
         self._sweeper = uuid.uuid4().hex
 
@@ -463,6 +468,7 @@ class SessionManager:
             "max_open_sessions": settings.max_open_sessions,
             "runs_per_minute": settings.runs_per_minute,
             "lease_seconds": settings.lease_seconds,
+            "backend_timeout": settings.backend_timeout_seconds,
         }
         return cls(graph, **{**options, **overrides})
 
@@ -530,7 +536,7 @@ class SessionManager:
             except StoreValueError as exc:
                 value, resume = InvalidInputError(str(exc)), steps.throw
             except BaseException as exc:  # thrown into the core, whose cleanup re-raises it
-                value, resume = exc, steps.throw
+                value, resume = as_unavailable(exc) or exc, steps.throw
 
     async def _adrive(self, steps: _Steps) -> Any:
         resume: Any = steps.send
@@ -541,11 +547,15 @@ class SessionManager:
             except StopIteration as done:
                 return done.value
             try:
-                value, resume = await self._aperform(request), steps.send
+                if isinstance(request, _Invoke | _Renew | _StopRenew):
+                    value = await self._aperform(request)
+                else:  # a database call: an outage answers within the deadline
+                    value = await within(self._aperform(request), self.backend_timeout)
+                resume = steps.send
             except StoreValueError as exc:
                 value, resume = InvalidInputError(str(exc)), steps.throw
             except BaseException as exc:  # thrown into the core, whose cleanup re-raises it
-                value, resume = exc, steps.throw
+                value, resume = as_unavailable(exc) or exc, steps.throw
 
     # -- helpers -------------------------------------------------------------------
 

@@ -128,6 +128,13 @@ class Settings(BaseSettings):
         description="Server processes `memory-agent serve` starts (needs a shared database: "
         "SQLite, Postgres or Redis).",
     )
+    backend_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="Seconds a database call may take (a connection, a statement) before the "
+        "request answers 503 with Retry-After instead of waiting for a database that is down.",
+    )
     lease_seconds: float = Field(
         default=30.0,
         ge=0.5,

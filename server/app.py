@@ -24,6 +24,7 @@ from memory.namespaces import InvalidIdError
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import aopen_backends
+from memory.stores.outages import as_unavailable
 from server.auth import KeyRing, UnauthorizedError
 from server.langgraph_api import RunRegistry
 from server.langgraph_api import router as langgraph_router
@@ -138,6 +139,12 @@ async def _unauthorized(request: Request, exc: Exception) -> ErrorResponse:
 
 
 async def _internal(request: Request, exc: Exception) -> ErrorResponse:
+    unavailable = as_unavailable(exc)
+    if unavailable is not None:  # an outage met outside the session service: still a 503
+        logger.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+        return ErrorResponse(
+            {"detail": str(unavailable)}, status_code=503, headers={"Retry-After": "1"}
+        )
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return ErrorResponse({"detail": "internal server error"}, status_code=500)
 

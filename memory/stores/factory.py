@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import select
 import sqlite3
 import time
@@ -362,10 +363,16 @@ class AsyncCheckedPostgresStore(EarlyPutCheck, AsyncPostgresStore):
         return await super().abatch(checked(ops))
 
 
-def _pg_kwargs() -> dict[str, Any]:
+def _pg_kwargs(settings: Settings) -> dict[str, Any]:
     from psycopg.rows import dict_row
 
-    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    return {
+        "autocommit": True,
+        "prepare_threshold": 0,
+        "row_factory": dict_row,
+        # A server that is down refuses or drops the connection within the deadline.
+        "connect_timeout": max(1, math.ceil(settings.backend_timeout_seconds)),
+    }
 
 
 #: A pooled connection handed out less than this many seconds ago, with nothing waiting on
@@ -413,12 +420,13 @@ def _pg_pool(url: str, settings: Settings, name: str) -> Any:
 
     return ConnectionPool(
         url,
-        kwargs=_pg_kwargs(),
+        kwargs=_pg_kwargs(settings),
         min_size=min(2, settings.pool_size),
         max_size=settings.pool_size,
         open=False,
         check=_check_idle,
         name=name,
+        timeout=settings.backend_timeout_seconds,  # waiting for a free connection
     )
 
 
@@ -427,12 +435,13 @@ def _apg_pool(url: str, settings: Settings, name: str) -> Any:
 
     return AsyncConnectionPool(
         url,
-        kwargs=_pg_kwargs(),
+        kwargs=_pg_kwargs(settings),
         min_size=min(2, settings.pool_size),
         max_size=settings.pool_size,
         open=False,
         check=_acheck_idle,
         name=name,
+        timeout=settings.backend_timeout_seconds,
     )
 
 
@@ -469,7 +478,7 @@ def open_checkpointer(url: str, settings: Settings | None = None) -> Iterator[Ba
             from memory.stores.redis_saver import ListingRedisSaver
             from memory.stores.redis_store import redis_client
 
-            client = redis_client(url)
+            client = redis_client(url, settings.backend_timeout_seconds)
             stack.callback(client.close)
             saver = ListingRedisSaver(redis_client=client, ttl=saver_ttl(settings))
             saver.setup()
@@ -507,7 +516,7 @@ async def aopen_checkpointer(
             from memory.stores.redis_saver import AsyncListingRedisSaver
             from memory.stores.redis_store import async_redis_client
 
-            client = async_redis_client(url)
+            client = async_redis_client(url, settings.backend_timeout_seconds)
             stack.push_async_callback(client.aclose)
             saver = await stack.enter_async_context(
                 AsyncListingRedisSaver(redis_client=client, ttl=saver_ttl(settings))
@@ -555,7 +564,7 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
         else:
             from memory.stores.redis_store import KeyedRedisStore, redis_client
 
-            client = redis_client(url)
+            client = redis_client(url, settings.backend_timeout_seconds)
             stack.callback(client.close)
             store = KeyedRedisStore(client, index=index, ttl=ttl)  # type: ignore[arg-type]
             store.setup()
@@ -601,7 +610,7 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
         else:
             from memory.stores.redis_store import AsyncKeyedRedisStore, async_redis_client
 
-            client = async_redis_client(url)
+            client = async_redis_client(url, settings.backend_timeout_seconds)
             stack.push_async_callback(client.aclose)
             redis_store = AsyncKeyedRedisStore(client, index=index, ttl=ttl)  # type: ignore[arg-type]
             stack.push_async_callback(redis_store.aclose)

@@ -108,14 +108,19 @@ def _resp2_url(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def redis_client(url: str) -> Redis:
-    """A sync client for `url` that speaks RESP2, whose replies the store parses."""
-    return Redis.from_url(_resp2_url(url), protocol=2)
+def redis_client(url: str, timeout: float | None = None) -> Redis:
+    """A sync client for `url` that speaks RESP2, whose replies the store parses; with
+    `timeout`, a server that does not answer within it raises instead of hanging."""
+    return Redis.from_url(
+        _resp2_url(url), protocol=2, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
 
 
-def async_redis_client(url: str) -> AsyncRedis:
-    """An async client for `url` that speaks RESP2, whose replies the store parses."""
-    return AsyncRedis.from_url(_resp2_url(url), protocol=2)
+def async_redis_client(url: str, timeout: float | None = None) -> AsyncRedis:
+    """Async `redis_client`."""
+    return AsyncRedis.from_url(
+        _resp2_url(url), protocol=2, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
 
 
 # --------------------------------------------------------------------------- encoding
