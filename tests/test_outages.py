@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -36,10 +37,8 @@ def _signal_all(pid: int, sig: signal.Signals) -> None:
     while todo:
         current = todo.pop()
         todo.extend(children.get(current, []))
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(current, sig)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture(params=["postgres", "redis"])
