@@ -77,6 +77,16 @@ class Run:
         if self.streaming:
             self.events.put_nowait(views.sse(event, data))
 
+    def _message_metadata(self, metadata: Any) -> dict[str, Any]:
+        """A `messages` event's metadata: the node's, plus the run as langgraph-api adds it."""
+        return {
+            **views.clean_metadata(metadata, self.thread_id),
+            "run_id": self.run_id,
+            "run_attempt": 1,
+            "assistant_id": views.ASSISTANT_ID,
+            "graph_id": views.GRAPH_ID,
+        }
+
     def _set(self, status: str) -> None:
         self.status, self.updated_at = status, _now()
 
@@ -106,7 +116,7 @@ class Run:
                     self.result = payload[1]
                 elif kind == "messages":
                     chunk, meta = payload
-                    self._emit("messages", [chunk, views.clean_metadata(meta, self.thread_id)])
+                    self._emit("messages", [chunk, self._message_metadata(meta)])
                 else:
                     self._emit(kind, payload)
             self._set("success")

@@ -86,6 +86,21 @@ class ThreadPatch(_Body):
     _metadata = field_validator("metadata")(check_metadata)
 
 
+#: The fields of a thread a search may `select`.
+ThreadField = Literal[
+    "thread_id",
+    "created_at",
+    "updated_at",
+    "state_updated_at",
+    "metadata",
+    "status",
+    "config",
+    "values",
+    "interrupts",
+    "error",
+]
+
+
 class ThreadSearch(_Body):
     """`POST /threads/search`."""
 
@@ -97,6 +112,7 @@ class ThreadSearch(_Body):
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
     values: dict[str, Any] | None = None
+    select: list[ThreadField] | None = Field(default=None, min_length=1)
 
     @field_validator("values")
     @classmethod

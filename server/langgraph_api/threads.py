@@ -8,7 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from memory.errors import ConflictError, InvalidInputError
+from memory.errors import ConflictError, InvalidInputError, NotFoundError
+from memory.namespaces import Owner
+from memory.sessions import SessionManager
 from server.deps import OwnerDep, SessionsDep, SettingsDep, ThreadId
 from server.langgraph_api import views
 from server.langgraph_api.schemas import (
@@ -37,14 +39,33 @@ async def create_thread(
         if body.thread_id is None or body.if_exists == "raise":
             raise
         record = await sessions.aget(owner, body.thread_id)  # 409 for a full cap stays 409
-    return LangGraphJSON(views.thread(record, False, {}))
+    return LangGraphJSON(views.thread(record, False))
+
+
+async def _with_values(
+    threads: list[dict[str, Any]], owner: Owner, sessions: SessionManager, recent: int
+) -> list[dict[str, Any]]:
+    """`threads` with their current values (what a chat UI titles its thread list from)."""
+
+    async def values(thread_id: str) -> dict[str, Any] | None:
+        try:
+            return (await sessions.aview_state(owner, thread_id, recent=recent))[2]
+        except NotFoundError:  # deleted meanwhile
+            return None
+
+    found = await asyncio.gather(*(values(t["thread_id"]) for t in threads))
+    return [{**t, "values": v} for t, v in zip(threads, found, strict=True)]
 
 
 @router.post("/threads/search", response_class=LangGraphJSON, responses=errors(401, 422))
 async def search_threads(
-    owner: OwnerDep, sessions: SessionsDep, body: ThreadSearch | None = None
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    body: ThreadSearch | None = None,
 ) -> LangGraphJSON:
-    """The caller's threads matching `metadata` (and `ids`, `status`), sorted and paged."""
+    """The caller's threads matching `metadata` (and `ids`, `status`), sorted and paged, each
+    with its current values (unless `select` leaves them out)."""
     body = body or ThreadSearch()
     records = [
         r
@@ -68,6 +89,10 @@ async def search_threads(
         chosen = records[body.offset : body.offset + body.limit]
         busy = await asyncio.gather(*(sessions.arunning(owner, r["thread_id"]) for r in chosen))
         page = [views.thread(r, b) for r, b in zip(chosen, busy, strict=True)]
+    if body.select is None or "values" in body.select:
+        page = await _with_values(page, owner, sessions, settings.state_messages)
+    if body.select is not None:
+        page = [{k: t[k] for k in body.select} for t in page]
     return LangGraphJSON(page)
 
 

@@ -88,8 +88,8 @@ def thread_metadata(record: dict[str, Any]) -> dict[str, Any]:
 def thread(
     record: dict[str, Any], running: bool, values: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """A session record as a LangGraph `Thread`."""
-    out: dict[str, Any] = {
+    """A session record as a LangGraph `Thread` (`values` null when not read)."""
+    return {
         "thread_id": record["thread_id"],
         "created_at": record["created_at"],
         "updated_at": record["last_active_at"],
@@ -97,11 +97,10 @@ def thread(
         "metadata": thread_metadata(record),
         "status": "busy" if running else "idle",
         "config": {},
+        "values": values,
         "interrupts": {},
+        "error": None,
     }
-    if values is not None:
-        out["values"] = values
-    return out
 
 
 def _checkpoint(thread_id: str, config: Any) -> dict[str, Any] | None:
@@ -132,6 +131,7 @@ def state(thread_id: str, snapshot: Any, values: dict[str, Any]) -> dict[str, An
         "checkpoint_id": None,
         "checkpoint_map": None,
     }
+    parent = _checkpoint(thread_id, snapshot.parent_config)
     return {
         "values": values,
         "next": list(snapshot.next),
@@ -150,6 +150,9 @@ def state(thread_id: str, snapshot: Any, values: dict[str, Any]) -> dict[str, An
         "checkpoint": checkpoint,
         "metadata": clean_metadata(snapshot.metadata, thread_id),
         "created_at": snapshot.created_at,
-        "parent_checkpoint": _checkpoint(thread_id, snapshot.parent_config),
+        "parent_checkpoint": parent,
         "interrupts": [],
+        # The flat ids older clients read, as langgraph-api still sends them.
+        "checkpoint_id": checkpoint["checkpoint_id"],
+        "parent_checkpoint_id": parent["checkpoint_id"] if parent else None,
     }
