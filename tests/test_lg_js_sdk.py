@@ -1,0 +1,155 @@
+"""The JavaScript `@langchain/langgraph-sdk` drives `/langgraph` as a `useStream` chat UI does.
+
+`tests/js/usestream.mjs` lists the threads, creates one, loads its history, streams two runs,
+stops a third half way and sends a fourth, then prints a JSON summary; this test starts a real
+server for it and checks the summary. The SDK is installed from `tests/js/package-lock.json`
+(`npm ci`) when `tests/js/node_modules` is missing or older than the lockfile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.lgserver import langgraph_server
+
+pytestmark = pytest.mark.slow
+
+JS_DIR = Path(__file__).resolve().parent / "js"
+LOCKFILE = JS_DIR / "package-lock.json"
+#: Written by npm into node_modules on every install: how old the installed tree is.
+INSTALLED = JS_DIR / "node_modules" / ".package-lock.json"
+_NPM_TIMEOUT = 300
+_SCRIPT_TIMEOUT = 60
+#: Each model reply takes this long, so the third run can be stopped while it streams.
+_PACE_SECONDS = 2.0
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not on PATH: the JavaScript SDK test needs Node 18+ and npm")
+    return path
+
+
+def _installed_is_current() -> bool:
+    return INSTALLED.exists() and INSTALLED.stat().st_mtime >= LOCKFILE.stat().st_mtime
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    """Node, with the SDK installed from the lockfile (a fresh clone installs it here)."""
+    node = _tool("node")
+    if not _installed_is_current():
+        env = {**os.environ, "npm_config_update_notifier": "false"}
+        done = subprocess.run(
+            [_tool("npm"), "ci", "--no-audit", "--no-fund"],
+            cwd=JS_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=_NPM_TIMEOUT,
+        )
+        if done.returncode != 0 or not _installed_is_current():
+            pytest.fail(
+                f"npm ci in {JS_DIR} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}",
+                pytrace=False,
+            )
+    return node
+
+
+@pytest.fixture(scope="module")
+def summary(node: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What `usestream.mjs` printed, run against a fresh server on SQLite."""
+    tmp = tmp_path_factory.mktemp("lg-js")
+    with langgraph_server(
+        f"sqlite:///{tmp / 'agent.sqlite'}",
+        tmp,
+        model=f"offline:slow-{_PACE_SECONDS}",
+        runs_per_minute="1000",
+    ) as server:
+        done = subprocess.run(
+            [node, str(JS_DIR / "usestream.mjs"), server.url, server.keys["alice"]],
+            capture_output=True,
+            text=True,
+            timeout=_SCRIPT_TIMEOUT,
+        )
+    if done.returncode != 0:
+        logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in tmp.glob("*.log"))
+        pytest.fail(
+            f"usestream.mjs exited with {done.returncode}:\n{done.stderr}\nserver log:\n{logs}",
+            pytrace=False,
+        )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_sdk_is_the_pinned_version(summary: dict[str, Any]) -> None:
+    pinned = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
+    assert pinned["@langchain/langgraph-sdk"] == summary["sdkVersion"]
+
+
+def test_thread_list_create_and_empty_history(summary: dict[str, Any]) -> None:
+    assert summary["info"]["assistantGraphId"] == "agent"
+    assert summary["thread"]["status"] == "idle"
+    assert {"thread_id", "created_at", "updated_at", "metadata", "status", "values"} <= set(
+        summary["thread"]["keys"]
+    )
+    assert summary["emptyHistory"] == 0
+    threads = summary["threads"]
+    # A fresh user: nothing listed before, the new thread after, titled by its first message.
+    assert threads["before"] == 0 and threads["after"] == 1
+    assert threads["listed"] and threads["listedStatus"] == "idle"
+    assert threads["title"] == "my name is Sam"
+
+
+def test_streamed_runs_carry_metadata_values_and_messages(summary: dict[str, Any]) -> None:
+    for run in (summary["first"], summary["second"], summary["afterCancel"]):
+        assert run["events"] == ["metadata", "values", "messages"], run
+        assert run["error"] is None
+        # The run id of the metadata event is the one in Content-Location (what Stop uses).
+        assert run["runId"] and run["runId"] == run["headerRunId"]
+        assert run["messageNode"] == "call_model"
+        assert "".join(run["tokens"]) == run["reply"]
+
+    first, second = summary["first"], summary["second"]
+    assert first["messageTypes"] == ["human", "ai", "tool", "ai"]
+    assert first["firstMessage"] == "my name is Sam"
+    assert first["reply"] == "Noted: The user's name is Sam."
+    assert second["reply"] == "Your name is Sam."
+    assert second["messageTypes"] == [*first["messageTypes"], "human", "ai"]
+
+
+def test_history_returns_the_thread_states(summary: dict[str, Any]) -> None:
+    history = summary["history"]
+    assert history["length"] == history["checkpoints"] >= 5
+    assert {"values", "next", "checkpoint", "metadata", "created_at", "parent_checkpoint"} <= set(
+        history["keys"]
+    )
+    assert history["newestMessages"] == 6
+    assert history["newestReply"] == "Your name is Sam."
+
+
+def test_stop_ends_the_run_and_the_thread_takes_the_next(summary: dict[str, Any]) -> None:
+    cancelled = summary["cancelled"]
+    # Stopped after its first token, long before the reply's other tokens were due.
+    assert cancelled["cancel"]["tokensBefore"] == 1 and len(cancelled["tokens"]) == 1
+    assert cancelled["reply"] is None and cancelled["error"] is None
+    assert cancelled["seconds"] < _PACE_SECONDS
+    assert summary["cancelledRun"]["run_id"] == cancelled["runId"]
+    assert summary["cancelledRun"]["status"] == "interrupted"
+
+    after = summary["afterCancel"]
+    assert after["reply"] == "Your name is Sam."
+    state = summary["state"]
+    assert state["valueKeys"] == ["messages", "summary", "transcript_len"]
+    assert state["reply"] == "Your name is Sam."
+    # The stopped run's question stays in the thread; its unfinished reply does not.
+    assert after["messageTypes"][-4:] == ["ai", "human", "human", "ai"]
+    assert state["messages"] == len(after["messageTypes"])
