@@ -139,11 +139,12 @@ def state(thread_id: str, snapshot: Any, values: dict[str, Any]) -> dict[str, An
             {
                 "id": task.id,
                 "name": task.name,
+                "path": list(task.path),
                 "error": str(task.error) if task.error else None,
                 "interrupts": [],
                 "checkpoint": None,
                 "state": None,
-                "result": None,
+                "result": task.result,
             }
             for task in snapshot.tasks
         ],
