@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +104,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=_STOP_TIMEOUT)
 
 
-@pytest.fixture(scope="module")
-def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start `langgraph dev` on a free loopback port; yields its base URL."""
-    workdir = _workdir(tmp_path_factory.mktemp("langgraph-dev"))
+@contextmanager
+def langgraph_dev(workdir: Path) -> Iterator[str]:
+    """Run `langgraph dev` in `workdir` on a free loopback port; yields its base URL."""
+    _workdir(workdir)
     log = workdir / "server.log"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -138,6 +139,13 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start `langgraph dev` on a free loopback port; yields its base URL."""
+    with langgraph_dev(tmp_path_factory.mktemp("langgraph-dev")) as url:
+        yield url
 
 
 @pytest.fixture
