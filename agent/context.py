@@ -56,6 +56,10 @@ class Context:
         default_factory=_env("memory_search_limit"),
         metadata={"description": "User memories retrieved into the prompt."},
     )
+    tool_timeout_seconds: float = field(
+        default_factory=_env("tool_timeout_seconds"),
+        metadata={"description": "Longest an application tool call may take."},
+    )
     system_prompt: str = field(
         default_factory=_env("system_prompt"),
         metadata={"description": "The system prompt; placeholders are filled each turn."},
@@ -66,3 +70,5 @@ class Context:
             raise ValueError("token_budget must be at least 100 tokens")
         if not 0.05 <= self.keep_ratio <= 0.95:
             raise ValueError("keep_ratio must be between 0.05 and 0.95")
+        if not self.tool_timeout_seconds > 0:
+            raise ValueError("tool_timeout_seconds must be above 0")

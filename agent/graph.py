@@ -1,9 +1,12 @@
-"""The agent graph: summarise, call the model, execute memory tools, repeat until done."""
+"""The agent graph: summarise, call the model, execute its tool calls, repeat until done."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,9 +17,11 @@ from langchain_core.messages import (
     HumanMessage,
     RemoveMessage,
     SystemMessage,
+    ToolCall,
     ToolMessage,
 )
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.tools import BaseTool
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -29,7 +34,7 @@ from agent.context import Context
 from agent.model import load_chat_model
 from agent.state import InputState, State
 from agent.summarize import clip_summary, plan_fold, transcript_lines
-from agent.tools import MEMORY_TOOLS, plan_tool_calls
+from agent.tools import MEMORY_TOOLS, as_tools, plan_tool_calls
 from memory import namespaces, transcript
 from memory.transcript import content_text
 
@@ -46,8 +51,17 @@ class _Batch:
 @dataclass
 class _Invoke:
     messages: list[BaseMessage]
-    tools: bool
+    #: Tools bound to the model (None: none, and the reply is not streamed).
+    tools: tuple[BaseTool, ...] | None
     stream: bool
+
+
+@dataclass
+class _RunTools:
+    """Application tool calls to execute, each within `timeout` seconds."""
+
+    calls: list[tuple[BaseTool, ToolCall]]
+    timeout: float
 
 
 @dataclass
@@ -64,7 +78,7 @@ class _Append:
 # transcript appends and model calls) and returns its state update; `_drive` and `_adrive`
 # perform that I/O with the sync or async APIs, so `invoke` and `ainvoke` share every line
 # of node logic.
-_Steps = Generator[_Batch | _Invoke | _Append, Any, dict[str, Any]]
+_Steps = Generator[_Batch | _Invoke | _Append | _RunTools, Any, dict[str, Any]]
 
 #: The `configurable` key under which the session service passes a run's lease token;
 #: keys starting with `__` stay out of checkpoint metadata.
@@ -127,7 +141,7 @@ def _summarize_steps(state: State, ctx: Context, where: _Where) -> _Steps:
         f"Conversation:\n{transcript_lines(folded)}"
     )
     instruction = prompts.SUMMARY_PROMPT.format(max_words=int(ctx.summary_max_tokens * 0.7))
-    reply = yield _Invoke([SystemMessage(instruction), HumanMessage(ask)], False, False)
+    reply = yield _Invoke([SystemMessage(instruction), HumanMessage(ask)], None, False)
     summary = clip_summary(content_text(reply.content).strip(), ctx.summary_max_tokens)
     update["summary"] = summary
     update["messages"] = [RemoveMessage(id=m.id) for m in folded if m.id]
@@ -170,7 +184,21 @@ def _answer_interrupted(messages: Sequence[BaseMessage]) -> list[AIMessage]:
     return fixed
 
 
-def _call_model_steps(state: State, ctx: Context, where: _Where) -> _Steps:
+def _record_steps(state: State, ctx: Context, where: _Where) -> _Steps:
+    requests, update = yield from _record(state, where, transcript.unrecorded(state))
+    for request in requests:  # noqa: UP028 - the driver sends results back
+        yield request
+    return update
+
+
+def _call_model_steps(
+    state: State,
+    ctx: Context,
+    where: _Where,
+    *,
+    tools: tuple[BaseTool, ...] = (),
+    system_prompt: str | None = None,
+) -> _Steps:
     repaired = _answer_interrupted(state["messages"])
     if repaired:
         by_id = {m.id: m for m in repaired}
@@ -200,12 +228,12 @@ def _call_model_steps(state: State, ctx: Context, where: _Where) -> _Steps:
         found = yield _Batch(searches)
         user_items = found[0]
         session_items = found[1] if thread_key else []
-    system = ctx.system_prompt.format(
+    system = (system_prompt or ctx.system_prompt).format(
         user_memories=_format_memories(user_items),
         session_memories=_format_memories(session_items),
         summary=state.get("summary") or prompts.NONE,
     )
-    reply: AIMessage = yield _Invoke([SystemMessage(system), *messages], True, True)
+    reply: AIMessage = yield _Invoke([SystemMessage(system), *messages], tools, True)
     if reply.tool_calls and state.get("remaining_steps", RECURSION_LIMIT) <= _STEP_RESERVE:
         reply = AIMessage(content="Sorry, I ran out of steps for this turn before finishing.")
     if not reply.id:
@@ -218,16 +246,40 @@ def _call_model_steps(state: State, ctx: Context, where: _Where) -> _Steps:
     return {"messages": [*repaired, reply], **update}
 
 
-def _save_memories_steps(state: State, ctx: Context, where: _Where) -> _Steps:
+def _tool_error(call: ToolCall, text: str) -> ToolMessage:
+    return ToolMessage(
+        content=f"error: {text}", tool_call_id=call["id"] or "", name=call["name"], status="error"
+    )
+
+
+def _execute_tools_steps(
+    state: State, ctx: Context, where: _Where, *, tools: tuple[BaseTool, ...] = ()
+) -> _Steps:
     last = state["messages"][-1]
     calls = last.tool_calls if isinstance(last, AIMessage) else []
     thread_key = where.thread_key
-    ops, answers = plan_tool_calls(calls, ctx.tenant_id, ctx.user_id, thread_key or "")
-    for answer in answers:
-        answer.id = f"tool-{uuid.uuid4()}"
+    by_name = {t.name: t for t in tools}
+    memory_calls = [c for c in calls if c["name"] not in by_name]
+    ops, memory_answers = plan_tool_calls(
+        memory_calls, ctx.tenant_id, ctx.user_id, thread_key or ""
+    )
+    for answer in memory_answers:
         if not where.has_store or (thread_key is None and "session" in str(answer.content)):
             answer.content = "error: memory is unavailable in this run (no store or no thread)"
             answer.status = "error"
+        elif answer.status == "error" and "unknown tool" in str(answer.content) and tools:
+            known = ", ".join(["save_memory", "delete_memory", *by_name])
+            answer.content = f"error: unknown tool {answer.name!r}; the tools are {known}"
+    app_calls = [(by_name[c["name"]], c) for c in calls if c["name"] in by_name]
+    app_answers: list[ToolMessage] = (
+        (yield _RunTools(app_calls, ctx.tool_timeout_seconds)) if app_calls else []
+    )
+    # One answer per call, in the order of the calls.
+    by_call = {id(c): a for c, a in zip(memory_calls, memory_answers, strict=True)}
+    by_call.update({id(c): a for (_, c), a in zip(app_calls, app_answers, strict=True)})
+    answers = [by_call[id(c)] for c in calls]
+    for answer in answers:
+        answer.id = f"tool-{uuid.uuid4()}"
     if where.has_store and ops:
         yield _Batch(ops)
     requests, update = yield from _record(state, where, answers)
@@ -236,25 +288,78 @@ def _save_memories_steps(state: State, ctx: Context, where: _Where) -> _Steps:
     return {"messages": answers, **update}
 
 
-#: Bound models by (model identity, with tools): converting the tool schemas on every call
-#: cost about a millisecond a turn. The model is kept with its binding so its id stays valid.
-_BOUND: dict[tuple[int, bool], tuple[BaseChatModel, Any]] = {}
+def _tool_answer(call: ToolCall, output: Any) -> ToolMessage:
+    """The tool message of a finished call, whatever the tool returned."""
+    if isinstance(output, ToolMessage):
+        output.tool_call_id = call["id"] or ""
+        output.name = output.name or call["name"]
+        return output
+    content = output if isinstance(output, str | list) else str(output)
+    return ToolMessage(content=content, tool_call_id=call["id"] or "", name=call["name"])
+
+
+def _failed(call: ToolCall, exc: BaseException, timeout: float) -> ToolMessage:
+    if isinstance(exc, TimeoutError | concurrent.futures.TimeoutError):
+        return _tool_error(call, f"{call['name']} did not finish within {timeout:g} s")
+    return _tool_error(call, f"{call['name']} failed: {type(exc).__name__}: {exc}")
+
+
+def _tool_input(call: ToolCall) -> dict[str, Any]:
+    return {**call, "type": "tool_call"}
+
+
+def _call_sync(tool: BaseTool, call: ToolCall, config: RunnableConfig) -> Any:
+    if getattr(tool, "func", True) is None and getattr(tool, "coroutine", None) is not None:
+        return asyncio.run(tool.ainvoke(_tool_input(call), config))  # an async-only tool
+    return tool.invoke(_tool_input(call), config)
+
+
+def _run_tool(
+    tool: BaseTool, call: ToolCall, timeout: float, config: RunnableConfig
+) -> ToolMessage:
+    # A worker thread of its own, so a tool that hangs is abandoned after `timeout`
+    # instead of holding the turn.
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"tool-{call['name']}")
+    try:
+        future = pool.submit(contextvars.copy_context().run, _call_sync, tool, call, config)
+        return _tool_answer(call, future.result(timeout=timeout))
+    except Exception as exc:  # any failure of the tool becomes its error result
+        return _failed(call, exc, timeout)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _arun_tool(
+    tool: BaseTool, call: ToolCall, timeout: float, config: RunnableConfig
+) -> ToolMessage:
+    try:
+        output = await asyncio.wait_for(tool.ainvoke(_tool_input(call), config), timeout)
+        return _tool_answer(call, output)
+    except Exception as exc:  # any failure of the tool becomes its error result
+        return _failed(call, exc, timeout)
+
+
+#: Bound models by (model identity, tools): converting the tool schemas on every call
+#: cost about a millisecond a turn. The model and tools are kept with their binding so
+#: their ids stay valid.
+_BOUND: dict[tuple[int, tuple[int, ...] | None], tuple[Any, Any]] = {}
 _BOUND_MAX = 64
 
 
 def _model_for(ctx: Context, request: _Invoke, chat_model: BaseChatModel | None) -> Any:
     model = chat_model or load_chat_model(ctx.model)
-    key = (id(model), request.tools)
+    tools = request.tools
+    key = (id(model), None if tools is None else tuple(id(t) for t in tools))
     cached = _BOUND.get(key)
-    if cached is not None and cached[0] is model:
+    if cached is not None and cached[0][0] is model and cached[0][1] is tools:
         return cached[1]
-    if request.tools:
-        bound = model.bind_tools(MEMORY_TOOLS)
+    if tools is not None:
+        bound = model.bind_tools([*MEMORY_TOOLS, *tools])
     else:
         bound = model.with_config(tags=[TAG_NOSTREAM])
     if len(_BOUND) >= _BOUND_MAX:
         _BOUND.clear()
-    _BOUND[key] = (model, bound)
+    _BOUND[key] = ((model, tools), bound)
     return bound
 
 
@@ -275,6 +380,8 @@ def _drive(
                 result = store.sessions_db.append(  # type: ignore[union-attr]
                     request.thread_key, request.start, request.records, request.token
                 )
+            elif isinstance(request, _RunTools):
+                result = [_run_tool(t, c, request.timeout, config) for t, c in request.calls]
             else:
                 result = _model_for(ctx, request, chat_model).invoke(request.messages, config)
     except StopIteration as done:
@@ -298,6 +405,10 @@ async def _adrive(
                 result = await store.sessions_db.aappend(  # type: ignore[union-attr]
                     request.thread_key, request.start, request.records, request.token
                 )
+            elif isinstance(request, _RunTools):
+                result = await asyncio.gather(
+                    *(_arun_tool(t, c, request.timeout, config) for t, c in request.calls)
+                )
             else:
                 result = await _model_for(ctx, request, chat_model).ainvoke(
                     request.messages, config
@@ -306,7 +417,13 @@ async def _adrive(
         return done.value
 
 
-def _node(name: str, steps_fn: Any, chat_model: BaseChatModel | None) -> tuple[Any, Any]:
+#: Marks the nodes that record the messages they add (every node made here).
+RECORDS_TRANSCRIPT = "memory_agent_records_transcript"
+
+
+def _node(name: str, steps_fn: Any, chat_model: BaseChatModel | None) -> RunnableLambda:
+    """A graph node running `steps_fn` with the sync or async APIs, as the graph is run."""
+
     def sync_node(state: State, config: RunnableConfig) -> dict[str, Any]:
         runtime: Runtime[Context] = get_runtime(Context)
         ctx = runtime.context or Context()
@@ -320,7 +437,87 @@ def _node(name: str, steps_fn: Any, chat_model: BaseChatModel | None) -> tuple[A
         return await _adrive(steps, runtime.store, ctx, config, chat_model)
 
     sync_node.__name__ = async_node.__name__ = name
-    return sync_node, async_node
+    node = RunnableLambda(sync_node, afunc=async_node, name=name)
+    setattr(node, RECORDS_TRANSCRIPT, True)
+    return node
+
+
+def _tools(tools: Iterable[Any]) -> tuple[BaseTool, ...]:
+    return tuple(as_tools(list(tools)))
+
+
+def summarize_conversation(
+    chat_model: BaseChatModel | None = None, *, name: str = "summarize_conversation"
+) -> RunnableLambda:
+    """The summarisation node: records new input, then folds the oldest messages into
+    `summary` when the window is over `Context.token_budget`, never between a tool call
+    and its results.
+
+    Args:
+        chat_model: The model that writes the summary (default: the one `Context.model` names).
+        name: The node's name.
+    """
+    return _node(name, _summarize_steps, chat_model)
+
+
+def call_model(
+    chat_model: BaseChatModel | None = None,
+    *,
+    tools: Iterable[Any] = (),
+    system_prompt: str | None = None,
+    name: str = "call_model",
+) -> RunnableLambda:
+    """The model node: assembles the prompt and records the new input and the reply.
+
+    The prompt is the system prompt with its placeholders filled (`{user_memories}`: the
+    user's memories most relevant to the last user message; `{session_memories}`: this
+    thread's; `{summary}`: the running summary) followed by the working messages. The
+    model is offered the memory tools and `tools`.
+
+    Args:
+        chat_model: The model (default: the one `Context.model` names).
+        tools: The application's tools, offered beside the memory tools.
+        system_prompt: A prompt of this graph's own, beating `Context.system_prompt`.
+        name: The node's name; the session service streams tokens from and adds messages
+            as the node named `call_model`.
+    """
+    bound = _tools(tools)
+
+    def steps(state: State, ctx: Context, where: _Where) -> _Steps:
+        return _call_model_steps(state, ctx, where, tools=bound, system_prompt=system_prompt)
+
+    return _node(name, steps, chat_model)
+
+
+def execute_tools(tools: Iterable[Any] = (), *, name: str = "execute_tools") -> RunnableLambda:
+    """The tool node: executes the last reply's tool calls and records their results.
+
+    Memory tools write to the user's or the thread's memory namespace; the application's
+    `tools` are invoked (sync or async) within `Context.tool_timeout_seconds` each, in
+    parallel when the graph runs async. Every call gets exactly one result, in order: an
+    exception, a timeout, bad arguments or an unknown tool name become an error result
+    (`status="error"`) the model can read, never a failed turn.
+
+    Args:
+        tools: The application's tools (the same list given to `call_model`).
+        name: The node's name.
+    """
+    bound = _tools(tools)
+
+    def steps(state: State, ctx: Context, where: _Where) -> _Steps:
+        return _execute_tools_steps(state, ctx, where, tools=bound)
+
+    return _node(name, steps, None)
+
+
+def record_messages(*, name: str = "record_messages") -> RunnableLambda:
+    """The recording node: appends the messages that entered the state since the last
+    recording to the thread's transcript, and advances `transcript_len`/`recorded_id`.
+
+    The other nodes made here record what they add; place this node after a node of
+    your own that adds messages, before the run can end.
+    """
+    return _node(name, _record_steps, None)
 
 
 def _needs_fold(state: State, ctx: Context) -> bool:
@@ -341,7 +538,12 @@ def route_turn(state: State) -> Literal["summarize_conversation", "call_model"]:
 
 
 def route_model_output(state: State) -> Literal["save_memories", "__end__"]:
-    """Execute the model's tool calls, or end the turn when it made none."""
+    """Execute the model's tool calls, or end the turn when it made none.
+
+    In a graph whose tool node has another name, map it:
+    `add_conditional_edges("call_model", route_model_output, {"save_memories": "tools",
+    "__end__": END})`.
+    """
     last = state["messages"][-1]
     if isinstance(last, AIMessage) and last.tool_calls:
         return "save_memories"
@@ -349,24 +551,23 @@ def route_model_output(state: State) -> Literal["save_memories", "__end__"]:
 
 
 def make_builder(
-    chat_model: BaseChatModel | None = None, *, input_schema: type[Any] = InputState
+    chat_model: BaseChatModel | None = None,
+    *,
+    tools: Iterable[Any] = (),
+    input_schema: type[Any] = InputState,
 ) -> StateGraph[Any, Any, Any, Any]:
     """The agent's graph builder.
 
     Args:
         chat_model: Overrides the model named in the context.
+        tools: The application's tools, offered and executed beside the memory tools.
         input_schema: What a run accepts: new messages (the default), or the whole `State`.
     """
-    from langchain_core.runnables import RunnableLambda
-
+    bound = _tools(tools)
     builder = StateGraph(State, context_schema=Context, input_schema=input_schema)
-    for name, steps_fn in (
-        ("summarize_conversation", _summarize_steps),
-        ("call_model", _call_model_steps),
-        ("save_memories", _save_memories_steps),
-    ):
-        sync_node, async_node = _node(name, steps_fn, chat_model)
-        builder.add_node(name, RunnableLambda(sync_node, afunc=async_node, name=name))
+    builder.add_node(summarize_conversation(chat_model))
+    builder.add_node(call_model(chat_model, tools=bound))
+    builder.add_node(execute_tools(bound, name="save_memories"))
     builder.add_conditional_edges(START, route_turn)
     builder.add_edge("summarize_conversation", "call_model")
     builder.add_conditional_edges("call_model", route_model_output)
@@ -382,19 +583,26 @@ def build_graph(
     store: BaseStore | None = None,
     *,
     chat_model: BaseChatModel | None = None,
+    tools: Iterable[Any] = (),
 ) -> CompiledStateGraph:
     """Compile the agent with the given persistence.
 
     Args:
-        chat_model: A chat model instance to use instead of the one `Context.model` names
-            (tests pass a scripted model here).
         checkpointer: Saver for the thread's working state (None: no persistence, as the
             `langgraph dev` server supplies its own).
         store: Store for memories, the transcript and the session registry.
+        chat_model: A chat model instance to use instead of the one `Context.model` names
+            (tests pass a scripted model here).
+        tools: The application's tools (LangChain tools, or plain functions converted with
+            `langchain_core.tools.tool`), offered to the model beside the memory tools.
     """
-    graph_builder = builder if chat_model is None else make_builder(chat_model)
+    bound = tuple(tools)
+    graph_builder = (
+        builder if chat_model is None and not bound else make_builder(chat_model, tools=bound)
+    )
     return graph_builder.compile(checkpointer=checkpointer, store=store, name="memory-agent")
 
 
-#: The graph `langgraph.json` serves, compiled without persistence.
+#: The built-in agent compiled without persistence (`agent/served.py` is what
+#: `langgraph.json` serves: this graph, or the application's, as the settings say).
 graph = build_graph()

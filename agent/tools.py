@@ -1,11 +1,14 @@
-"""The memory tools the model may call, and how the memory-store node executes them."""
+"""The memory tools the model may call, how the tool node executes them, and the
+application's tools as LangChain tools."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from langchain_core.messages import ToolCall, ToolMessage
+from langchain_core.tools import BaseTool, tool
 from langgraph.store.base import Op, PutOp
 from pydantic import BaseModel, Field, ValidationError
 
@@ -39,6 +42,45 @@ class delete_memory(BaseModel):
 
 
 MEMORY_TOOLS: list[type[BaseModel]] = [save_memory, delete_memory]
+MEMORY_TOOL_NAMES = ("save_memory", "delete_memory")
+
+
+class ToolSpecError(ValueError):
+    """Something given as an application tool is not one, or two tools share a name."""
+
+
+def as_tools(value: Any) -> list[BaseTool]:
+    """A tool or a list of tools as LangChain tools.
+
+    Plain functions (sync or async) are converted with `langchain_core.tools.tool`: the
+    name is the function's, the docstring tells the model what the tool does, and the type
+    hints become its arguments.
+
+    Raises:
+        ToolSpecError: an item is neither a tool nor a documented function, or a name is
+            used twice (the memory tools' names included).
+    """
+    items = list(value) if isinstance(value, list | tuple) else [value]
+    tools: list[BaseTool] = []
+    for item in items:
+        if isinstance(item, BaseTool):
+            tools.append(item)
+        elif inspect.isfunction(item):
+            if not inspect.getdoc(item):
+                raise ToolSpecError(
+                    f"function {item.__name__!r} needs a docstring: it tells the model what "
+                    "the tool does"
+                )
+            tools.append(tool(item))
+        else:
+            raise ToolSpecError(
+                f"{item!r} is not a tool: give a LangChain BaseTool, a function, or a list of them"
+            )
+    names = [*MEMORY_TOOL_NAMES, *(t.name for t in tools)]
+    for name in names:
+        if names.count(name) > 1:
+            raise ToolSpecError(f"two tools are named {name!r}; tool names must be unique")
+    return tools
 
 
 def scope_namespace(scope: str, tenant: str, user: str, thread_key: str) -> tuple[str, ...]:

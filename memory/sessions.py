@@ -569,17 +569,7 @@ class SessionManager:
 
     def run_context(self, owner: Owner) -> Context:
         """This manager's default context, acting for `owner`."""
-        base = self.context
-        return Context(
-            user_id=owner.user,
-            tenant_id=owner.tenant,
-            model=base.model,
-            token_budget=base.token_budget,
-            keep_ratio=base.keep_ratio,
-            summary_max_tokens=base.summary_max_tokens,
-            memory_search_limit=base.memory_search_limit,
-            system_prompt=base.system_prompt,
-        )
+        return replace(self.context, user_id=owner.user, tenant_id=owner.tenant)
 
     def is_idle(self, record: dict[str, Any]) -> bool:
         """Whether an active session has been idle for longer than the timeout."""

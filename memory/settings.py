@@ -121,6 +121,21 @@ class Settings(BaseSettings):
     system_prompt: str | None = Field(
         default=None, description="The system prompt; placeholders are filled each turn."
     )
+    tools: str | None = Field(
+        default=None,
+        description="`package.module:attribute`: a tool or a list of tools (LangChain tools or "
+        "plain functions) the model is offered beside the memory tools.",
+    )
+    tool_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest an application tool call may take; then an error result.",
+    )
+    graph: str | None = Field(
+        default=None,
+        description="`package.module:attribute`: a StateGraph builder, a compiled graph or a "
+        "factory of either, served instead of the built-in agent.",
+    )
     workers: int = Field(
         default=1,
         ge=1,

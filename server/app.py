@@ -17,7 +17,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from langchain_core.language_models import BaseChatModel
 
-from agent import OFFLINE_NOTICE, build_graph
+from agent import OFFLINE_NOTICE
+from agent.loading import graph_factory
 from agent.model import is_offline
 from memory.errors import MemoryAgentError, RateLimitedError, UnavailableError
 from memory.namespaces import InvalidIdError
@@ -58,7 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the backends once, build the graph and the sessions API, sweep idle sessions."""
     settings: Settings = app.state.settings
     async with aopen_backends(settings=settings) as backends:
-        graph = build_graph(backends.checkpointer, backends.store, chat_model=app.state.chat_model)
+        graph = app.state.make_graph(backends.checkpointer, backends.store)
         sessions = SessionManager.from_settings(graph, settings)
         runs = BackgroundRuns()
         app.state.langgraph_runs = RunRegistry()
@@ -162,6 +163,7 @@ def create_app(
 
     Raises:
         ApiKeyConfigError: `api_keys` is malformed.
+        AppConfigError: `tools` or `graph` names something that cannot be served.
     """
     server_settings = settings or Settings()
     app = FastAPI(
@@ -176,6 +178,9 @@ def create_app(
     app.state.settings = server_settings
     app.state.keys = KeyRing.parse(server_settings.api_keys)
     app.state.chat_model = chat_model
+    app.state.make_graph = graph_factory(
+        tools=server_settings.tools, graph=server_settings.graph, chat_model=chat_model
+    )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(MemoryAgentError, _agent_error)
     app.add_exception_handler(InvalidIdError, _invalid_id)

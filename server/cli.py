@@ -11,7 +11,8 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from agent import OFFLINE_NOTICE, build_graph
+from agent import OFFLINE_NOTICE
+from agent.loading import AppConfigError, graph_factory
 from agent.model import is_offline
 from memory.errors import MemoryAgentError
 from memory.namespaces import InvalidIdError, Owner, check_id
@@ -127,14 +128,15 @@ def chat(
         owner = Owner(tenant="default", user=user)
         if thread_id is not None:
             check_id("thread id", thread_id)
-    except InvalidIdError as exc:
+        make_graph = graph_factory(tools=settings.tools, graph=settings.graph)
+    except (InvalidIdError, AppConfigError) as exc:
         err.write(f"error: {exc}\n")
         return 2
     if is_offline(settings.model):
         err.write(f"note: {OFFLINE_NOTICE}\n")
     with open_backends(settings=settings) as backends:
         sessions = SessionManager.from_settings(
-            build_graph(backends.checkpointer, backends.store), settings
+            make_graph(backends.checkpointer, backends.store), settings
         )
         try:
             record, created = sessions.get_or_create(owner, thread_id or str(uuid.uuid4()))
@@ -176,6 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             KeyRing.parse(settings.api_keys)
     except (ValidationError, ApiKeyConfigError) as exc:
         sys.stderr.write(f"error: invalid settings: {exc}\n")
+        return 2
+    try:
+        # The application's tools and graph are imported and checked before anything starts.
+        graph_factory(tools=settings.tools, graph=settings.graph)
+    except AppConfigError as exc:
+        sys.stderr.write(f"error: {exc}\n")
         return 2
     if args.command == "serve":
         try:
