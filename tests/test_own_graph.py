@@ -107,6 +107,18 @@ def test_a_graph_without_the_recording_piece_is_refused_at_start(app_url: str) -
 
 
 @pytest.mark.slow
+def test_chat_talks_to_the_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMORY_AGENT_DATABASE_URL", f"sqlite:///{tmp_path / 'chat.sqlite'}")
+    monkeypatch.setenv("MEMORY_AGENT_GRAPH", GRAPH)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    result = subprocess.run(
+        [*command(), "chat", "-m", "My name is Sam."], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Sam" in result.stdout
+
+
+@pytest.mark.slow
 def test_served_by_memory_agent_serve(app_url: str, tmp_path: Path) -> None:
     with langgraph_server(app_url, tmp_path, graph=GRAPH) as server:
         native = httpx.post(
@@ -141,21 +153,20 @@ def test_served_by_memory_agent_serve(app_url: str, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("variable", "value", "says"),
+    ("args", "variable", "value", "says"),
     [
-        ("MEMORY_AGENT_TOOLS", "tests.owngraph:NOT_A_TOOL", "42 is not a tool"),
-        ("MEMORY_AGENT_TOOLS", "tests.nowhere:TOOLS", "module 'tests.nowhere' not found"),
-        ("MEMORY_AGENT_GRAPH", "tests.owngraph:no_recording", "record_messages()"),
+        (["serve", "--port", "1"], "MEMORY_AGENT_TOOLS", "tests.owngraph:NOT_A_TOOL", "42 is not"),
+        (["serve", "--port", "1"], "MEMORY_AGENT_TOOLS", "tests.nowhere:TOOLS", "not found"),
+        (["serve", "--port", "1"], "MEMORY_AGENT_GRAPH", "tests.owngraph:no_recording", "record"),
+        (["chat", "-m", "hi"], "MEMORY_AGENT_GRAPH", "tests.owngraph:no_transcript", "State"),
     ],
 )
-def test_bad_settings_stop_serve_with_the_value_named(
-    variable: str, value: str, says: str, monkeypatch: pytest.MonkeyPatch
+def test_bad_settings_stop_serve_and_chat_with_the_value_named(
+    args: list[str], variable: str, value: str, says: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(variable, value)
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
-    result = subprocess.run(
-        [*command(), "serve", "--port", "1"], capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([*command(), *args], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert f"{variable}={value!r}" in result.stderr
     assert says in result.stderr
