@@ -550,12 +550,32 @@ class SessionManager:
                 if isinstance(request, _Invoke | _Renew | _StopRenew):
                     value = await self._aperform(request)
                 else:  # a database call: an outage answers within the deadline
-                    value = await within(self._aperform(request), self.backend_timeout)
+                    value = await within(
+                        self._aperform(request), self.backend_timeout, self._give_back(request)
+                    )
                 resume = steps.send
             except StoreValueError as exc:
                 value, resume = InvalidInputError(str(exc)), steps.throw
             except BaseException as exc:  # thrown into the core, whose cleanup re-raises it
                 value, resume = as_unavailable(exc) or exc, steps.throw
+
+    def _give_back(self, request: Request) -> Callable[[Any], Any] | None:
+        """For a claim abandoned at its deadline: release the lease if the database granted
+        it after all, so the thread is not held until the lease runs out."""
+        if not isinstance(request, _Db) or request.method not in ("begin", "acquire"):
+            return None
+        if request.method == "begin":
+            owner, thread_id, token = request.args[:3]
+            key = owner.thread_key(thread_id)
+        else:
+            key, token = request.args[:2]
+
+        def release(result: Any) -> None:
+            if result is True or (isinstance(result, Claim) and result.claimed):
+                task = asyncio.get_running_loop().create_task(self.db.arelease(key, token))
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+        return release
 
     # -- helpers -------------------------------------------------------------------
 

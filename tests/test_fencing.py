@@ -35,3 +35,30 @@ async def test_a_run_that_lost_its_lease_records_nothing_and_answers_409(owner: 
         records, total = await sessions.db.apage(key, 0, 10)
         assert [r["id"] for r in records] == ["thief-0"] and total == 1
         assert (await sessions.aget(owner, "t"))["message_count"] == 0
+
+
+async def test_a_claim_granted_after_its_deadline_is_given_back(owner: Owner) -> None:
+    from memory.errors import UnavailableError
+
+    async with aopen_backends("memory://", settings=Settings(embeddings="none")) as backends:
+        sessions = SessionManager(
+            build_graph(backends.checkpointer, backends.store), backend_timeout=0.1
+        )
+        db = sessions.db
+        real_begin = db.abegin
+
+        async def slow_begin(*args: object, **kwargs: object) -> object:
+            async def sent() -> object:
+                await asyncio.sleep(0.3)  # the database grants it, but after the deadline
+                return await real_begin(*args, **kwargs)  # type: ignore[arg-type]
+
+            return await asyncio.shield(sent())  # a request on the wire cannot be taken back
+
+        db.abegin = slow_begin  # type: ignore[method-assign]
+        with pytest.raises(UnavailableError):
+            await sessions.arun(owner, "t", [{"role": "user", "content": "hi"}])
+        await asyncio.sleep(0.5)
+        assert not await db.aleased(owner.thread_key("t"))  # not held until the lease ends
+        db.abegin = real_begin  # type: ignore[method-assign]
+        result = await sessions.arun(owner, "t", [{"role": "user", "content": "hi"}])
+        assert result.reply

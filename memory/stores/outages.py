@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Any, TypeVar
 
@@ -56,12 +56,16 @@ def as_unavailable(exc: BaseException) -> UnavailableError | None:
     return None
 
 
-async def within(call: Awaitable[T], seconds: float | None) -> T:
+async def within(
+    call: Awaitable[T], seconds: float | None, on_late: Callable[[T], Any] | None = None
+) -> T:
     """Await `call`, raising `TimeoutError` once `seconds` have passed (None: no deadline).
 
     At the deadline the call is cancelled but not waited for: a driver cancelling a query
     on a hung server can itself wait for that server (psycopg tries for several seconds),
-    and the request must not.
+    and the request must not. With `on_late` the call is not cancelled but left to finish
+    in the background, and its result goes to `on_late`, so what the database granted
+    after the deadline (a lease) can be given back.
     """
     if seconds is None:
         return await call
@@ -72,12 +76,17 @@ async def within(call: Awaitable[T], seconds: float | None) -> T:
         task.cancel()
         raise
     if not done:
-        task.cancel()
-        task.add_done_callback(_retrieve)
+        if on_late is None:
+            task.cancel()
+        # With `on_late` the call is left to finish: cancelling it could not take back a
+        # request the database already has, only hide whether it was granted.
+        task.add_done_callback(lambda late: _late(late, on_late))
         raise TimeoutError(f"no answer within {seconds:g} s")
     return task.result()
 
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # an abandoned call's failure is expected: not logged as unhandled
+def _late(task: asyncio.Future[Any], on_late: Callable[[Any], Any] | None) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return  # an abandoned call's failure is expected: not logged as unhandled
+    if on_late is not None:
+        on_late(task.result())
