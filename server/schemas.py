@@ -63,15 +63,33 @@ class _Request(BaseModel):
 
 
 class MessageIn(_Request):
-    """One message a client sends: text, or a whole tool exchange in LangChain or OpenAI form."""
+    """One message a client sends to a run: its text, as the user (or an earlier reply)."""
 
-    role: Literal["system", "user", "assistant", "tool"] = Field(
+    role: Literal["user", "assistant"] = Field(
+        default="user", description="`user`, or `assistant` to import earlier replies."
+    )
+    content: SafeText = Field(description="The text of the message.")
+    metadata: dict[SafeText, JsonValue] | None = Field(
+        default=None, description="Kept with the message and returned with it."
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> MessageIn:
+        if self.metadata is not None and len(json.dumps(self.metadata)) > MAX_METADATA_CHARS:
+            raise ValueError(f"metadata is longer than {MAX_METADATA_CHARS} characters as JSON")
+        return self
+
+
+class ExchangeMessageIn(MessageIn):
+    """A message appended to a thread: any role, a whole tool exchange in LangChain or
+    OpenAI form. Ids are the server's: a client's could replace a message in the state."""
+
+    role: Literal["system", "user", "assistant", "tool"] = Field(  # type: ignore[assignment]
         default="user",
-        description="`user`; `assistant` (with `tool_calls`) or `tool` (with `tool_call_id`) "
-        "to import an earlier exchange; `system`.",
+        description="`user`, `assistant` (with `tool_calls`), `tool` (with `tool_call_id`) "
+        "or `system`.",
     )
     content: SafeText = Field(default="", description="The text of the message.")
-    id: SafeText | None = Field(default=None, max_length=200, description="Your id for it.")
     name: SafeText | None = Field(default=None, max_length=200)
     tool_calls: list[dict[SafeText, JsonValue]] | None = Field(
         default=None,
@@ -82,15 +100,6 @@ class MessageIn(_Request):
     tool_call_id: SafeText | None = Field(
         default=None, max_length=200, description="The call a `tool` message answers."
     )
-    metadata: dict[SafeText, JsonValue] | None = Field(
-        default=None, description="Kept with the message and returned with it."
-    )
-
-    @model_validator(mode="after")
-    def _bounded(self) -> MessageIn:
-        if self.metadata is not None and len(json.dumps(self.metadata)) > MAX_METADATA_CHARS:
-            raise ValueError(f"metadata is longer than {MAX_METADATA_CHARS} characters as JSON")
-        return self
 
 
 class RunRequest(_Request):
@@ -139,6 +148,10 @@ class RunRequest(_Request):
 
 class AppendMessages(RunRequest):
     """Messages to append to a thread without running the model (`message` is a user one)."""
+
+    messages: list[ExchangeMessageIn] | None = Field(  # type: ignore[assignment]
+        default=None, description="Several messages, oldest first, a tool exchange included."
+    )
 
 
 class Appended(BaseModel):
