@@ -78,5 +78,8 @@ def load_chat_model(spec: str) -> BaseChatModel:
     except ImportError as exc:
         provider = spec.split(":", 1)[0]
         raise ModelConfigError(
-            f"{exc}. Install the provider's extra, e.g. pip install 'memory-agent[{provider}]'"
+            f"MEMORY_AGENT_MODEL={spec!r}: {exc}. Install the provider's extra, e.g. "
+            f"pip install 'memory-agent[{provider}]'"
         ) from exc
+    except Exception as exc:  # an unknown provider, a missing API key, a bad option
+        raise ModelConfigError(f"MEMORY_AGENT_MODEL={spec!r} cannot be loaded: {exc}") from exc

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from agent import OFFLINE_NOTICE
 from agent.loading import AppConfigError, graph_factory
-from agent.model import is_offline
+from agent.model import ModelConfigError, is_offline, load_chat_model
 from memory.errors import MemoryAgentError
 from memory.namespaces import InvalidIdError, Owner, check_id
 from memory.sessions import SessionManager
@@ -180,9 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: invalid settings: {exc}\n")
         return 2
     try:
-        # The application's tools and graph are imported and checked before anything starts.
+        # The application's tools and graph are imported and checked before anything starts,
+        # and so is the model: a provider that cannot be loaded stops here, not at each run.
         graph_factory(tools=settings.tools, graph=settings.graph)
-    except AppConfigError as exc:
+        load_chat_model(settings.model)
+    except (AppConfigError, ModelConfigError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     if args.command == "serve":

@@ -80,3 +80,24 @@ def test_invalid_settings_stop_serve_with_a_message(
     )
     assert result.returncode == 2
     assert "MEMORY_AGENT_API_KEYS entry 1 is not key=tenant/user" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("model", "named"),
+    [
+        ("nosuchprovider:some-model", "nosuchprovider:some-model"),
+        ("no-colon-here", "no-colon-here"),
+        ("offline:fast", "offline:fast"),
+    ],
+)
+def test_a_model_that_cannot_be_loaded_stops_serve_and_chat(
+    sqlite_env: Path, monkeypatch: pytest.MonkeyPatch, model: str, named: str
+) -> None:
+    monkeypatch.setenv("MEMORY_AGENT_MODEL", model)
+    for args in (["serve", "--port", "1"], ["chat", "-m", "hi"]):
+        result = subprocess.run(
+            [*command(), *args], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 2, result.stderr
+        assert f"MEMORY_AGENT_MODEL={named!r}" in result.stderr
+        assert "Traceback" not in result.stderr
