@@ -185,13 +185,6 @@ def page_ops(thread_key: str, offset: int, limit: int, total: int) -> list[GetOp
     return [GetOp(namespace, block_key(b)) for b in _blocks(offset, min(offset + limit, total))]
 
 
-def delete_ops(thread_key: str, total: int, start: int = 0) -> list[PutOp]:
-    """Operations that delete the transcript blocks holding messages `start` .. `total - 1`
-    (by default every block of a thread of `total` messages)."""
-    namespace = namespaces.transcript(thread_key)
-    return [PutOp(namespace, block_key(b), None) for b in _blocks(start, total)]
-
-
 def page_records(results: Sequence[Any], offset: int, limit: int) -> list[dict[str, Any]]:
     """Messages `offset` .. `offset + limit - 1` from the blocks `page_ops` found, oldest first."""
     return [

@@ -53,17 +53,3 @@ def test_a_page_reads_at_most_two_blocks_however_long_the_thread() -> None:
         ops = transcript.page_ops("t", max(0, total - 20), 20, total)
         assert 1 <= len(ops) <= 2
 
-
-def test_delete_ops_cover_every_block() -> None:
-    store = InMemoryStore()
-    _append(store, "t", 0, BLOCK * 3 + 1)
-    store.batch(transcript.delete_ops("t", BLOCK * 3 + 1))
-    assert store.search(namespaces.transcript("t")) == []
-
-
-def test_delete_ops_from_a_start_keep_the_blocks_before_it() -> None:
-    store = InMemoryStore()
-    _append(store, "t", 0, BLOCK * 3 + 1)
-    store.batch(transcript.delete_ops("t", BLOCK * 3 + 1, start=BLOCK + 1))
-    left = store.search(namespaces.transcript("t"))
-    assert [item.key for item in left] == [transcript.block_key(0)]

@@ -415,34 +415,28 @@ async def _acheck_idle(conn: Any) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
+def _pool_options(settings: Settings, name: str) -> dict[str, Any]:
+    """What the sync and the async pool share: sizes, connection options, timeouts."""
+    return {
+        "kwargs": _pg_kwargs(settings),
+        "min_size": min(2, settings.pool_size),
+        "max_size": settings.pool_size,
+        "open": False,
+        "name": name,
+        "timeout": settings.backend_timeout_seconds,  # waiting for a free connection
+    }
+
+
 def _pg_pool(url: str, settings: Settings, name: str) -> Any:
     from psycopg_pool import ConnectionPool
 
-    return ConnectionPool(
-        url,
-        kwargs=_pg_kwargs(settings),
-        min_size=min(2, settings.pool_size),
-        max_size=settings.pool_size,
-        open=False,
-        check=_check_idle,
-        name=name,
-        timeout=settings.backend_timeout_seconds,  # waiting for a free connection
-    )
+    return ConnectionPool(url, check=_check_idle, **_pool_options(settings, name))
 
 
 def _apg_pool(url: str, settings: Settings, name: str) -> Any:
     from psycopg_pool import AsyncConnectionPool
 
-    return AsyncConnectionPool(
-        url,
-        kwargs=_pg_kwargs(settings),
-        min_size=min(2, settings.pool_size),
-        max_size=settings.pool_size,
-        open=False,
-        check=_acheck_idle,
-        name=name,
-        timeout=settings.backend_timeout_seconds,
-    )
+    return AsyncConnectionPool(url, check=_acheck_idle, **_pool_options(settings, name))
 
 
 # --------------------------------------------------------------------------- checkpointers

@@ -401,7 +401,7 @@ class PostgresSessionDB(SqlSessionDB):
 
         async with (
             self.pool.connection() as conn,
-            conn.transaction() if write else _anull(),
+            conn.transaction() if write else nullcontext(),
             conn.cursor(row_factory=tuple_row) as cur,
         ):
             reply: Any = None
@@ -412,14 +412,6 @@ class PostgresSessionDB(SqlSessionDB):
                     return done.value
                 await cur.execute(request.text, request.params)
                 reply = await cur.fetchall() if request.fetch else cur.rowcount
-
-
-class _anull:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
 
 
 _VERSIONS_DDL = "CREATE TABLE IF NOT EXISTS memory_agent_migrations (v INTEGER PRIMARY KEY)"
