@@ -24,7 +24,7 @@ from memory.errors import MemoryAgentError, RateLimitedError, UnavailableError
 from memory.namespaces import InvalidIdError
 from memory.sessions import SessionManager
 from memory.settings import Settings
-from memory.stores.factory import aopen_backends
+from memory.stores.factory import Backends, aopen_backends
 from memory.stores.outages import as_unavailable
 from server.auth import KeyRing, UnauthorizedError
 from server.langgraph_api import RunRegistry
@@ -41,9 +41,12 @@ DEV_MODE_WARNING = (
 )
 
 
-async def _sweep_forever(sessions: SessionManager, interval: float) -> None:
+async def _sweep_forever(app: FastAPI, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
+        sessions: SessionManager | None = getattr(app.state, "sessions", None)
+        if sessions is None:
+            continue  # the database has not been reached yet
         try:
             # One process sweeps per interval: the winner keeps the sweep lease that long.
             expired = await sessions.asweep(hold=interval * 0.9)
@@ -54,38 +57,106 @@ async def _sweep_forever(sessions: SessionManager, interval: float) -> None:
             logger.info("expired %d idle sessions", expired)
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Open the backends once, build the graph and the sessions API, sweep idle sessions."""
-    settings: Settings = app.state.settings
-    async with aopen_backends(settings=settings) as backends:
+#: Longest wait between two attempts to reach a database that was down at start.
+RECONNECT_MAX_SECONDS = 1.0
+
+
+class Connector:
+    """Opens the backends, at start or, if the database is down then, as soon as it returns.
+
+    The backends are opened and closed in one task of their own, which holds them until
+    shutdown. An outage at start (refused, timed out, hung) does not stop the server: it
+    serves 503 with `Retry-After` and `/readyz` names the reason until an attempt succeeds.
+    Any other failure (a bad path, a malformed URL) stops the start as before.
+    """
+
+    def __init__(self, app: FastAPI, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.reason = "the database has not been reached yet; retry shortly"
+        self._attempted = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Make the first attempt; raise what is not an outage, return either way otherwise."""
+        self._task = asyncio.create_task(self._hold(), name="backends")
+        await self._attempted.wait()
+        if self._task.done() and not self._task.cancelled() and self._task.exception():
+            raise self._task.exception()  # type: ignore[misc]
+
+    async def close(self) -> None:
+        """Close the backends (or stop trying to open them)."""
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _hold(self) -> None:
+        delay = 0.1
+        # Generous: setup runs a few statements and may wait for another process's migration.
+        attempt_limit = max(10.0, 3 * self.settings.backend_timeout_seconds)
+        while not self._stop.is_set():
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    backends = await asyncio.wait_for(
+                        stack.enter_async_context(aopen_backends(settings=self.settings)),
+                        attempt_limit,
+                    )
+                except Exception as exc:
+                    unavailable = as_unavailable(exc)
+                    if unavailable is None:
+                        self._attempted.set()
+                        raise
+                    if not self._attempted.is_set():
+                        logger.warning("%s; serving 503 until it is reachable", unavailable)
+                    self.reason = str(unavailable)
+                    self._attempted.set()
+                else:
+                    self._publish(backends)
+                    self._attempted.set()
+                    await self._stop.wait()
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+    def _publish(self, backends: Backends) -> None:
+        app, settings = self.app, self.settings
         graph = app.state.make_graph(backends.checkpointer, backends.store)
-        sessions = SessionManager.from_settings(graph, settings)
-        runs = BackgroundRuns()
-        app.state.langgraph_runs = RunRegistry()
+        app.state.sessions = SessionManager.from_settings(graph, settings)
         app.state.backends = backends
-        app.state.sessions = sessions
-        app.state.runs = runs
         logger.info(
             "backends: checkpointer %s, store %s; model: %s",
             backends.name,
             backends.store_name,
             settings.model if app.state.chat_model is None else type(app.state.chat_model).__name__,
         )
-        if app.state.chat_model is None and is_offline(settings.model):
-            logger.warning(OFFLINE_NOTICE)
-        if app.state.keys.dev_mode:
-            logger.warning(DEV_MODE_WARNING)
-        sweeper = asyncio.create_task(
-            _sweep_forever(sessions, settings.sweep_interval_seconds), name="session-sweeper"
-        )
-        try:
-            yield
-        finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-            await runs.drain()
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the backends (now, or when the database returns), sweep idle sessions."""
+    settings: Settings = app.state.settings
+    app.state.runs = runs = BackgroundRuns()
+    app.state.langgraph_runs = RunRegistry()
+    app.state.connector = connector = Connector(app, settings)
+    await connector.start()
+    if app.state.chat_model is None and is_offline(settings.model):
+        logger.warning(OFFLINE_NOTICE)
+    if app.state.keys.dev_mode:
+        logger.warning(DEV_MODE_WARNING)
+    sweeper = asyncio.create_task(
+        _sweep_forever(app, settings.sweep_interval_seconds), name="session-sweeper"
+    )
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await runs.drain()
+        await connector.close()
 
 
 class ErrorResponse(JSONResponse):

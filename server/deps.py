@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from memory.errors import UnavailableError
 from memory.namespaces import ID_PATTERN, Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
@@ -31,14 +32,22 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def _opened(request: Request, name: str) -> Any:
+    """What the lifespan opened, or a 503 while the database has not been reached."""
+    value = getattr(request.app.state, name, None)
+    if value is None:
+        raise UnavailableError(request.app.state.connector.reason)
+    return value
+
+
 async def get_backends(request: Request) -> Backends:
     """The checkpointer and store opened by the lifespan."""
-    return request.app.state.backends
+    return _opened(request, "backends")
 
 
 async def get_sessions(request: Request) -> SessionManager:
     """The session service: every transition and read the routes need."""
-    return request.app.state.sessions
+    return _opened(request, "sessions")
 
 
 async def get_runs(request: Request) -> BackgroundRuns:

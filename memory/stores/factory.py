@@ -427,6 +427,11 @@ def _pool_options(settings: Settings, name: str) -> dict[str, Any]:
     }
 
 
+def _open_timeout(settings: Settings) -> float:
+    """Longest a pool waits for its first connection: a database that is down fails fast."""
+    return max(1.0, settings.backend_timeout_seconds)
+
+
 def _pg_pool(url: str, settings: Settings, name: str) -> Any:
     from psycopg_pool import ConnectionPool
 
@@ -463,7 +468,7 @@ def open_checkpointer(url: str, settings: Settings | None = None) -> Iterator[Ba
             from memory.stores.postgres_setup import setup_lock
 
             pool = _pg_pool(url, settings, "memory-agent-checkpoints")
-            pool.open(wait=True)
+            pool.open(wait=True, timeout=_open_timeout(settings))
             stack.callback(pool.close)
             saver = KeyedPostgresSaver(pool)  # type: ignore[arg-type]
             with setup_lock(url):
@@ -501,7 +506,7 @@ async def aopen_checkpointer(
             from memory.stores.postgres_setup import asetup_lock
 
             pool = _apg_pool(url, settings, "memory-agent-checkpoints")
-            await pool.open(wait=True)
+            await pool.open(wait=True, timeout=_open_timeout(settings))
             stack.push_async_callback(pool.close)
             saver = AsyncKeyedPostgresSaver(pool)  # type: ignore[arg-type]
             async with asetup_lock(url):
@@ -545,7 +550,7 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
             from memory.stores.postgres_setup import setup_lock
 
             pool = _pg_pool(url, settings, "memory-agent-store")
-            pool.open(wait=True)
+            pool.open(wait=True, timeout=_open_timeout(settings))
             stack.callback(pool.close)
             pg_store = CheckedPostgresStore(pool, index=index, ttl=ttl)  # type: ignore[arg-type]
             db = PostgresSessionDB(pool)
@@ -591,7 +596,7 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             from memory.stores.postgres_setup import asetup_lock
 
             pool = _apg_pool(url, settings, "memory-agent-store")
-            await pool.open(wait=True)
+            await pool.open(wait=True, timeout=_open_timeout(settings))
             stack.push_async_callback(pool.close)
             pg_store = AsyncCheckedPostgresStore(pool, index=index, ttl=ttl)  # type: ignore[arg-type]
             db = PostgresSessionDB(pool)
@@ -657,7 +662,10 @@ def default_store_url(database_url: str) -> str:
     return f"{stem}.store.{ext}"
 
 
-def _urls(settings: Settings, database_url: str | None, store_url: str | None) -> tuple[str, str]:
+def backend_urls(
+    settings: Settings, database_url: str | None = None, store_url: str | None = None
+) -> tuple[str, str]:
+    """The checkpointer's and the store's URLs: explicit ones, else the settings'."""
     db = database_url or settings.resolved_database_url
     return db, store_url or settings.store_url or default_store_url(db)
 
@@ -670,7 +678,7 @@ def open_backends(
 ) -> Iterator[Backends]:
     """Open the sync checkpointer and store (explicit URLs beat the settings)."""
     settings = settings or get_settings()
-    db, st = _urls(settings, database_url, store_url)
+    db, st = backend_urls(settings, database_url, store_url)
     _warn_unapplied_ttl(scheme_of(db), settings)
     with open_checkpointer(db, settings) as saver, open_store(st, settings) as store:
         yield Backends(saver, store, db, st)
@@ -684,7 +692,7 @@ async def aopen_backends(
 ) -> AsyncIterator[Backends]:
     """Open the async checkpointer and store (explicit URLs beat the settings)."""
     settings = settings or get_settings()
-    db, st = _urls(settings, database_url, store_url)
+    db, st = backend_urls(settings, database_url, store_url)
     _warn_unapplied_ttl(scheme_of(db), settings)
     async with aopen_checkpointer(db, settings) as saver, aopen_store(st, settings) as store:
         yield Backends(saver, store, db, st)

@@ -48,6 +48,8 @@ def as_unavailable(exc: BaseException) -> UnavailableError | None:
         return exc
     if isinstance(exc, sqlite3.OperationalError) and "locked" not in str(exc).lower():
         return None  # a SQLite error is a bug or a bad file, not an outage to wait out
+    if not isinstance(exc, outage_errors()) and isinstance(exc.__cause__, outage_errors()):
+        exc = exc.__cause__  # a library's wrapper (redisvl's RedisSearchError) of an outage
     if isinstance(exc, outage_errors()):
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         error = UnavailableError(f"the database is unreachable ({reason[:200]}); retry shortly")

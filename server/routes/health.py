@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from memory.stores.factory import Backends, backend_urls, scheme_of
 from memory.stores.outages import within
-from server.deps import BackendsDep
 from server.schemas import Health, Readiness, errors
 
 router = APIRouter(tags=["health"])
@@ -35,8 +35,21 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses=errors(503))
-async def readyz(backends: BackendsDep) -> JSONResponse:
-    """Each backend is reachable, reported by name (503 when one is not)."""
+async def readyz(request: Request) -> JSONResponse:
+    """Each backend is reachable, reported by name (503 when one is not, or while the
+    database has not been reached since the start)."""
+    backends: Backends | None = getattr(request.app.state, "backends", None)
+    if backends is None:
+        database_url, store_url = backend_urls(request.app.state.settings)
+        down = {"ok": False, "error": request.app.state.connector.reason}
+        body = Readiness(
+            status="unavailable",
+            backends={
+                "checkpointer": {"backend": scheme_of(database_url), **down},
+                "store": {"backend": scheme_of(store_url), **down},
+            },
+        )
+        return JSONResponse(body.model_dump(), status_code=503)
     results = dict(
         await asyncio.gather(
             _probe(
