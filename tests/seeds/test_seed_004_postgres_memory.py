@@ -10,22 +10,20 @@ the deletes), and the HTTP calls that do the same here:
 - `sessions.get_or_create(user_id)`: `GET /threads?status=active&limit=1`, else `POST /threads`
 - `sessions.add_messages(session_id, [...])`: `POST /threads/{id}/messages` (user, assistant,
   system and tool messages; OpenAI `tool_calls` and `tool_call_id`; a result must answer a call)
-- `sessions.get_messages(session_id, limit=20[, offset])`: `GET /threads/{id}/messages`
-  (`items` and `total`)
+- `sessions.get_messages(session_id, limit=20[, offset])`: `GET
+  /threads/{id}/messages?limit=&offset=&format=openai` (`items` and `total`)
 - `sessions.save_memory(user_id, key, value)`: `PUT /memories/{key}`; session-scoped:
   `PUT /threads/{id}/memories/{key}`
 - `sessions.get_memory(user_id)`: `GET /memories` as a `{key: value}` dict
 - `DeleteMemory`: `DELETE /memories/{key}`; `ClearUserMemory`: `DELETE /memories`
 - `DeleteSession`: `DELETE /threads/{id}`
 
-The user is the API key's (`patient-123`), so `user_id` is not sent with each call. Tool calls
-come back as `{"id", "name", "args"}`; the client turns them back into OpenAI form to build
-its prompt (`_as_openai`).
+The user is the API key's (`patient-123`), so `user_id` is not sent with each call. The client
+reads messages with `format=openai`: the OpenAI form it stored, which it sends to its model.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -75,7 +73,7 @@ async def _add_messages(api: Api, user: str, session_id: str, messages: list[Any
 async def _get_messages(
     api: Api, user: str, session_id: str, limit: int = 20, offset: int = 0
 ) -> tuple[list[dict[str, Any]], int]:
-    url = f"/threads/{session_id}/messages?limit={limit}&offset={offset}"
+    url = f"/threads/{session_id}/messages?limit={limit}&offset={offset}&format=openai"
     page = ok(await api.request(user, "GET", url))
     return page["items"], page["total"]
 
@@ -87,23 +85,6 @@ async def _save_memory(api: Api, user: str, key: str, value: Any) -> None:
 async def _get_memory(api: Api, user: str) -> dict[str, Any]:
     page = ok(await api.request(user, "GET", "/memories?limit=100"))
     return {m["key"]: m["value"] for m in page["items"]}
-
-
-def _as_openai(record: dict[str, Any]) -> dict[str, Any]:
-    """A stored message in the OpenAI form the seed's client sends to its model."""
-    message: dict[str, Any] = {"role": record["role"], "content": record["content"]}
-    if record.get("tool_calls"):
-        message["tool_calls"] = [
-            {
-                "id": c["id"],
-                "type": "function",
-                "function": {"name": c["name"], "arguments": json.dumps(c["args"])},
-            }
-            for c in record["tool_calls"]
-        ]
-    if record.get("tool_call_id"):
-        message["tool_call_id"] = record["tool_call_id"]
-    return message
 
 
 async def test_seed_004_session_service(platform_url: str) -> None:
@@ -119,14 +100,14 @@ async def test_seed_004_session_service(platform_url: str) -> None:
         ]
         assert (await _add_messages(api, "user", session_id, greeting))["total"] == 2
         messages, total = await _get_messages(api, "user", session_id, limit=20)
-        assert total == 2 and [_as_openai(m) for m in messages] == greeting
+        assert total == 2 and messages == greeting
 
         # The complete tool call flow, stored and read back as it was sent.
         assert (await _add_messages(api, "user", session_id, TOOL_FLOW))["total"] == 6
         messages, total = await _get_messages(api, "user", session_id, limit=20)
         assert total == 6
         sent = [{"content": "", **m} for m in TOOL_FLOW]
-        assert [_as_openai(m) for m in messages[2:]] == sent
+        assert messages[2:] == sent
         page, total = await _get_messages(api, "user", session_id, limit=2, offset=3)
         assert [m["role"] for m in page] == ["assistant", "tool"] and total == 6
         assert page[1]["tool_call_id"] == page[0]["tool_calls"][0]["id"] == "call_123"
@@ -161,7 +142,7 @@ async def test_seed_004_session_service(platform_url: str) -> None:
         question = "Can I take amoxicillin?"
         context = [
             {"role": "system", "content": system_prompt},
-            *[_as_openai(m) for m in messages],
+            *messages,
             {"role": "user", "content": question},
         ]
         assert "penicillin" in context[0]["content"] and len(context) == 2
