@@ -748,6 +748,10 @@ class SessionManager:
             return (yield from self._load(owner, thread_id)), False  # created meanwhile
 
     def _list(self, owner: Owner, limit: int, offset: int, status: str | None) -> _Steps:
+        if status is not None:
+            # Idle sessions are ended first, so a filtered page and its total agree with
+            # the statuses it shows (an idle session is neither listed nor counted as active).
+            yield from self._expire_idle_of(owner)
         records, total = yield _Db("list", (owner, limit, offset, status))
         out = []
         for record in records:
@@ -982,8 +986,10 @@ class SessionManager:
         record, token = yield from self._claim(owner, thread_id)
         key = owner.thread_key(thread_id)
         try:
+            if self.is_idle(record):  # an append does not revive a session that expired
+                record = yield from self._expire(owner, record)
             if record["status"] == "ended":
-                raise ConflictError(f"thread {thread_id!r} has ended")
+                raise SessionEndedError(f"thread {thread_id!r} has ended")
             state = yield from self._state(owner, thread_id)
             window = state.get("messages") or []
             new = to_messages(

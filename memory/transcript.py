@@ -120,6 +120,30 @@ def record_to_message(record: dict[str, Any]) -> AnyMessage:
     raise ValueError(f"unknown role {role!r} in transcript record")
 
 
+def record_to_openai(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored record as an OpenAI chat message, ready to send to a chat-completions API:
+    `role`, `content`, and `name`, `tool_calls` (`{"id", "type": "function", "function":
+    {"name", "arguments": "<json>"}}`) or `tool_call_id` where they apply; nothing else."""
+    message: dict[str, Any] = {"role": record["role"], "content": record.get("content", "")}
+    if record.get("name"):
+        message["name"] = record["name"]
+    if record.get("tool_calls"):
+        message["tool_calls"] = [
+            {
+                "id": call["id"],
+                "type": "function",
+                "function": {
+                    "name": call["name"],
+                    "arguments": json.dumps(call.get("args", {}), ensure_ascii=False),
+                },
+            }
+            for call in record["tool_calls"]
+        ]
+    if record.get("tool_call_id"):
+        message["tool_call_id"] = record["tool_call_id"]
+    return message
+
+
 def block_key(block: int) -> str:
     """The store key of transcript block number `block` (zero-padded so keys sort in order)."""
     return f"{block:012d}"

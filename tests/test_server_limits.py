@@ -159,6 +159,33 @@ async def test_idle_session_expires_on_read(make_api: ApiFactory) -> None:
         assert not [i for i in leftover if owner.thread_key(thread) in ".".join(i.namespace)]
 
 
+async def test_a_status_filter_never_shows_an_idle_session_as_active(make_api: ApiFactory) -> None:
+    async with make_api(idle_timeout_hours=1) as api:
+        idle, busy = fresh_id("idle"), fresh_id("busy")
+        await api.request("alice", "POST", "/threads", json={"thread_id": idle})
+        api.app.state.sessions.clock = lambda: datetime.now(UTC) + timedelta(hours=2)
+        await api.request("alice", "POST", "/threads", json={"thread_id": busy})
+
+        active = (await api.request("alice", "GET", "/threads?status=active")).json()
+        assert [t["thread_id"] for t in active["items"]] == [busy] and active["total"] == 1
+        ended = (await api.request("alice", "GET", "/threads?status=ended")).json()
+        assert [(t["thread_id"], t["end_reason"]) for t in ended["items"]] == [(idle, "idle")]
+        assert ended["total"] == 1
+
+
+async def test_an_append_does_not_revive_an_idle_session(make_api: ApiFactory) -> None:
+    async with make_api(idle_timeout_hours=1) as api:
+        thread = fresh_id("t")
+        await api.request("alice", "POST", "/threads", json={"thread_id": thread})
+        api.app.state.sessions.clock = lambda: datetime.now(UTC) + timedelta(hours=2)
+        url = f"/threads/{thread}/messages"
+        refused = await api.request("alice", "POST", url, json={"message": "still there?"})
+        assert refused.status_code == 409 and "ended" in refused.json()["detail"]
+        detail = (await api.request("alice", "GET", f"/threads/{thread}")).json()
+        assert (detail["status"], detail["end_reason"]) == ("ended", "idle")
+        assert (await api.request("alice", "GET", url)).json()["total"] == 0
+
+
 async def test_sweeper_expires_sessions_nobody_reads(make_api: ApiFactory) -> None:
     async with make_api(idle_timeout_hours=1) as api:
         thread = fresh_id("t")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.plugins.server import Api, fresh_id
 
 
@@ -97,7 +99,7 @@ async def test_chat_starts_a_new_session_when_the_one_asked_for_has_ended(api: A
     assert (await api.run("alice", thread, "still?")).status_code == 409
 
 
-_OPENAI_EXCHANGE = [
+_OPENAI_EXCHANGE: list[dict[str, Any]] = [
     {"role": "user", "content": "Add a cake to my cart", "metadata": {"channel": "web"}},
     {
         "role": "assistant",
@@ -132,6 +134,28 @@ async def test_a_tool_exchange_in_openai_form_is_stored_and_returned(api: Api) -
     assert items[2]["tool_call_id"] == "call_1" and items[2]["role"] == "tool"
     # The thread still runs: the exchange is a valid conversation for the model.
     assert (await api.run("alice", thread, "thanks")).status_code == 200
+
+
+async def test_messages_are_read_back_in_openai_form(api: Api) -> None:
+    thread = fresh_id("t")
+    await api.request("alice", "POST", "/threads", json={"thread_id": thread})
+    url = f"/threads/{thread}/messages"
+    sent: list[dict[str, Any]] = [
+        {"role": "system", "content": "Be brief.", "name": "policy"},
+        *_OPENAI_EXCHANGE,
+    ]
+    assert (await api.request("alice", "POST", url, json={"messages": sent})).status_code == 201
+    page = (await api.request("alice", "GET", f"{url}?format=openai")).json()
+    # What was sent, without the per-message metadata an OpenAI API would refuse.
+    assert page == {
+        "items": [{k: v for k, v in m.items() if k != "metadata"} for m in sent],
+        "total": 5,
+    }
+    newest = (await api.request("alice", "GET", f"{url}?format=openai&order=desc&limit=2")).json()
+    assert newest["items"] == sent[3:]
+    native = (await api.request("alice", "GET", f"{url}?limit=1")).json()["items"][0]
+    assert set(native) == {"seq", "id", "role", "content", "created_at", "name"}
+    assert (await api.request("alice", "GET", f"{url}?format=xml")).status_code == 422
 
 
 async def test_a_tool_result_must_answer_an_earlier_call(api: Api) -> None:

@@ -119,7 +119,10 @@ async def end_thread(thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep
 
 
 @router.get(
-    "/threads/{thread_id}/messages", response_model=MessagePage, responses=errors(401, 404, 422)
+    "/threads/{thread_id}/messages",
+    response_model=MessagePage,
+    response_model_exclude_unset=True,
+    responses=errors(401, 404, 422),
 )
 async def get_messages(
     thread_id: ThreadId,
@@ -134,12 +137,23 @@ async def get_messages(
             "newest `limit` messages (`offset` skips the newest), still listed oldest first."
         ),
     ] = "asc",
+    format: Annotated[
+        Literal["records", "openai"],
+        Query(
+            description="`records`: each message with its `seq`, `id`, `created_at`, "
+            "`metadata` and tool calls as `{id, name, args}`; `openai`: OpenAI chat messages "
+            "(`role`, `content`, `name`, `tool_calls` with JSON `arguments`, `tool_call_id`) "
+            "to send to a chat-completions API as they are."
+        ),
+    ] = "records",
 ) -> MessagePage:
     """The full transcript, oldest first, including what summarisation folded away."""
     if order == "desc":
         items, total = await sessions.aget_newest_messages(owner, thread_id, limit, offset)
     else:
         items, total = await sessions.aget_messages(owner, thread_id, limit, offset)
+    if format == "openai":
+        items = [transcript.record_to_openai(i) for i in items]
     return MessagePage(items=[MessageOut.model_validate(i) for i in items], total=total)
 
 
