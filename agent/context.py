@@ -65,6 +65,24 @@ class Context:
         metadata={"description": "The system prompt; placeholders are filled each turn."},
     )
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Context:
+        """The run defaults of a deployment: every field from `settings` itself, so an
+        explicit `Settings(...)` is honoured, not only the environment."""
+        return cls(
+            user_id=settings.user_id,
+            tenant_id=settings.tenant_id,
+            model=settings.model,
+            token_budget=settings.token_budget,
+            keep_ratio=settings.keep_ratio,
+            summary_max_tokens=settings.summary_max_tokens,
+            memory_search_limit=settings.memory_search_limit,
+            tool_timeout_seconds=settings.tool_timeout_seconds,
+            system_prompt=(
+                prompts.SYSTEM_PROMPT if settings.system_prompt is None else settings.system_prompt
+            ),
+        )
+
     def __post_init__(self) -> None:
         if self.token_budget < 100:
             raise ValueError("token_budget must be at least 100 tokens")

@@ -125,6 +125,10 @@ def load_embeddings(spec: str) -> tuple[Embeddings, int] | None:
 
     Returns:
         `(embeddings, dims)`, or `None` when semantic search is off.
+
+    Raises:
+        EmbeddingsUnavailableError: `spec` is unknown, or names a provider whose package is
+            not installed (the message names the value and the extra to install).
     """
     spec = spec.strip()
     if spec in ("", "none", "off"):
@@ -133,9 +137,21 @@ def load_embeddings(spec: str) -> tuple[Embeddings, int] | None:
         return local_embeddings(), LOCAL_DIMS
     if ":" not in spec:
         raise EmbeddingsUnavailableError(
-            f"unknown embeddings {spec!r}: use 'local', 'none' or 'provider:model'"
+            f"MEMORY_AGENT_EMBEDDINGS={spec!r}: use 'local', 'none' or 'provider:model', "
+            "e.g. 'openai:text-embedding-3-small'"
         )
     from langchain.embeddings import init_embeddings
 
-    embedder = init_embeddings(spec)
+    try:
+        embedder = init_embeddings(spec)
+    except ImportError as exc:
+        provider = spec.split(":", 1)[0]
+        raise EmbeddingsUnavailableError(
+            f"MEMORY_AGENT_EMBEDDINGS={spec!r}: {exc}. Install the provider's extra, e.g. "
+            f"pip install 'memory-agent[{provider}]'"
+        ) from exc
+    except ValueError as exc:  # a provider init_embeddings does not know
+        raise EmbeddingsUnavailableError(
+            f"MEMORY_AGENT_EMBEDDINGS={spec!r} cannot be loaded: {exc}"
+        ) from exc
     return embedder, len(embedder.embed_query("dimension probe"))

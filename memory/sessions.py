@@ -461,7 +461,7 @@ class SessionManager:
     ) -> SessionManager:
         """A manager with the deployment's limits, lifecycle and run defaults."""
         options: dict[str, Any] = {
-            "context": Context(model=settings.model, token_budget=settings.token_budget),
+            "context": Context.from_settings(settings),
             "min_messages_for_summary": settings.min_messages_for_summary,
             "durability": settings.durability,
             "idle_timeout": timedelta(hours=settings.idle_timeout_hours),
