@@ -8,6 +8,7 @@ that `serve`'s single-process path applies explicit settings.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -90,10 +91,9 @@ async def exchange(port: int, request: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(request)
-        try:
+        # Refused before it was all sent: the answer is still there to read.
+        with contextlib.suppress(ConnectionError):
             await writer.drain()
-        except ConnectionError:
-            pass  # refused before it was all sent: the answer is still there to read
         return await read_until_closed(reader)
     finally:
         writer.close()
