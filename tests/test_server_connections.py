@@ -14,8 +14,8 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -210,8 +210,8 @@ async def test_requests_within_the_limits_are_served(port: int) -> None:
     assert parse(received)[0] == 201
 
 
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[int]:
+@contextmanager
+def serving(settings: Settings) -> Iterator[int]:
     """`serve`'s single-process server for `settings`, on a free port, in a thread."""
     config = uvicorn.Config(
         create_app(settings),
@@ -227,11 +227,11 @@ async def serving(settings: Settings) -> AsyncIterator[int]:
         deadline = time.monotonic() + _START_DEADLINE_SECONDS
         while not server.started:
             assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            await asyncio.sleep(0.05)
+            time.sleep(0.05)
         yield config.port
     finally:
         server.should_exit = True
-        await asyncio.to_thread(thread.join, _START_DEADLINE_SECONDS)
+        thread.join(_START_DEADLINE_SECONDS)
 
 
 async def test_explicit_settings_set_the_limits_of_a_single_process(tmp_path: Path) -> None:
@@ -243,7 +243,7 @@ async def test_explicit_settings_set_the_limits_of_a_single_process(tmp_path: Pa
         max_header_bytes=2048,
         header_timeout_seconds=0.5,
     )
-    async with serving(settings) as served:
+    with serving(settings) as served:
         base = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
         ten = b"".join(b"X-H%d: v\r\n" % i for i in range(10))
         assert parse(await exchange(served, base + ten + b"\r\n"))[0] == 200

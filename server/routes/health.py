@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from memory.stores.outages import within
 from server.deps import BackendsDep
-from server.schemas import Health, Readiness, errors
+from server.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -34,7 +34,11 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, responses=errors(503))
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A backend is unreachable."}},
+)
 async def readyz(backends: BackendsDep) -> JSONResponse:
     """Each backend is reachable, reported by name (503 when one is not)."""
     results = dict(
