@@ -109,7 +109,9 @@ class Schemas:
             if key in schema and "properties" not in schema:
                 return st.one_of([self.values(s, depth) for s in schema[key]])
         if "allOf" in schema:
-            return self.values({k: v for k, v in schema.items() if k != "allOf"} | schema["allOf"][0], depth)
+            return self.values(
+                {k: v for k, v in schema.items() if k != "allOf"} | schema["allOf"][0], depth
+            )
         kind = schema.get("type")
         if isinstance(kind, list):
             return st.one_of([self.values({**schema, "type": k}, depth) for k in kind])
@@ -294,36 +296,9 @@ class Operation:
                 bodies = st.just(NO_BODY) | bodies
         return st.builds(self._request, self._parameters(), bodies)
 
-    @st.composite
-    def invalid_request(draw: st.DrawFn, self: Operation) -> Request:  # noqa: N805
+    def invalid_request(self) -> st.SearchStrategy[Request]:
         """Requests the schema rejects: one parameter or body value broken, or no JSON."""
-        values = draw(self._parameters())
-        choices: list[tuple[str, Any]] = []
-        for param in self.parameters:
-            for what, broken in self.schemas.breakages(param["schema"], values.get(param["name"])):
-                text = _text(broken)
-                if param["in"] == "path" and not text:
-                    continue  # an empty segment makes another path, not another value
-                read = _as_read(self.schemas.resolve(param["schema"]), text)
-                if not self.schemas.is_valid(param["schema"], read):
-                    choices.append((f"{param['name']}: {what}", ("param", param["name"], text)))
-        body: Any = NO_BODY
-        if self.body_schema is not None:
-            body = draw(self.schemas.values(self.body_schema))
-            for what, broken in self.schemas.invalid_values(self.body_schema, body):
-                choices.append((f"body {what}", ("body", None, broken)))
-            choices.append(("a body that is not JSON", ("raw", None, b"{not json")))
-            choices.append(("JSON nested 10,000 deep", ("raw", None, b"[" * 10_000 + b"]" * 10_000)))
-            if self.body_required:
-                choices.append(("no body", ("body", None, NO_BODY)))
-        if not choices:
-            return self._request(values, body, why="no way to break it")
-        what, (kind, name, broken) = draw(st.sampled_from(choices))
-        if kind == "param":
-            return self._request({**values, name: broken}, body, negative=True, why=what)
-        if kind == "raw":
-            return self._request(values, NO_BODY, raw=broken, negative=True, why=what)
-        return self._request(values, broken, negative=True, why=what)
+        return _invalid_request(self)
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -363,6 +338,38 @@ class Operation:
         elif media == "text/event-stream":
             found.extend(_sse_problems(body))
         return found
+
+
+@st.composite
+def _invalid_request(draw: st.DrawFn, self: Operation) -> Request:
+    """Requests the schema rejects: one parameter or body value broken, or no JSON."""
+    values = draw(self._parameters())
+    choices: list[tuple[str, Any]] = []
+    for param in self.parameters:
+        for what, broken in self.schemas.breakages(param["schema"], values.get(param["name"])):
+            text = _text(broken)
+            if param["in"] == "path" and not text:
+                continue  # an empty segment makes another path, not another value
+            read = _as_read(self.schemas.resolve(param["schema"]), text)
+            if not self.schemas.is_valid(param["schema"], read):
+                choices.append((f"{param['name']}: {what}", ("param", param["name"], text)))
+    body: Any = NO_BODY
+    if self.body_schema is not None:
+        body = draw(self.schemas.values(self.body_schema))
+        for what, broken in self.schemas.invalid_values(self.body_schema, body):
+            choices.append((f"body {what}", ("body", None, broken)))
+        choices.append(("a body that is not JSON", ("raw", None, b"{not json")))
+        choices.append(("JSON nested 10,000 deep", ("raw", None, b"[" * 10_000 + b"]" * 10_000)))
+        if self.body_required:
+            choices.append(("no body", ("body", None, NO_BODY)))
+    if not choices:
+        return self._request(values, body, why="no way to break it")
+    what, (kind, name, broken) = draw(st.sampled_from(choices))
+    if kind == "param":
+        return self._request({**values, name: broken}, body, negative=True, why=what)
+    if kind == "raw":
+        return self._request(values, NO_BODY, raw=broken, negative=True, why=what)
+    return self._request(values, broken, negative=True, why=what)
 
 
 def _text(value: Any) -> str:

@@ -64,7 +64,10 @@ class Served:
             assert self.client.post("/threads", json={"thread_id": SEED_THREAD}).status_code == 201
             run = self.client.post(
                 f"/langgraph/threads/{SEED_THREAD}/runs/wait",
-                json={"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]}},
+                json={
+                    "assistant_id": "agent",
+                    "input": {"messages": [{"role": "user", "content": "hi"}]},
+                },
             )
             assert run.status_code == 200, run.text
             state = self.client.get(f"/threads/{SEED_THREAD}/state").json()
@@ -172,7 +175,9 @@ def test_an_undocumented_method_is_405_naming_every_documented_one(
     known = served.seed()
     url = concrete(path, known)
     # Every documented path the URL matches: `/langgraph/threads/search` is also thread `search`.
-    allowed = {m for other, ms in PATHS if re.fullmatch(_PARAM.sub("[^/]+", other), url) for m in ms}
+    allowed = {
+        m for other, ms in PATHS if re.fullmatch(_PARAM.sub("[^/]+", other), url) for m in ms
+    }
     for method in sorted(set(_METHODS) - allowed):
         response = served.client.request(method, url)
         assert response.status_code == 405, (method, url, response.text)
