@@ -93,6 +93,29 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="Largest request body accepted; larger is 413."
     )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="`serve`: seconds a client has to send a request's line and headers "
+        "(from the connection or the request's first byte); then 408 and the connection closes.",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="`serve`: seconds a client has to send a request's body once its headers "
+        "are in; then 408 and the connection closes.",
+    )
+    max_header_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="`serve`: largest request line and headers, in bytes; larger is 431.",
+    )
+    max_headers: int = Field(
+        default=100, ge=10, le=10_000, description="`serve`: most header fields; more is 431."
+    )
     state_messages: int = Field(
         default=50,
         ge=1,

@@ -12,10 +12,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from langchain_core.language_models import BaseChatModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent import OFFLINE_NOTICE
 from agent.loading import graph_factory
@@ -26,6 +28,7 @@ from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import Backends, aopen_backends
 from memory.stores.outages import as_unavailable
+from server import openapi
 from server.auth import KeyRing, UnauthorizedError
 from server.langgraph_api import RunRegistry
 from server.langgraph_api import router as langgraph_router
@@ -210,6 +213,18 @@ async def _unauthorized(request: Request, exc: Exception) -> ErrorResponse:
     )
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's errors (404, 405) as JSON; a 405's `Allow` names every method the path
+    takes, not only those of the first route that matched it."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code != 405:
+        return await http_exception_handler(request, exc)
+    allowed = openapi.allowed_methods(request.app, request.scope)
+    return ErrorResponse(
+        {"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(sorted(allowed))}
+    )
+
+
 async def _internal(request: Request, exc: Exception) -> ErrorResponse:
     unavailable = as_unavailable(exc)
     if unavailable is not None:  # an outage met outside the session service: still a 503
@@ -256,10 +271,12 @@ def create_app(
     app.add_exception_handler(MemoryAgentError, _agent_error)
     app.add_exception_handler(InvalidIdError, _invalid_id)
     app.add_exception_handler(UnauthorizedError, _unauthorized)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(langgraph_router)
+    openapi.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=server_settings.max_body_bytes)
     if origins := server_settings.cors_origin_list:
         # Outermost, so preflights are answered before any other layer sees them.

@@ -7,7 +7,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from pydantic import ValidationError
 
@@ -86,15 +86,39 @@ def serve(
     count = workers if workers is not None else settings.workers
     check_workers(settings, count)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    bind = {
+    bind: dict[str, Any] = {
         "host": host or settings.host,
         "port": port if port is not None else settings.port,
         "log_level": "info",
     }
     if count == 1:
-        uvicorn.run(create_app(settings), **bind)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings), **bind, **connection_options(settings))
     else:
-        uvicorn.run("server.app:create_app", factory=True, workers=count, **bind)  # type: ignore[arg-type]
+        # Each process imports the app factory and the protocol by name, and reads the
+        # settings from the environment it inherits.
+        uvicorn.run(
+            "server.app:create_app",
+            factory=True,
+            workers=count,
+            **bind,
+            **connection_options(None),
+        )
+
+
+def connection_options(settings: Settings | None) -> dict[str, Any]:
+    """uvicorn's HTTP options: httptools with the connection limits of `settings` (None:
+    of the environment, as each process of `--workers N` reads them), no WebSockets.
+
+    The app serves no WebSocket, so an upgrade is never handed to another protocol.
+    """
+    from server.protocol import ConnectionLimits, GuardedHttpToolsProtocol
+
+    protocol: type[GuardedHttpToolsProtocol] | str
+    if settings is None:
+        protocol = f"{GuardedHttpToolsProtocol.__module__}:{GuardedHttpToolsProtocol.__name__}"
+    else:
+        protocol = GuardedHttpToolsProtocol.bound(ConnectionLimits.from_settings(settings))
+    return {"http": protocol, "ws": "none"}
 
 
 def _turn(sessions: SessionManager, owner: Owner, thread_id: str, text: str, out: TextIO) -> str:

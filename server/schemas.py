@@ -105,6 +105,16 @@ class ExchangeMessageIn(MessageIn):
 class RunRequest(_Request):
     """One message (`message`) or several (`messages`) to send to the agent."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["message"], "properties": {"message": {"type": "string"}}},
+                {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
+            ]
+        },
+    )
+
     message: SafeText | None = Field(default=None, description="A single user message.")
     messages: list[MessageIn] | None = Field(
         default=None, description="Several messages, oldest first; the last should be the user's."
@@ -208,10 +218,20 @@ class MemoryIn(_Request):
     value: JsonValue
 
 
+class FieldError(BaseModel):
+    """One field a request got wrong."""
+
+    loc: list[str | int] = Field(description="Where: `body`, `query` or `path`, then the field.")
+    msg: str
+    type: str
+
+
 class ErrorOut(BaseModel):
     """Every error: what went wrong, in words."""
 
-    detail: Any = Field(description="A sentence, or a list of field errors for 422s.")
+    detail: str | list[FieldError] = Field(
+        description="A sentence, or the fields a request got wrong (422)."
+    )
 
 
 class MessageOut(BaseModel):
@@ -377,12 +397,14 @@ class Readiness(BaseModel):
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for the error statuses a route may answer."""
     text = {
+        400: "The body could not be read as JSON (nested too deeply).",
         401: "Missing or unknown API key.",
-        404: "Thread or memory not found (also for another user's).",
+        404: "Not found: the thread, memory, assistant, run or checkpoint named (also another "
+        "user's), or no route at the path.",
         409: "Conflict: a run is active, the session has ended, it exists, or the cap is hit.",
         413: "Request body too large.",
         422: "Invalid input; `detail` names the field.",
         429: "Rate limit reached; see the Retry-After header.",
-        503: "A backend is unreachable.",
+        503: "The database could not be reached in time; see the Retry-After header.",
     }
     return {code: {"model": ErrorOut, "description": text[code]} for code in codes}

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from memory.errors import NotFoundError
 from server.deps import OwnerDep, SessionsDep
 from server.langgraph_api import views
-from server.langgraph_api.schemas import AssistantSearch
+from server.langgraph_api.schemas import AssistantId, AssistantSearch
 from server.langgraph_api.views import LangGraphJSON
 from server.schemas import errors
 
@@ -69,7 +69,9 @@ async def count_assistants(
 
 
 @router.get("/assistants/{assistant_id}", response_class=LangGraphJSON, responses=errors(401, 404))
-async def get_assistant(assistant_id: str, owner: OwnerDep, sessions: SessionsDep) -> LangGraphJSON:
+async def get_assistant(
+    assistant_id: AssistantId, owner: OwnerDep, sessions: SessionsDep
+) -> LangGraphJSON:
     """The agent, by graph id (`agent`) or assistant id."""
     _check(assistant_id)
     return LangGraphJSON(views.assistant(sessions.graph))
@@ -79,7 +81,7 @@ async def get_assistant(assistant_id: str, owner: OwnerDep, sessions: SessionsDe
     "/assistants/{assistant_id}/graph", response_class=LangGraphJSON, responses=errors(401, 404)
 )
 async def get_graph(
-    assistant_id: str,
+    assistant_id: AssistantId,
     owner: OwnerDep,
     sessions: SessionsDep,
     xray: bool | int = Query(default=False, description="Include subgraphs (there are none)."),
@@ -92,7 +94,9 @@ async def get_graph(
 @router.get(
     "/assistants/{assistant_id}/schemas", response_class=LangGraphJSON, responses=errors(401, 404)
 )
-async def get_schemas(assistant_id: str, owner: OwnerDep, sessions: SessionsDep) -> LangGraphJSON:
+async def get_schemas(
+    assistant_id: AssistantId, owner: OwnerDep, sessions: SessionsDep
+) -> LangGraphJSON:
     """JSON schemas of the graph's input, output, state and context."""
     _check(assistant_id)
     graph = sessions.graph
@@ -114,7 +118,9 @@ async def get_schemas(assistant_id: str, owner: OwnerDep, sessions: SessionsDep)
     response_class=LangGraphJSON,
     responses=errors(401, 404),
 )
-async def get_subgraphs(assistant_id: str, owner: OwnerDep, sessions: SessionsDep) -> LangGraphJSON:
+async def get_subgraphs(
+    assistant_id: AssistantId, owner: OwnerDep, sessions: SessionsDep
+) -> LangGraphJSON:
     """The graph's subgraphs: none."""
     _check(assistant_id)
     return LangGraphJSON({})

@@ -17,7 +17,7 @@ from memory.settings import Settings
 from server.deps import OwnerDep, RunsDep, SessionsDep, SettingsDep, ThreadId
 from server.langgraph_api import views
 from server.langgraph_api.registry import Run, RunRegistry
-from server.langgraph_api.schemas import RunCreate
+from server.langgraph_api.schemas import RunCreate, RunId
 from server.langgraph_api.views import LangGraphJSON
 from server.limits import BackgroundRuns
 from server.schemas import errors
@@ -200,7 +200,7 @@ async def _run(
 )
 async def get_run(
     thread_id: ThreadId,
-    run_id: str,
+    run_id: RunId,
     owner: OwnerDep,
     sessions: SessionsDep,
     registry: RegistryDep,
@@ -216,7 +216,7 @@ async def get_run(
 )
 async def join_run(
     thread_id: ThreadId,
-    run_id: str,
+    run_id: RunId,
     owner: OwnerDep,
     sessions: SessionsDep,
     registry: RegistryDep,
@@ -229,11 +229,12 @@ async def join_run(
 @router.post(
     "/threads/{thread_id}/runs/{run_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=errors(401, 404, 422),
+    response_class=Response,
+    responses={202: {"description": "Stopped, or it had finished: no body."}, **errors(401, 404)},
 )
 async def cancel_run(
     thread_id: ThreadId,
-    run_id: str,
+    run_id: RunId,
     owner: OwnerDep,
     sessions: SessionsDep,
     registry: RegistryDep,

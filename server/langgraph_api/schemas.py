@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from memory.errors import InvalidInputError
@@ -30,6 +31,15 @@ MAX_LABELS = 10
 MAX_LABEL_CHARS = 128
 MAX_KEY_CHARS = 1024
 PageLimit = Annotated[int, Field(ge=1, le=1000)]
+#: Path parameters that name something of the server's: never empty (an empty segment is
+#: another path).
+AssistantId = Annotated[
+    str, Path(min_length=1, max_length=256, description="`agent`, or the assistant's id.")
+]
+RunId = Annotated[str, Path(min_length=1, max_length=256, description="The run's id.")]
+CheckpointId = Annotated[
+    str, Path(min_length=1, max_length=256, description="The checkpoint's id.")
+]
 Offset = Annotated[int, Field(ge=0, le=1_000_000_000)]
 
 

@@ -14,6 +14,7 @@ from memory.sessions import SessionManager
 from server.deps import OwnerDep, SessionsDep, SettingsDep, ThreadId
 from server.langgraph_api import views
 from server.langgraph_api.schemas import (
+    CheckpointId,
     History,
     StateAt,
     StateUpdate,
@@ -180,7 +181,7 @@ async def get_state_at(
 )
 async def get_state_by_id(
     thread_id: ThreadId,
-    checkpoint_id: str,
+    checkpoint_id: CheckpointId,
     owner: OwnerDep,
     sessions: SessionsDep,
     settings: SettingsDep,

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from memory.stores.factory import Backends, backend_urls, scheme_of
 from memory.stores.outages import within
-from server.schemas import Health, Readiness, errors
+from server.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -34,7 +34,11 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, responses=errors(503))
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A backend is unreachable."}},
+)
 async def readyz(request: Request) -> JSONResponse:
     """Each backend is reachable, reported by name (503 when one is not, or while the
     database has not been reached since the start)."""
