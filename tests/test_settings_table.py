@@ -101,6 +101,21 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
     "MEMORY_AGENT_BACKEND_TIMEOUT_SECONDS": (
         "tests/test_outages.py::test_a_hung_database_answers_503_in_time_and_recovers",
     ),
+    "MEMORY_AGENT_HEADER_TIMEOUT_SECONDS": (
+        "tests/test_server_connections.py::test_headers_sent_byte_by_byte_are_cut_at_the_deadline",
+        "tests/test_server_connections.py::test_explicit_settings_set_the_limits_of_a_single_process",
+    ),
+    "MEMORY_AGENT_BODY_TIMEOUT_SECONDS": (
+        "tests/test_server_connections.py::test_a_body_slower_than_the_deadline_gets_408",
+    ),
+    "MEMORY_AGENT_MAX_HEADER_BYTES": (
+        "tests/test_server_connections.py::test_a_one_megabyte_header_is_refused_with_431",
+        "tests/test_server_connections.py::test_explicit_settings_set_the_limits_of_a_single_process",
+    ),
+    "MEMORY_AGENT_MAX_HEADERS": (
+        "tests/test_server_connections.py::test_twenty_thousand_headers_are_refused_with_431",
+        "tests/test_server_connections.py::test_explicit_settings_set_the_limits_of_a_single_process",
+    ),
     "MEMORY_AGENT_TTL_MINUTES": (
         "tests/test_backends.py::test_every_redis_key_expires_when_a_ttl_is_set",
         f"{_HERE}::test_redis_ttl_is_refreshed_by_reads",
