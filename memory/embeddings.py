@@ -127,14 +127,25 @@ def load_embeddings(spec: str) -> tuple[Embeddings, int] | None:
         `(embeddings, dims)`, or `None` when semantic search is off.
 
     Raises:
-        EmbeddingsUnavailableError: `spec` is unknown, or names a provider whose package is
-            not installed (the message names the value and the extra to install).
+        EmbeddingsUnavailableError: see `provider_embeddings`.
     """
     spec = spec.strip()
     if spec in ("", "none", "off"):
         return None
     if spec == "local":
         return local_embeddings(), LOCAL_DIMS
+    embedder = provider_embeddings(spec)
+    return embedder, len(embedder.embed_query("dimension probe"))
+
+
+def provider_embeddings(spec: str) -> Embeddings:
+    """The embedder a `provider:model` value names, built but not yet called.
+
+    Raises:
+        EmbeddingsUnavailableError: `spec` is not `provider:model`, names a provider
+            LangChain does not know, or one whose package is not installed (the message
+            names the value and the extra to install).
+    """
     if ":" not in spec:
         raise EmbeddingsUnavailableError(
             f"MEMORY_AGENT_EMBEDDINGS={spec!r}: use 'local', 'none' or 'provider:model', "
@@ -143,15 +154,14 @@ def load_embeddings(spec: str) -> tuple[Embeddings, int] | None:
     from langchain.embeddings import init_embeddings
 
     try:
-        embedder = init_embeddings(spec)
+        return init_embeddings(spec)
     except ImportError as exc:
         provider = spec.split(":", 1)[0]
         raise EmbeddingsUnavailableError(
             f"MEMORY_AGENT_EMBEDDINGS={spec!r}: {exc}. Install the provider's extra, e.g. "
             f"pip install 'memory-agent[{provider}]'"
         ) from exc
-    except ValueError as exc:  # a provider init_embeddings does not know
+    except Exception as exc:  # an unknown provider, a missing API key, a bad option
         raise EmbeddingsUnavailableError(
             f"MEMORY_AGENT_EMBEDDINGS={spec!r} cannot be loaded: {exc}"
         ) from exc
-    return embedder, len(embedder.embed_query("dimension probe"))

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from agent import OFFLINE_NOTICE
 from agent.loading import AppConfigError, graph_factory
 from agent.model import ModelConfigError, is_offline, load_chat_model
+from memory.embeddings import EmbeddingsUnavailableError, provider_embeddings
 from memory.errors import MemoryAgentError
 from memory.namespaces import InvalidIdError, Owner, check_id
 from memory.sessions import SessionManager
@@ -208,7 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # and so is the model: a provider that cannot be loaded stops here, not at each run.
         graph_factory(tools=settings.tools, graph=settings.graph)
         load_chat_model(settings.model)
-    except (AppConfigError, ModelConfigError) as exc:
+        if settings.embeddings.strip() not in ("", "none", "off", "local"):
+            provider_embeddings(settings.embeddings.strip())
+    except (AppConfigError, ModelConfigError, EmbeddingsUnavailableError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     if args.command == "serve":

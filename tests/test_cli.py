@@ -101,3 +101,26 @@ def test_a_model_that_cannot_be_loaded_stops_serve_and_chat(
         assert result.returncode == 2, result.stderr
         assert f"MEMORY_AGENT_MODEL={named!r}" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("embeddings", "named"),
+    [
+        ("openai:text-embedding-3-small", "memory-agent[openai]"),
+        ("nosuchprovider:model", "cannot be loaded"),
+        ("no-colon", "use 'local', 'none' or 'provider:model'"),
+    ],
+)
+def test_embeddings_that_cannot_be_loaded_stop_serve_and_chat(
+    sqlite_env: Path, monkeypatch: pytest.MonkeyPatch, embeddings: str, named: str
+) -> None:
+    monkeypatch.setenv("MEMORY_AGENT_EMBEDDINGS", embeddings)
+    commands = (["serve", "--port", "1"], ["chat", "-m", "hi"])
+    for args in commands if "openai" in embeddings else commands[:1]:  # one check serves both
+        result = subprocess.run(
+            [*command(), *args], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 2, result.stderr
+        assert f"MEMORY_AGENT_EMBEDDINGS={embeddings!r}" in result.stderr
+        assert named in result.stderr
+        assert "Traceback" not in result.stderr
