@@ -913,9 +913,17 @@ class SessionManager:
         records, _ = yield _Db("page", (run.key, start, after - start))
         return records
 
-    def _finish_run(self, run: _Run, values: dict[str, Any] | None) -> _Steps:
-        """Record what the run added in the session and release the thread."""
+    def _finish_run(
+        self, run: _Run, values: dict[str, Any] | None, failure: BaseException | None = None
+    ) -> _Steps:
+        """Record what the run added in the session and release the thread (`values`:
+        the final state; None when the run failed with `failure`)."""
         yield _StopRenew(run.renewal)
+        if failure is not None and as_unavailable(failure) is not None:
+            # The database is out: each call of the cleanup would wait out the deadline
+            # in turn. The lease runs out by itself, and the input, never acknowledged,
+            # is recorded by the next run if its checkpoint was saved.
+            return None
         thread_id = run.record["thread_id"]
         try:
             if values is None:
@@ -958,8 +966,8 @@ class SessionManager:
         config = self.config(owner, run.record["thread_id"], run.token)
         try:
             values = yield _Invoke({"messages": run.input}, config, self.run_context(owner))
-        except BaseException:
-            yield from self._finish_run(run, None)
+        except BaseException as exc:
+            yield from self._finish_run(run, None, exc)
             raise
         return (yield from self._finish_run(run, values))
 
@@ -1366,8 +1374,8 @@ class SessionManager:
                     values = payload
                 elif text := _token_text(*payload):
                     yield "token", text
-        except BaseException:
-            await self._adrive(self._finish_run(run, None))
+        except BaseException as exc:
+            await self._adrive(self._finish_run(run, None, exc))
             raise
         result = await self._adrive(self._finish_run(run, values))
         yield "done", result
@@ -1393,8 +1401,8 @@ class SessionManager:
                     values = payload
                 elif text := _token_text(*payload):
                     yield "token", text
-        except BaseException:
-            self._drive(self._finish_run(run, None))
+        except BaseException as exc:
+            self._drive(self._finish_run(run, None, exc))
             raise
         yield "done", self._drive(self._finish_run(run, values))
 
@@ -1565,8 +1573,8 @@ class SessionManager:
                         yield "values", view
                 else:
                     yield mode, payload
-        except BaseException:
-            await self._adrive(self._finish_run(run, None))
+        except BaseException as exc:
+            await self._adrive(self._finish_run(run, None, exc))
             raise
         result = await self._adrive(self._finish_run(run, values))
         yield "done", (result, view)
