@@ -211,7 +211,10 @@ async def _worker(http: httpx.AsyncClient, loop: Loop, thread: str, acks: list[i
         loop.figures.tool_turns_acknowledged += tool
         acks[0] += 1
         if thread in loop.cut:
-            await _check_no_dangling_call(http, loop, thread)
+            try:
+                await _check_no_dangling_call(http, loop, thread)
+            except httpx.TransportError:
+                return  # killed while checking: the next process checks again
             loop.cut.discard(thread)
             loop.figures.repaired_threads += 1
         text, tool = loop.next_text(thread)
