@@ -897,28 +897,37 @@ class SessionManager:
         return run
 
     def _added(self, run: _Run, values: dict[str, Any], after: int) -> _Steps:
-        """The records the run added: from its final window when it holds them all,
-        otherwise (summarisation folded some away, or an earlier run died before its
-        record was updated) from the transcript."""
-        count = after - run.before
+        """The records of the run's input and what followed it: from its final window,
+        where they are the last `after` recorded, or, when summarisation folded some
+        away, from the transcript."""
         window = values.get("messages") or []
         first = run.input[0].id
         for index in range(len(window) - 1, -1, -1):
             if window[index].id == first:
                 mine = window[index:]
-                if len(mine) == count:
-                    return [
-                        transcript.message_to_record(m, run.before + i) for i, m in enumerate(mine)
-                    ]
+                start = after - len(mine)
+                if start >= 0:
+                    return [transcript.message_to_record(m, start + i) for i, m in enumerate(mine)]
                 break
-        if count <= 0:
+        # `before` counted the transcript at the claim, which may hold what a killed
+        # run wrote past its state; this run wrote over that from its state's length.
+        start = min(run.before, after - 1)
+        if start < 0:
             return []
-        records, _ = yield _Db("page", (run.key, run.before, count))
+        records, _ = yield _Db("page", (run.key, start, after - start))
         return records
 
-    def _finish_run(self, run: _Run, values: dict[str, Any] | None) -> _Steps:
-        """Record what the run added in the session and release the thread."""
+    def _finish_run(
+        self, run: _Run, values: dict[str, Any] | None, failure: BaseException | None = None
+    ) -> _Steps:
+        """Record what the run added in the session and release the thread (`values`:
+        the final state; None when the run failed with `failure`)."""
         yield _StopRenew(run.renewal)
+        if failure is not None and as_unavailable(failure) is not None:
+            # The database is out: each call of the cleanup would wait out the deadline
+            # in turn. The lease runs out by itself, and the input, never acknowledged,
+            # is recorded by the next run if its checkpoint was saved.
+            return None
         thread_id = run.record["thread_id"]
         try:
             if values is None:
@@ -939,8 +948,8 @@ class SessionManager:
                 values = {}
             else:
                 after = values.get("transcript_len", run.before)
-            added = yield from self._added(run, values, max(after, run.before))
-            record = self._touched(run.record, added, max(after, run.before))
+            added = yield from self._added(run, values, after)
+            record = self._touched(run.record, added)
             if not (yield _Db("save", (run.owner, record, run.token, True))):
                 logger.warning("thread %s changed hands before its run finished", run.key)
         except BaseException:
@@ -961,20 +970,20 @@ class SessionManager:
         config = self.config(owner, run.record["thread_id"], run.token)
         try:
             values = yield _Invoke({"messages": run.input}, config, self.run_context(owner))
-        except BaseException:
-            yield from self._finish_run(run, None)
+        except BaseException as exc:
+            yield from self._finish_run(run, None, exc)
             raise
         return (yield from self._finish_run(run, values))
 
-    def _touched(
-        self, record: dict[str, Any], added: Sequence[dict[str, Any]], total: int
-    ) -> dict[str, Any]:
-        counts = Counter(record.get("counts", {}))
-        counts.update(r["role"] for r in added)
+    def _touched(self, record: dict[str, Any], added: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The record after a run or an append: active now, with the topics of `added`.
+
+        Its counts are the transcript's own, kept by the session database with each
+        transcript write (a run killed between its writes and this update leaves them
+        right), so they are not touched here.
+        """
         return {
             **record,
-            "counts": dict(counts),
-            "message_count": total,
             "last_active_at": self.clock().isoformat(),
             "topics": _topics(
                 [transcript.content_text(r["content"]) for r in added if r["role"] == "user"],
@@ -1010,9 +1019,7 @@ class SessionManager:
                         "recorded_id": new[-1].id,
                     },
                 )
-            yield _Db(
-                "save", (owner, self._touched(record, records, total + len(new)), token, True)
-            )
+            yield _Db("save", (owner, self._touched(record, records), token, True))
         except BaseException:
             yield _Db("release", (key, token))
             raise
@@ -1373,8 +1380,8 @@ class SessionManager:
                     values = payload
                 elif text := _token_text(*payload):
                     yield "token", text
-        except BaseException:
-            await self._adrive(self._finish_run(run, None))
+        except BaseException as exc:
+            await self._adrive(self._finish_run(run, None, exc))
             raise
         result = await self._adrive(self._finish_run(run, values))
         yield "done", result
@@ -1400,8 +1407,8 @@ class SessionManager:
                     values = payload
                 elif text := _token_text(*payload):
                     yield "token", text
-        except BaseException:
-            self._drive(self._finish_run(run, None))
+        except BaseException as exc:
+            self._drive(self._finish_run(run, None, exc))
             raise
         yield "done", self._drive(self._finish_run(run, values))
 
@@ -1572,8 +1579,8 @@ class SessionManager:
                         yield "values", view
                 else:
                     yield mode, payload
-        except BaseException:
-            await self._adrive(self._finish_run(run, None))
+        except BaseException as exc:
+            await self._adrive(self._finish_run(run, None, exc))
             raise
         result = await self._adrive(self._finish_run(run, values))
         yield "done", (result, view)

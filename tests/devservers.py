@@ -89,6 +89,10 @@ class ServerHandle:
     log_path: Path
     start_ticks: int | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+    #: How the server was started, so `halt`/`resume` can start it again.
+    _argv: list[str] = field(default_factory=list, repr=False, compare=False)
+    _ready: Callable[[ServerHandle], bool] | None = field(default=None, repr=False, compare=False)
+    _account: tuple[int, int] | None = field(default=None, repr=False, compare=False)
 
     def is_running(self) -> bool:
         """Tell whether the server process is still alive.
@@ -126,6 +130,60 @@ class ServerHandle:
                 os.killpg(self.pid, signal.SIGKILL)
         if self.work_dir.exists():
             shutil.rmtree(self.work_dir)
+
+    def halt(self, *, keep_data: bool = True, timeout: float = 10.0) -> None:
+        """Shut the server down cleanly, keeping its directory, so `resume` can start it
+        again on the same port (a database restarted by its operator).
+
+        Args:
+            keep_data: For Redis, whose test servers persist nothing, save a snapshot
+                first so the restarted server loads it; False restarts it empty.
+            timeout: Seconds to wait for the server to exit.
+        """
+        if self.kind == "redis" and keep_data:
+            # Saved and stopped in one command: nothing written in between is lost.
+            client = redis.Redis.from_url(self.url, socket_timeout=timeout)
+            try:
+                client.shutdown(save=True)
+            except redis.ConnectionError:
+                pass  # the server closed the connection as it exited
+            finally:
+                client.close()
+        else:
+            (self.work_dir / "dump.rdb").unlink(missing_ok=True)
+            os.kill(self.pid, _SHUTDOWN_SIGNALS.get(self.kind, signal.SIGTERM))
+        if not self._wait_exit(timeout):
+            raise ServerStartError(f"{self.kind} did not shut down within {timeout:g}s")
+
+    def resume(self, timeout: float = 30.0) -> None:
+        """Start a halted server again with the same command, data and port.
+
+        Raises:
+            ServerStartError: The handle cannot restart (rebuilt from a state file), or
+                the server did not become ready.
+        """
+        if not self._argv or self._ready is None:
+            raise ServerStartError(f"this {self.kind} handle cannot restart its server")
+        with self.log_path.open("ab") as log:
+            process = subprocess.Popen(
+                self._argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.work_dir,
+                start_new_session=True,
+                **_as_account(self._account),
+            )
+        self._process, self.pid = process, process.pid
+        self.start_ticks = _process_start_ticks(process.pid)
+        try:
+            if not _await_ready(process, self, self._ready, timeout):
+                raise ServerStartError(
+                    _failure(self.kind, f"exited with {process.returncode}", self.log_path)
+                )
+        except BaseException:
+            _kill(process)
+            raise
 
     def detach(self) -> None:
         """Forget the child-process object so the server can outlive this process.
@@ -489,6 +547,9 @@ def _launch(
             log_path=log_path,
             start_ticks=_process_start_ticks(process.pid),
             _process=process,
+            _argv=command(port),
+            _ready=ready,
+            _account=account,
         )
         try:
             if _await_ready(process, handle, ready, timeout):

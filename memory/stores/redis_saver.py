@@ -67,6 +67,8 @@ from langgraph.checkpoint.redis.util import (
 from redisvl.query import FilterQuery
 from redisvl.query.filter import Tag
 
+from memory.stores.redis_store import index_missing
+
 __all__ = ["AsyncListingRedisSaver", "ListingRedisSaver"]
 
 #: Metadata keys the upstream query filters on in Redis itself.
@@ -501,12 +503,63 @@ def _queue_deletes(pipe: Any, keys: Sequence[str]) -> None:
         pipe.delete(*keys[start : start + _DELETE_CHUNK])
 
 
+class _RecreatingIndex:
+    """A saver's RedisVL search index that, when the server says no such index exists (it
+    restarted without its data, or was flushed), creates the saver's indexes again and
+    searches once more. Everything else goes to the index itself."""
+
+    def __init__(self, index: Any, saver: Any) -> None:
+        object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_saver", saver)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._index, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._index, name, value)
+
+    def _indexes(self) -> list[Any]:
+        return [self._saver.checkpoints_index, self._saver.checkpoint_writes_index]
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        """The index's `search`, after creating the indexes again if they are gone."""
+        try:
+            return self._index.search(*args, **kwargs)
+        except Exception as exc:
+            if not index_missing(exc):
+                raise
+        for index in self._indexes():
+            index.create(overwrite=False)
+        return self._index.search(*args, **kwargs)
+
+
+class _ARecreatingIndex(_RecreatingIndex):
+    """`_RecreatingIndex` for the async saver's indexes."""
+
+    async def search(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """The index's `search`, after creating the indexes again if they are gone."""
+        try:
+            return await self._index.search(*args, **kwargs)
+        except Exception as exc:
+            if not index_missing(exc):
+                raise
+        for index in self._indexes():
+            await index.create(overwrite=False)
+        return await self._index.search(*args, **kwargs)
+
+
 class ListingRedisSaver(RedisSaver):
     """Sync Redis checkpointer whose `list` and `prune` follow LangGraph's contract."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.serde = _RedisSerializer()
+
+    def create_indexes(self) -> None:
+        """Upstream's indexes, created again on demand when the server lost them."""
+        super().create_indexes()
+        self.checkpoints_index = _RecreatingIndex(self.checkpoints_index, self)  # type: ignore[assignment]
+        self.checkpoint_writes_index = _RecreatingIndex(self.checkpoint_writes_index, self)  # type: ignore[assignment]
 
     def put(
         self,
@@ -631,6 +684,12 @@ class AsyncListingRedisSaver(AsyncRedisSaver):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.serde = _RedisSerializer()
+
+    def create_indexes(self) -> None:
+        """Upstream's indexes, created again on demand when the server lost them."""
+        super().create_indexes()
+        self.checkpoints_index = _ARecreatingIndex(self.checkpoints_index, self)  # type: ignore[assignment]
+        self.checkpoint_writes_index = _ARecreatingIndex(self.checkpoint_writes_index, self)  # type: ignore[assignment]
 
     async def aput(
         self,

@@ -229,6 +229,13 @@ def _search_rows(reply: list[Any]) -> list[tuple[str, dict[str, Any]]]:
 # --------------------------------------------------------------------------- requests
 
 
+def index_missing(exc: BaseException) -> bool:
+    """Whether a server error says a RediSearch index does not exist (a server restarted
+    without its data, or flushed, has none until they are created again)."""
+    text = str(exc).lower()
+    return "no such index" in text or "unknown index name" in text
+
+
 @dataclass
 class _Round:
     """One round trip: commands sent together, as a MULTI/EXEC transaction if asked."""
@@ -672,6 +679,16 @@ class KeyedRedisStore(_KeyedCore, BaseStore):
     def _execute(self, request: _Round) -> list[Any]:
         if not request.commands:
             return []
+        try:
+            return self._pipeline(request)
+        except ResponseError as exc:
+            if not index_missing(exc):
+                raise
+        # The server lost its data (restarted without it, or flushed): the index again.
+        self._drive(self._setup_steps())
+        return self._pipeline(request)
+
+    def _pipeline(self, request: _Round) -> list[Any]:
         pipe = self._redis.pipeline(transaction=request.transaction)
         for command in request.commands:
             pipe.execute_command(*command)
@@ -764,6 +781,16 @@ class AsyncKeyedRedisStore(_KeyedCore, EarlyPutCheck, AsyncBatchedBaseStore):
     async def _aexecute(self, request: _Round) -> list[Any]:
         if not request.commands:
             return []
+        try:
+            return await self._apipeline(request)
+        except ResponseError as exc:
+            if not index_missing(exc):
+                raise
+        # The server lost its data (restarted without it, or flushed): the index again.
+        await self._adrive(self._setup_steps())
+        return await self._apipeline(request)
+
+    async def _apipeline(self, request: _Round) -> list[Any]:
         pipe = self._redis.pipeline(transaction=request.transaction)
         for command in request.commands:
             pipe.execute_command(*command)

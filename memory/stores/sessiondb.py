@@ -11,7 +11,10 @@ hosts) share one database lives here, and every operation is atomic in that data
 - `set_status` is a compare-and-set on the session's status (ending and expiring);
 - `append` writes transcript records fenced by the run's lease: a run that lost its
   lease (it stalled past the expiry and another run claimed the thread) cannot write,
-  so no run ever overwrites another run's records.
+  so no run ever overwrites another run's records. The records replace whatever the
+  transcript held from their position on (what a killed run wrote past the state it
+  left), and the thread's counts by role change in the same atomic step, so the counts
+  a session record is read with (`counts`, `message_count`) are the transcript's own.
 
 Each backend implements the operations as generator cores that yield the requests of
 that backend (SQL statements, Redis scripts; nothing in memory); the base class drives
@@ -24,7 +27,7 @@ import builtins
 import json
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -69,6 +72,20 @@ class RateLimit:
 
     limit: int
     window_ms: int
+
+
+def role_counts(records: Sequence[Record | None]) -> Counter[str]:
+    """Transcript records by role."""
+    return Counter(str(r.get("role", "unknown")) for r in records if r is not None)
+
+
+def with_counts(record: Record, counts: dict[str, int] | None) -> Record:
+    """`record` with the counts of its transcript (`None`: none kept for it, as for a
+    thread written before counts were kept beside transcripts: the record's own stay)."""
+    if counts is not None:
+        record["counts"] = {role: n for role, n in sorted(counts.items()) if n > 0}
+        record["message_count"] = sum(record["counts"].values())
+    return record
 
 
 def dumps(value: Any) -> str:
@@ -254,7 +271,10 @@ class SessionDB:
         """Write transcript records at positions `start`, `start + 1`, ...
 
         Records already at those positions are rewritten (a resumed run re-records the
-        same messages). With `token` the write happens only while that lease is held.
+        same messages), and any after them are deleted: they were written by a run that
+        died before its state recorded them, and the state goes on from `start`. The
+        thread's counts by role follow in the same step. With `token` the write happens
+        only while that lease is held.
 
         Raises:
             LeaseLostError: `token` no longer holds the thread's lease.
@@ -408,9 +428,15 @@ class MemorySessionDB(SessionDB):
         return "created"
         yield  # a generator core
 
+    def _counted(self, owner: Owner, record: Record) -> Record:
+        """A copy of `record` with its transcript's counts."""
+        log = self._transcripts.get(owner.thread_key(record["thread_id"]))
+        copy = json.loads(dumps(record))
+        return with_counts(copy, dict(role_counts(log)) if log is not None else None)
+
     def _get(self, owner: Owner, thread_id: str) -> Steps:
         found = self._sessions.get(owner, {}).get(thread_id)
-        return json.loads(dumps(found)) if found is not None else None
+        return self._counted(owner, found) if found is not None else None
         yield
 
     def _list(self, owner: Owner, limit: int, offset: int, status: str | None) -> Steps:
@@ -418,7 +444,7 @@ class MemorySessionDB(SessionDB):
             r for r in self._sessions.get(owner, {}).values() if status in (None, r["status"])
         ]
         records.sort(key=lambda r: (r["last_active_at"], r["thread_id"]), reverse=True)
-        return [json.loads(dumps(r)) for r in records[offset : offset + limit]], len(records)
+        return [self._counted(owner, r) for r in records[offset : offset + limit]], len(records)
         yield
 
     def _lease_free(self, key: str, token: str, now: float) -> bool:
@@ -533,15 +559,12 @@ class MemorySessionDB(SessionDB):
             held = self._leases.get(thread_key)
             if held is None or held[0] != token:
                 raise LeaseLostError(f"the run no longer holds thread {thread_key!r}")
+        if not records:
+            return None
         log = self._transcripts.setdefault(thread_key, [])
-        if len(log) < start:
-            log.extend([None] * (start - len(log)))
-        for i, record in enumerate(records):
-            stored = json.loads(dumps(record))
-            if start + i < len(log):
-                log[start + i] = stored
-            else:
-                log.append(stored)
+        del log[start:]
+        log.extend([None] * (start - len(log)))
+        log.extend(json.loads(dumps(record)) for record in records)
         return None
         yield
 

@@ -8,7 +8,9 @@ Keys (all under `memory_agent:`), with `K` an owner's `tenant/user` and `T` a th
 - `idle`: every active thread key, scored by last activity (the idle sweeper's index);
 - `lease:T`, `lease:<name>`: a lease token with a millisecond expiry (`SET NX PX`);
 - `rate:K`: the owner's runs of the last window, scored by time;
-- `transcript:T`: the thread's transcript, one JSON record per list element.
+- `transcript:T`: the thread's transcript, one JSON record per list element;
+- `counts:T`: the transcript's records by role (a hash), changed by the script that
+  changes the transcript.
 
 With a TTL (`MEMORY_AGENT_TTL_MINUTES`) every key a script touches, but leases and rate
 windows (which carry their own expiry), expires that long after its last use.
@@ -33,6 +35,7 @@ from memory.stores.sessiondb import (
     Steps,
     dumps,
     iso_ms,
+    with_counts,
 )
 
 PREFIX = "memory_agent:"
@@ -51,6 +54,30 @@ local function insert(rec_key, list_key, open_key, idle_key, record, thread_id, 
 end
 """
 
+_COUNTS = """
+local function count(counts_key, records, delta)
+  for _, r in ipairs(records) do
+    if r ~= 'null' then
+      local role = cjson.decode(r)['role']
+      if type(role) ~= 'string' then role = 'unknown' end
+      redis.call('HINCRBY', counts_key, role, delta)
+    end
+  end
+end
+-- Records from `start` on leave the list and the counts; a thread written before counts
+-- were kept is counted first.
+local function cut(list_key, counts_key, start)
+  local len = redis.call('LLEN', list_key)
+  if len > 0 and redis.call('EXISTS', counts_key) == 0 then
+    count(counts_key, redis.call('LRANGE', list_key, 0, -1), 1)
+  end
+  if start >= len then return len end
+  count(counts_key, redis.call('LRANGE', list_key, start, -1), -1)
+  if start <= 0 then redis.call('DEL', list_key) else redis.call('LTRIM', list_key, 0, start - 1) end
+  return start
+end
+"""
+
 SCRIPTS: dict[str, str] = {
     # KEYS: record, list, open, idle. ARGV: record, cap, thread_id, thread_key, score, active
     "create": _INSERT
@@ -65,7 +92,7 @@ else
 end
 return 'created'
 """,
-    # KEYS: lease, rate, record, list, open, idle.
+    # KEYS: lease, rate, record, list, open, idle, counts.
     # ARGV: token, lease_ms, limit (0: none), window_ms, new record or '', cap, thread_id,
     #       thread_key, score
     "begin": _NOW
@@ -85,7 +112,7 @@ if limit > 0 then
   redis.call('PEXPIRE', KEYS[2], window)
 end
 local record = redis.call('GET', KEYS[3])
-if record then return {'ok', record} end
+if record then return {'ok', record, redis.call('HGETALL', KEYS[7])} end
 if ARGV[5] == '' then redis.call('DEL', KEYS[1]); return {'missing'} end
 if redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[6]) then
   redis.call('DEL', KEYS[1])
@@ -122,24 +149,25 @@ else
 end
 return 1
 """,
-    # KEYS: record, list, open, idle, transcript. ARGV: thread_id, thread_key
+    # KEYS: record, list, open, idle, transcript, counts. ARGV: thread_id, thread_key
     "remove": """
 local current = redis.call('GET', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[5])
+redis.call('DEL', KEYS[1], KEYS[5], KEYS[6])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[2])
 return current
 """,
-    # KEYS: list. ARGV: offset, limit, record key prefix
+    # KEYS: list. ARGV: offset, limit, record key prefix, counts key prefix.
+    # Answers the total, then each record followed by its counts.
     "list": """
 local total = redis.call('ZCARD', KEYS[1])
 local ids = redis.call('ZREVRANGE', KEYS[1], ARGV[1], tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1)
-if #ids == 0 then return {total} end
-local keys = {}
-for i, id in ipairs(ids) do keys[i] = ARGV[3] .. id end
-local out = redis.call('MGET', unpack(keys))
-table.insert(out, 1, total)
+local out = {total}
+for _, id in ipairs(ids) do
+  table.insert(out, redis.call('GET', ARGV[3] .. id) or false)
+  table.insert(out, redis.call('HGETALL', ARGV[4] .. id))
+end
 return out
 """,
     # KEYS: idle. ARGV: before (ms), limit, record key prefix
@@ -149,7 +177,8 @@ if #keys == 0 then return {} end
 for i, k in ipairs(keys) do keys[i] = ARGV[3] .. k end
 return redis.call('MGET', unpack(keys))
 """,
-    "get": "return redis.call('GET', KEYS[1])",
+    # KEYS: record, counts
+    "get": "return {redis.call('GET', KEYS[1]) or false, redis.call('HGETALL', KEYS[2])}",
     "exists": "return redis.call('EXISTS', KEYS[1])",
     # KEYS: lease. ARGV: token, lease_ms
     "acquire": """
@@ -167,23 +196,25 @@ return 1
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """,
-    # KEYS: lease, transcript. ARGV: token or '', start, records...
-    "append": """
+    # KEYS: lease, transcript, counts. ARGV: token or '', start, records...
+    "append": _COUNTS
+    + """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local len = redis.call('LLEN', KEYS[2])
+if #ARGV <= 3 then return 1 end
 local start = tonumber(ARGV[2])
+local len = cut(KEYS[2], KEYS[3], start)
 while len < start do redis.call('RPUSH', KEYS[2], 'null'); len = len + 1 end
-for i = 3, #ARGV - 1 do
-  local seq = start + i - 3
-  if seq < len then redis.call('LSET', KEYS[2], seq, ARGV[i])
-  else redis.call('RPUSH', KEYS[2], ARGV[i]); len = len + 1 end
-end
+local records = {}
+for i = 3, #ARGV - 1 do records[#records + 1] = ARGV[i] end
+redis.call('RPUSH', KEYS[2], unpack(records))
+count(KEYS[3], records, 1)
 return 1
 """,
-    # KEYS: transcript. ARGV: start
-    "truncate": """
-if tonumber(ARGV[1]) <= 0 then return redis.call('DEL', KEYS[1]) end
-return redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+    # KEYS: transcript, counts. ARGV: start
+    "truncate": _COUNTS
+    + """
+cut(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+return 1
 """,
     # KEYS: transcript. ARGV: offset (negative: from the end), limit
     "page": """
@@ -254,6 +285,18 @@ def _transcript_key(thread_key: str) -> str:
     return f"{PREFIX}transcript:{thread_key}"
 
 
+def _counts_key(thread_key: str) -> str:
+    return f"{PREFIX}counts:{thread_key}"
+
+
+def _counted(record: Any, counts: Any) -> Record:
+    """A session record with its transcript's counts (a flat `HGETALL` reply; empty: no
+    counts kept for the thread, so the record's own stay)."""
+    pairs = dict(zip(counts[::2], counts[1::2], strict=True)) if counts else None
+    kept = {_text(k): int(v) for k, v in pairs.items()} if pairs else None
+    return with_counts(json.loads(record), kept)
+
+
 class RedisSessionDB(SessionDB):
     """The session database in Redis (single instance, database 0), sync or async.
 
@@ -305,19 +348,19 @@ class RedisSessionDB(SessionDB):
         return _text(reply)
 
     def _get(self, owner: Owner, thread_id: str) -> Steps:
-        reply = yield Script("get", (_record_keys(owner, thread_id)[0],), ())
-        return json.loads(reply) if reply else None
+        keys = (_record_keys(owner, thread_id)[0], _counts_key(owner.thread_key(thread_id)))
+        record, counts = yield Script("get", keys, ())
+        return _counted(record, counts) if record else None
 
     def _list(self, owner: Owner, limit: int, offset: int, status: str | None) -> Steps:
         keys = _record_keys(owner, "")
-        prefix = keys[0]
+        prefixes = (keys[0], _counts_key(owner.thread_key("")))
         if status is None:
-            reply = yield Script("list", (keys[1],), (offset, limit, prefix))
-            return [json.loads(r) for r in reply[1:] if r is not None], int(reply[0])
+            reply = yield Script("list", (keys[1],), (offset, limit, *prefixes))
+            return _records(reply[1:]), int(reply[0])
         # A status filter reads the owner's whole list (bounded by what one user keeps).
-        reply = yield Script("list", (keys[1],), (0, 1 << 30, prefix))
-        records = [json.loads(r) for r in reply[1:] if r is not None]
-        records = [r for r in records if r.get("status") == status]
+        reply = yield Script("list", (keys[1],), (0, 1 << 30, *prefixes))
+        records = [r for r in _records(reply[1:]) if r.get("status") == status]
         return records[offset : offset + limit], len(records)
 
     def _begin(
@@ -341,6 +384,7 @@ class RedisSessionDB(SessionDB):
                 list_key,
                 open_key,
                 idle_key,
+                _counts_key(key),
             ),
             (
                 token,
@@ -358,7 +402,8 @@ class RedisSessionDB(SessionDB):
         if outcome == "limited":
             return Claim("limited", retry_after=float(_text(reply[1])) / 1000)
         if outcome in ("ok", "created"):
-            return Claim(outcome, json.loads(reply[1]))  # type: ignore[arg-type]
+            counts = reply[2] if len(reply) > 2 else []
+            return Claim(outcome, _counted(reply[1], counts))  # type: ignore[arg-type]
         return Claim(outcome)  # type: ignore[arg-type]
 
     def _save(self, owner: Owner, record: Record, token: str | None, release: bool) -> Steps:
@@ -399,7 +444,9 @@ class RedisSessionDB(SessionDB):
     def _remove(self, owner: Owner, thread_id: str) -> Steps:
         key = owner.thread_key(thread_id)
         reply = yield Script(
-            "remove", (*_record_keys(owner, thread_id), _transcript_key(key)), (thread_id, key)
+            "remove",
+            (*_record_keys(owner, thread_id), _transcript_key(key), _counts_key(key)),
+            (thread_id, key),
         )
         return json.loads(reply) if reply else None
 
@@ -426,7 +473,7 @@ class RedisSessionDB(SessionDB):
     ) -> Steps:
         reply = yield Script(
             "append",
-            (_lease_key(thread_key), _transcript_key(thread_key)),
+            (_lease_key(thread_key), _transcript_key(thread_key), _counts_key(thread_key)),
             (token or "", start, *(dumps(r) for r in records)),
         )
         if int(reply) == -1:
@@ -438,4 +485,10 @@ class RedisSessionDB(SessionDB):
         return [r for r in records if r is not None], int(reply[0])
 
     def _truncate(self, thread_key: str, start: int) -> Steps:
-        yield Script("truncate", (_transcript_key(thread_key),), (start,))
+        yield Script("truncate", (_transcript_key(thread_key), _counts_key(thread_key)), (start,))
+
+
+def _records(reply: Sequence[Any]) -> list[Record]:
+    """Session records with their counts from `record, counts, record, counts, ...`."""
+    pairs = zip(reply[::2], reply[1::2], strict=True)
+    return [_counted(record, counts) for record, counts in pairs if record]

@@ -17,6 +17,7 @@ import asyncio
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from memory.stores.sessiondb import (
     Steps,
     dumps,
     page_bounds,
+    role_counts,
+    with_counts,
 )
 
 #: Schema versions, applied in order; the index is the version. Never edit an entry.
@@ -69,6 +72,11 @@ MIGRATIONS = (
         seq INTEGER NOT NULL,
         record TEXT NOT NULL,
         PRIMARY KEY (thread_key, seq))""",
+    # A thread's transcript records by role (JSON), changed with each write of the
+    # transcript; NULL until the first write since this table exists.
+    """CREATE TABLE IF NOT EXISTS memory_agent_transcript_counts (
+        thread_key TEXT PRIMARY KEY,
+        counts TEXT)""",
 )
 
 _SESSION = "tenant = %s AND user_id = %s AND thread_id = %s"
@@ -80,6 +88,12 @@ _ACQUIRE = (
 )
 _RELEASE = "DELETE FROM memory_agent_leases WHERE key = %s AND token = %s"
 _GET = f"SELECT record FROM memory_agent_sessions WHERE {_SESSION}"
+#: A session record with its transcript's counts; the first parameter is the thread key.
+_GET_COUNTED = (
+    "SELECT s.record, c.counts FROM memory_agent_sessions s "
+    "LEFT JOIN memory_agent_transcript_counts c ON c.thread_key = %s "
+    "WHERE s.tenant = %s AND s.user_id = %s AND s.thread_id = %s"
+)
 
 
 @dataclass(frozen=True)
@@ -161,20 +175,27 @@ class SqlSessionDB(SessionDB):
         return "created"
 
     def _get(self, owner: Owner, thread_id: str) -> Steps:
-        rows = yield Sql(_GET, (owner.tenant, owner.user, thread_id), fetch=True)
-        return json.loads(rows[0][0]) if rows else None
+        rows = yield Sql(
+            _GET_COUNTED,
+            (owner.thread_key(thread_id), owner.tenant, owner.user, thread_id),
+            fetch=True,
+        )
+        return _counted(rows[0]) if rows else None
 
     def _list(self, owner: Owner, limit: int, offset: int, status: str | None) -> Steps:
         where = "tenant = %s AND user_id = %s" + (" AND status = %s" if status else "")
         params: tuple[Any, ...] = (owner.tenant, owner.user, *((status,) if status else ()))
         rows = yield Sql(
-            f"SELECT record FROM memory_agent_sessions WHERE {where} "
-            "ORDER BY last_active_at DESC, thread_id DESC LIMIT %s OFFSET %s",
-            (*params, limit, offset),
+            "SELECT s.record, c.counts FROM memory_agent_sessions s "
+            "LEFT JOIN memory_agent_transcript_counts c "
+            "ON c.thread_key = CAST(%s AS TEXT) || s.thread_id "
+            f"WHERE {where} "
+            "ORDER BY s.last_active_at DESC, s.thread_id DESC LIMIT %s OFFSET %s",
+            (owner.thread_key(""), *params, limit, offset),
             fetch=True,
         )
         total = yield Sql(f"SELECT count(*) FROM memory_agent_sessions WHERE {where}", params, True)
-        return [json.loads(r[0]) for r in rows], int(total[0][0])
+        return [_counted(r) for r in rows], int(total[0][0])
 
     def _begin(
         self,
@@ -265,10 +286,8 @@ class SqlSessionDB(SessionDB):
             (owner.tenant, owner.user, thread_id),
             fetch=True,
         )
-        yield Sql(
-            "DELETE FROM memory_agent_transcript WHERE thread_key = %s",
-            (owner.thread_key(thread_id),),
-        )
+        for table in ("memory_agent_transcript", "memory_agent_transcript_counts"):
+            yield Sql(f"DELETE FROM {table} WHERE thread_key = %s", (owner.thread_key(thread_id),))
         if not rows:
             return None
         if rows[0][0] == "active":
@@ -314,16 +333,55 @@ class SqlSessionDB(SessionDB):
             raise LeaseLostError(f"the run no longer holds thread {thread_key!r}")
         if not records:
             return None
+        counts = yield from self._cut(thread_key, start)
         values = ", ".join(["(%s, %s, %s)"] * len(records))
         params: list[Any] = []
         for i, record in enumerate(records):
             params += [thread_key, start + i, dumps(record)]
         yield Sql(
-            f"INSERT INTO memory_agent_transcript (thread_key, seq, record) VALUES {values} "
-            "ON CONFLICT (thread_key, seq) DO UPDATE SET record = excluded.record",
+            f"INSERT INTO memory_agent_transcript (thread_key, seq, record) VALUES {values}",
             tuple(params),
         )
+        yield from self._set_counts(thread_key, counts + role_counts(records))
         return None
+
+    def _cut(self, thread_key: str, start: int) -> Steps:
+        """Delete the records from `start` on; the counts of those left (the counts row
+        is locked until commit, so writes of one thread's counts never interleave)."""
+        yield Sql(
+            "INSERT INTO memory_agent_transcript_counts (thread_key, counts) VALUES (%s, NULL) "
+            "ON CONFLICT (thread_key) DO NOTHING",
+            (thread_key,),
+        )
+        rows = yield Sql(
+            "SELECT counts FROM memory_agent_transcript_counts WHERE thread_key = %s"
+            + self.for_update,
+            (thread_key,),
+            fetch=True,
+        )
+        # NULL: the thread's first write since counts are kept: count what stays.
+        stored = rows[0][0]
+        cut_from = start if stored is not None else 0
+        rows = yield Sql(
+            "SELECT seq, record FROM memory_agent_transcript WHERE thread_key = %s AND seq >= %s",
+            (thread_key, cut_from),
+            fetch=True,
+        )
+        kept = role_counts([json.loads(record) for seq, record in rows if seq < start])
+        gone = role_counts([json.loads(record) for seq, record in rows if seq >= start])
+        counts = Counter(json.loads(stored)) - gone if stored is not None else kept
+        if gone:
+            yield Sql(
+                "DELETE FROM memory_agent_transcript WHERE thread_key = %s AND seq >= %s",
+                (thread_key, start),
+            )
+        return counts
+
+    def _set_counts(self, thread_key: str, counts: Counter[str]) -> Steps:
+        yield Sql(
+            "UPDATE memory_agent_transcript_counts SET counts = %s WHERE thread_key = %s",
+            (dumps(dict(sorted(counts.items()))), thread_key),
+        )
 
     def _page(self, thread_key: str, offset: int, limit: int) -> Steps:
         rows = yield Sql(
@@ -344,10 +402,13 @@ class SqlSessionDB(SessionDB):
         return [json.loads(r[0]) for r in rows], total
 
     def _truncate(self, thread_key: str, start: int) -> Steps:
-        yield Sql(
-            "DELETE FROM memory_agent_transcript WHERE thread_key = %s AND seq >= %s",
-            (thread_key, start),
-        )
+        counts = yield from self._cut(thread_key, start)
+        yield from self._set_counts(thread_key, counts)
+
+
+def _counted(row: Sequence[Any]) -> Record:
+    """A session record with the counts of its transcript, from `(record, counts)`."""
+    return with_counts(json.loads(row[0]), json.loads(row[1]) if row[1] is not None else None)
 
 
 # --------------------------------------------------------------------------- postgres
