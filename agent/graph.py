@@ -36,6 +36,7 @@ from agent.state import InputState, State
 from agent.summarize import clip_summary, plan_fold, transcript_lines
 from agent.tools import MEMORY_TOOLS, as_tools, plan_tool_calls
 from memory import namespaces, transcript
+from memory.stores.outages import bounded
 from memory.transcript import content_text
 
 #: Hard cap on steps per run; the router stops the tool loop before reaching it.
@@ -402,8 +403,12 @@ async def _adrive(
             if isinstance(request, _Batch):
                 result = await store.abatch(request.ops) if store is not None else []
             elif isinstance(request, _Append):
-                result = await store.sessions_db.aappend(  # type: ignore[union-attr]
-                    request.thread_key, request.start, request.records, request.token
+                # Within the database's deadline, as every call of the graph's stores.
+                result = await bounded(
+                    getattr(store, "breaker", None),
+                    store.sessions_db.aappend(  # type: ignore[union-attr]
+                        request.thread_key, request.start, request.records, request.token
+                    ),
                 )
             elif isinstance(request, _RunTools):
                 result = await asyncio.gather(

@@ -66,7 +66,7 @@ from memory.memories import MemoryTooLargeError, memory_out, memory_value
 from memory.namespaces import InvalidIdError, Owner, check_id
 from memory.settings import Settings
 from memory.stores.factory import sessions_db
-from memory.stores.outages import DEFAULT_TIMEOUT_SECONDS, as_unavailable, within
+from memory.stores.outages import DEFAULT_TIMEOUT_SECONDS, Breaker, as_unavailable, within
 from memory.stores.sessiondb import Claim, LeaseLostError, RateLimit, SessionDB
 from memory.stores.values import StoreValueError, check_put
 
@@ -452,6 +452,9 @@ class SessionManager:
         self.rate = RateLimit(runs_per_minute, 60_000) if runs_per_minute else None
         self.lease_ms = max(1, int(lease_seconds * 1000))
         self.backend_timeout = backend_timeout
+        #: The store's database breaker (Postgres, Redis), shared with the graph's calls:
+        #: while that database is down, the service's calls fail at once too.
+        self.breaker: Breaker | None = getattr(self.store, "breaker", None)
         self.clock = clock
         self._sweeper = uuid.uuid4().hex
 
@@ -549,7 +552,11 @@ class SessionManager:
             try:
                 if isinstance(request, _Invoke | _Renew | _StopRenew):
                     value = await self._aperform(request)
-                else:  # a database call: an outage answers within the deadline
+                elif self.breaker is not None:  # a database call: within the deadline
+                    value = await self.breaker.call(
+                        self._aperform(request), self._give_back(request), self.backend_timeout
+                    )
+                else:
                     value = await within(
                         self._aperform(request), self.backend_timeout, self._give_back(request)
                     )

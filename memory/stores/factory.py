@@ -20,6 +20,7 @@ Every store the factory opens behaves alike, whatever the backend:
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import logging
 import math
@@ -54,6 +55,7 @@ from langgraph.store.sqlite import SqliteStore
 from memory.embeddings import load_embeddings
 from memory.memories import INDEX_FIELDS
 from memory.settings import Settings, get_settings
+from memory.stores.outages import BoundedSaver, Breaker, bounded, breaker_for
 from memory.stores.retention import with_retention
 from memory.stores.sessiondb import MemorySessionDB, SessionDB
 from memory.stores.sessiondb_redis import RedisSessionDB
@@ -358,9 +360,11 @@ class CheckedPostgresStore(PostgresStore):
 class AsyncCheckedPostgresStore(EarlyPutCheck, AsyncPostgresStore):
     """Async `CheckedPostgresStore`."""
 
+    breaker: Breaker | None = None
+
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        """Check the puts, then run the operations."""
-        return await super().abatch(checked(ops))
+        """Check the puts, then run the operations within the deadline."""
+        return await bounded(self.breaker, super().abatch(checked(ops)))
 
 
 def _pg_kwargs(settings: Settings) -> dict[str, Any]:
@@ -425,6 +429,12 @@ def _pool_options(settings: Settings, name: str) -> dict[str, Any]:
         "name": name,
         "timeout": settings.backend_timeout_seconds,  # waiting for a free connection
     }
+
+
+@functools.cache
+def bounded_saver(saver_class: type[Any]) -> type[Any]:
+    """`saver_class` with every call through its database's `Breaker`."""
+    return type(saver_class.__name__, (BoundedSaver, saver_class), {"__module__": __name__})
 
 
 def _open_timeout(settings: Settings) -> float:
@@ -508,18 +518,22 @@ async def aopen_checkpointer(
             pool = _apg_pool(url, settings, "memory-agent-checkpoints")
             await pool.open(wait=True, timeout=_open_timeout(settings))
             stack.push_async_callback(pool.close)
-            saver = AsyncKeyedPostgresSaver(pool)  # type: ignore[arg-type]
+            pg_saver = bounded_saver(AsyncKeyedPostgresSaver)(pool)
+            pg_saver.breaker = breaker_for(url, settings.backend_timeout_seconds)
             async with asetup_lock(url):
-                await saver.setup()
+                await pg_saver.setup()
+            saver = pg_saver
         else:
             from memory.stores.redis_saver import AsyncListingRedisSaver
             from memory.stores.redis_store import async_redis_client
 
             client = async_redis_client(url, settings.backend_timeout_seconds)
             stack.push_async_callback(client.aclose)
-            saver = await stack.enter_async_context(
-                AsyncListingRedisSaver(redis_client=client, ttl=saver_ttl(settings))
+            redis_saver = await stack.enter_async_context(
+                bounded_saver(AsyncListingRedisSaver)(redis_client=client, ttl=saver_ttl(settings))
             )
+            redis_saver.breaker = breaker_for(url, settings.backend_timeout_seconds)
+            saver = redis_saver
         yield with_retention(saver, settings.checkpoint_keep)
 
 
@@ -599,6 +613,7 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             await pool.open(wait=True, timeout=_open_timeout(settings))
             stack.push_async_callback(pool.close)
             pg_store = AsyncCheckedPostgresStore(pool, index=index, ttl=ttl)  # type: ignore[arg-type]
+            pg_store.breaker = breaker_for(url, settings.backend_timeout_seconds)
             db = PostgresSessionDB(pool)
             async with asetup_lock(url):
                 await pg_store.setup()
@@ -612,6 +627,7 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             client = async_redis_client(url, settings.backend_timeout_seconds)
             stack.push_async_callback(client.aclose)
             redis_store = AsyncKeyedRedisStore(client, index=index, ttl=ttl)  # type: ignore[arg-type]
+            redis_store.breaker = breaker_for(url, settings.backend_timeout_seconds)
             stack.push_async_callback(redis_store.aclose)
             await redis_store.setup()
             store = redis_store

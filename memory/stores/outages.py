@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
 from typing import Any, TypeVar
 
@@ -92,3 +93,130 @@ def _late(task: asyncio.Future[Any], on_late: Callable[[Any], Any] | None) -> No
         return  # an abandoned call's failure is expected: not logged as unhandled
     if on_late is not None:
         on_late(task.result())
+
+
+#: While a database is down, how often one call may try it (the others fail at once).
+PROBE_INTERVAL_SECONDS = 0.2
+
+
+class _Default:
+    """The type of `_DEFAULT`: no value given."""
+
+
+_DEFAULT = _Default()
+
+
+class Breaker:
+    """Fails calls at once while their database is known to be unreachable.
+
+    Every call gets the deadline. A call that meets an outage opens the breaker; while it
+    is open, calls fail at once with the outage's 503, except one probe at a time, at most
+    every `PROBE_INTERVAL_SECONDS`, which goes through with the full deadline. The first
+    call that succeeds closes it. So a run cut by an outage answers within one deadline, not one per call it still
+    makes (its error writes, its cleanup), and a hung database holds no call past it.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.down: UnavailableError | None = None
+        self._failed_at = 0.0
+        self._probing = False
+
+    async def call(
+        self,
+        call: Awaitable[T],
+        on_late: Callable[[T], Any] | None = None,
+        seconds: float | _Default | None = _DEFAULT,
+    ) -> T:
+        """Await `call` within the deadline (`seconds`, else the breaker's); fail it at once
+        while the database is down. `on_late` as for `within`."""
+        probe = False
+        if self.down is not None:
+            if self._probing or time.monotonic() - self._failed_at < PROBE_INTERVAL_SECONDS:
+                _discard(call)
+                raise UnavailableError(str(self.down)) from self.down.__cause__
+            self._probing = probe = True
+        try:
+            deadline = self.seconds if isinstance(seconds, _Default) else seconds
+            result = await within(call, deadline, on_late)
+        except Exception as exc:
+            # An outage opens the breaker; any other error is an answer, so the database is up.
+            self.down = as_unavailable(exc)
+            self._failed_at = time.monotonic()
+            raise
+        finally:
+            if probe:
+                self._probing = False
+        self.down = None
+        return result
+
+
+def _discard(call: Awaitable[Any]) -> None:
+    """Close a coroutine that will not be awaited (no "never awaited" warning)."""
+    close = getattr(call, "close", None)
+    if close is not None:
+        close()
+
+
+_breakers: dict[tuple[str, float | None], Breaker] = {}
+
+
+def breaker_for(url: str, seconds: float | None) -> Breaker:
+    """The process's breaker for one database: every pool and client on it shares it."""
+    return _breakers.setdefault((url, seconds), Breaker(seconds))
+
+
+async def bounded(breaker: Breaker | None, call: Awaitable[T]) -> T:
+    """`call` through `breaker`, or as it is without one."""
+    if breaker is None:
+        return await call
+    return await breaker.call(call)
+
+
+class BoundedSaver:
+    """Mixin for an async saver: each call goes through the database's `Breaker`.
+
+    Put first in the bases of the saver class the factory opens; `breaker` is set on the
+    instance (None leaves calls as they are). Only the methods every saver has are
+    wrapped, so capability checks on the optional ones still see the saver's own.
+    """
+
+    breaker: Breaker | None = None
+
+    async def aget_tuple(self, config: Any) -> Any:
+        """The saver's `aget_tuple`, within the deadline."""
+        return await bounded(self.breaker, super().aget_tuple(config))  # type: ignore[misc]
+
+    async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        """The saver's `aput`, within the deadline."""
+        return await bounded(
+            self.breaker,
+            super().aput(config, checkpoint, metadata, new_versions),  # type: ignore[misc]
+        )
+
+    async def aput_writes(
+        self, config: Any, writes: Any, task_id: str, task_path: str = ""
+    ) -> None:
+        """The saver's `aput_writes`, within the deadline."""
+        await bounded(
+            self.breaker,
+            super().aput_writes(config, writes, task_id, task_path),  # type: ignore[misc]
+        )
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """The saver's `adelete_thread`, within the deadline."""
+        await bounded(self.breaker, super().adelete_thread(thread_id))  # type: ignore[misc]
+
+    async def alist(self, config: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """The saver's `alist`, each step within the deadline."""
+        listing = super().alist(config, **kwargs).__aiter__()  # type: ignore[misc]
+        while (item := await bounded(self.breaker, _next(listing))) is not _END:
+            yield item
+
+
+_END = object()
+
+
+async def _next(listing: AsyncIterator[Any]) -> Any:
+    """The listing's next item, or `_END`."""
+    return await anext(listing, _END)

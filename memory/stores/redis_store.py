@@ -70,6 +70,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError, ResponseError
 
+from memory.stores.outages import Breaker, bounded
 from memory.stores.values import EarlyPutCheck, checked
 
 __all__ = [
@@ -710,6 +711,9 @@ class AsyncKeyedRedisStore(_KeyedCore, EarlyPutCheck, AsyncBatchedBaseStore):
         key_prefix: Prefix of every key the store writes.
     """
 
+    #: Bounds each round trip (see `memory.stores.outages.Breaker`); None: no deadline.
+    breaker: Breaker | None = None
+
     def __init__(
         self,
         redis_client: AsyncRedis,
@@ -773,7 +777,7 @@ class AsyncKeyedRedisStore(_KeyedCore, EarlyPutCheck, AsyncBatchedBaseStore):
 
     async def _aperform(self, request: _Round | _Embed) -> Any:
         if isinstance(request, _Round):
-            return await self._aexecute(request)
+            return await bounded(self.breaker, self._aexecute(request))
         if request.query:
             return [await self.embeddings.aembed_query(request.texts[0])]
         return await self.embeddings.aembed_documents(request.texts)
