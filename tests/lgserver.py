@@ -36,7 +36,9 @@ class LangGraphServer:
 
 
 @contextmanager
-def langgraph_server(database_url: str, log_dir: Path, **settings: str) -> Iterator[LangGraphServer]:
+def langgraph_server(
+    database_url: str, log_dir: Path, **settings: str
+) -> Iterator[LangGraphServer]:
     """Start `python -m server serve` on `database_url` with fresh users and `settings`."""
     keys = {user: fresh_id(f"key-{user}") for user in USERS}
     spec = ",".join(f"{keys[u]}=acme/{fresh_id(u)}" for u in USERS)

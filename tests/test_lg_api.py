@@ -125,7 +125,9 @@ async def test_async_sdk_threads_runs_state_and_history(server: LangGraphServer)
     assert patched["metadata"]["stage"] == 2 and patched["metadata"]["topic"] == "names"
     found_threads = await client.threads.search(metadata={"topic": "names", "stage": 2})
     assert [t["thread_id"] for t in found_threads] == [tid]
-    assert tid in [t["thread_id"] for t in await client.threads.search(metadata={"graph_id": "agent"})]
+    assert tid in [
+        t["thread_id"] for t in await client.threads.search(metadata={"graph_id": "agent"})
+    ]
     got = await client.threads.get(tid)
     assert got["status"] == "idle" and got["values"]["messages"]
 
@@ -180,9 +182,10 @@ def test_remote_graph(server: LangGraphServer) -> None:
     assert state.config["configurable"]["checkpoint_id"]
     history = list(remote.get_state_history(config, limit=4))
     assert len(history) == 4
-    assert history[0].config["configurable"]["checkpoint_id"] == state.config["configurable"][
-        "checkpoint_id"
-    ]
+    assert (
+        history[0].config["configurable"]["checkpoint_id"]
+        == state.config["configurable"]["checkpoint_id"]
+    )
     remote.update_state(config, {"messages": [{"role": "user", "content": "noted offline"}]})
     assert remote.get_state(config).values["messages"][-1]["content"] == "noted offline"
     assert remote.get_graph().nodes
@@ -250,9 +253,12 @@ def test_another_users_thread_is_404_everywhere(server: LangGraphServer) -> None
         assert theirs.status_code == 404, (method, path, theirs.text)
         assert nobody.status_code == 404, (method, path)
         assert theirs.json()["detail"] == nobody.json()["detail"].replace(missing, tid)
-    assert tid not in [t["thread_id"] for t in get_sync_client(
-        url=server.url, api_key=server.keys["bob"]
-    ).threads.search(limit=100)]
+    assert tid not in [
+        t["thread_id"]
+        for t in get_sync_client(url=server.url, api_key=server.keys["bob"]).threads.search(
+            limit=100
+        )
+    ]
     # Context and metadata cannot choose the owner.
     bob_tid = str(uuid.uuid4())
     sneaky = {
@@ -276,7 +282,10 @@ def test_store_namespaces_are_private(server: LangGraphServer) -> None:
     root = f"iso{uuid.uuid4().hex[:6]}"
     for _ in range(24):
         user = rng.choice(users)
-        namespace = (root, *rng.sample(["a", "b", "c", "memories", "transcript"], rng.randint(0, 2)))
+        namespace = (
+            root,
+            *rng.sample(["a", "b", "c", "memories", "transcript"], rng.randint(0, 2)),
+        )
         key = rng.choice(["k1", "k2", "k3"])
         clients[user].store.put_item(list(namespace), key, {"owner": user})
         written[user].add((namespace, key))

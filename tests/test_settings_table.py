@@ -99,7 +99,7 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
     ),
     "MEMORY_AGENT_POOL_SIZE": (f"{_HERE}::test_pool_size_sizes_both_postgres_pools",),
     "MEMORY_AGENT_BACKEND_TIMEOUT_SECONDS": (
-        "tests/test_outages.py::test_a_hung_database_answers_503_in_time_and_recovers",
+        "tests/test_outages.py::test_a_database_outage_answers_503_in_time_and_recovers",
     ),
     "MEMORY_AGENT_HEADER_TIMEOUT_SECONDS": (
         "tests/test_server_connections.py::test_headers_sent_byte_by_byte_are_cut_at_the_deadline",

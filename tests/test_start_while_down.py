@@ -24,7 +24,8 @@ from tests.test_outages import _signal_all
 
 pytestmark = pytest.mark.slow
 
-_DEADLINE = 1.0
+#: Long beside the 1 s an answer without the database may take, so the two cannot be confused.
+_DEADLINE = 3.0
 
 
 def _closed_port() -> int:
@@ -65,7 +66,7 @@ async def _answers_503(client: httpx.AsyncClient) -> None:
         assert response.status_code == 503, (method, url, response.text)
         assert response.headers["retry-after"] == "1"
         assert "retry shortly" in response.json()["detail"]
-        assert time.monotonic() - start < 0.5  # answered at once, not after a timeout
+        assert time.monotonic() - start < 1.0  # answered at once, not after the deadline
     start = time.monotonic()
     ready = await client.get("/readyz")
     assert ready.status_code == 503 and time.monotonic() - start < 1.0

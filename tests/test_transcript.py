@@ -52,4 +52,3 @@ def test_a_page_reads_at_most_two_blocks_however_long_the_thread() -> None:
     for total in (40, 10_000):
         ops = transcript.page_ops("t", max(0, total - 20), 20, total)
         assert 1 <= len(ops) <= 2
-
