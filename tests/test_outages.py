@@ -82,6 +82,17 @@ class _Load:
     answers: list[tuple[int, float, float, str | None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def count(self) -> int:
+        """Turns acknowledged so far."""
+        return sum(len(texts) for texts in self.acknowledged.values())
+
+    async def served(self, turns: int) -> None:
+        """Wait (10 s at most) until `turns` turns in all have been acknowledged."""
+        deadline = time.monotonic() + 10
+        while self.count() < turns:
+            assert time.monotonic() < deadline, f"{self.count()} of {turns} turns served"
+            await asyncio.sleep(0.02)
+
     async def worker(self, thread: str) -> None:
         turn = 0
         while not self.stop.is_set():
@@ -129,7 +140,7 @@ async def test_a_database_outage_answers_503_in_time_and_recovers(
         assert sam.status_code == 200
         load = _Load(client)
         workers = [asyncio.create_task(load.worker(f"load-{i}")) for i in range(3)]
-        await asyncio.sleep(0.3)
+        await load.served(3)  # every thread has had a turn: the load is under way
         stopping = time.monotonic()
         if outage == "stopped":
             await asyncio.to_thread(own_server.halt)
@@ -164,7 +175,7 @@ async def test_a_database_outage_answers_503_in_time_and_recovers(
         assert response.status_code == 200, response.text
         assert time.monotonic() - back < 2.0, f"service back {time.monotonic() - back:.1f}s late"
         assert response.json()["reply"] == "Your name is Sam."
-        await asyncio.sleep(0.3)  # the load runs again too
+        await load.served(load.count() + 3)  # the load is served again too
         load.stop.set()
         await asyncio.gather(*workers)
 
