@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent import OFFLINE_NOTICE
+from server.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -91,16 +92,32 @@ def test_invalid_settings_stop_serve_with_a_message(
     ],
 )
 def test_a_model_that_cannot_be_loaded_stops_serve_and_chat(
-    sqlite_env: Path, monkeypatch: pytest.MonkeyPatch, model: str, named: str
+    sqlite_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    model: str,
+    named: str,
 ) -> None:
     monkeypatch.setenv("MEMORY_AGENT_MODEL", model)
-    for args in (["serve", "--port", "1"], ["chat", "-m", "hi"]):
-        result = subprocess.run(
-            [*command(), *args], capture_output=True, text=True, timeout=120, check=False
-        )
-        assert result.returncode == 2, result.stderr
-        assert f"MEMORY_AGENT_MODEL={named!r}" in result.stderr
-        assert "Traceback" not in result.stderr
+    for code, stderr in _stopped_at_start(capsys, subprocesses=model.startswith("nosuch")):
+        assert code == 2, stderr
+        assert f"MEMORY_AGENT_MODEL={named!r}" in stderr
+        assert "Traceback" not in stderr
+
+
+def _stopped_at_start(
+    capsys: pytest.CaptureFixture[str], *, subprocesses: bool
+) -> list[tuple[int, str]]:
+    """Exit codes and error output of `chat` run in this process, and with `subprocesses`
+    of the `serve` and `chat` commands too (each costs a few seconds of imports)."""
+    results = [(main(["chat", "-m", "hi"]), capsys.readouterr().err)]
+    if subprocesses:
+        for args in (["serve", "--port", "1"], ["chat", "-m", "hi"]):
+            done = subprocess.run(
+                [*command(), *args], capture_output=True, text=True, timeout=120, check=False
+            )
+            results.append((done.returncode, done.stderr))
+    return results
 
 
 @pytest.mark.parametrize(
@@ -112,15 +129,15 @@ def test_a_model_that_cannot_be_loaded_stops_serve_and_chat(
     ],
 )
 def test_embeddings_that_cannot_be_loaded_stop_serve_and_chat(
-    sqlite_env: Path, monkeypatch: pytest.MonkeyPatch, embeddings: str, named: str
+    sqlite_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    embeddings: str,
+    named: str,
 ) -> None:
     monkeypatch.setenv("MEMORY_AGENT_EMBEDDINGS", embeddings)
-    commands = (["serve", "--port", "1"], ["chat", "-m", "hi"])
-    for args in commands if "openai" in embeddings else commands[:1]:  # one check serves both
-        result = subprocess.run(
-            [*command(), *args], capture_output=True, text=True, timeout=120, check=False
-        )
-        assert result.returncode == 2, result.stderr
-        assert f"MEMORY_AGENT_EMBEDDINGS={embeddings!r}" in result.stderr
-        assert named in result.stderr
-        assert "Traceback" not in result.stderr
+    for code, stderr in _stopped_at_start(capsys, subprocesses="openai" in embeddings):
+        assert code == 2, stderr
+        assert f"MEMORY_AGENT_EMBEDDINGS={embeddings!r}" in stderr
+        assert named in stderr
+        assert "Traceback" not in stderr
