@@ -15,8 +15,11 @@ behind. Everything else, writes and tables included, is upstream's.
 
 from __future__ import annotations
 
+from typing import Any
+
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg_pool import AsyncConnectionPool
 
 __all__ = ["SELECT_SQL", "AsyncKeyedPostgresSaver", "KeyedPostgresSaver"]
 
@@ -61,6 +64,26 @@ class KeyedPostgresSaver(PostgresSaver):
 
 
 class AsyncKeyedPostgresSaver(AsyncPostgresSaver):
-    """Async Postgres checkpointer that reads each channel blob by its primary key."""
+    """Async Postgres checkpointer that reads each channel blob by its primary key.
+
+    On a pool, calls run side by side: upstream holds one lock around every call, which
+    one shared connection needs, but a pool hands each call a connection of its own, so
+    the lock only queued a process's checkpoint reads and writes behind each other.
+    """
 
     SELECT_SQL = SELECT_SQL
+
+    def __init__(self, conn: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(conn, *args, **kwargs)
+        if isinstance(conn, AsyncConnectionPool):
+            self.lock = _NoLock()  # type: ignore[assignment]
+
+
+class _NoLock:
+    """An `asyncio.Lock` stand-in that never waits."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
