@@ -396,6 +396,8 @@ class MemorySessionDB(SessionDB):
         self._leases: dict[str, tuple[str, float]] = {}
         self._events: dict[Owner, deque[float]] = {}
         self._transcripts: dict[str, builtins.list[Record | None]] = {}
+        #: Each transcript's counts by role, changed with it (never a scan on read).
+        self._counts: dict[str, Counter[str]] = {}
 
     def _perform(self, request: Any) -> Any:
         raise AssertionError("the in-memory cores perform no I/O")
@@ -430,9 +432,9 @@ class MemorySessionDB(SessionDB):
 
     def _counted(self, owner: Owner, record: Record) -> Record:
         """A copy of `record` with its transcript's counts."""
-        log = self._transcripts.get(owner.thread_key(record["thread_id"]))
+        counts = self._counts.get(owner.thread_key(record["thread_id"]))
         copy = json.loads(dumps(record))
-        return with_counts(copy, dict(role_counts(log)) if log is not None else None)
+        return with_counts(copy, dict(counts) if counts is not None else None)
 
     def _get(self, owner: Owner, thread_id: str) -> Steps:
         found = self._sessions.get(owner, {}).get(thread_id)
@@ -510,6 +512,7 @@ class MemorySessionDB(SessionDB):
 
     def _remove(self, owner: Owner, thread_id: str) -> Steps:
         self._transcripts.pop(owner.thread_key(thread_id), None)
+        self._counts.pop(owner.thread_key(thread_id), None)
         return self._sessions.get(owner, {}).pop(thread_id, None)
         yield
 
@@ -562,9 +565,12 @@ class MemorySessionDB(SessionDB):
         if not records:
             return None
         log = self._transcripts.setdefault(thread_key, [])
+        counts = self._counts.setdefault(thread_key, Counter())
+        counts.subtract(role_counts(log[start:]))
         del log[start:]
         log.extend([None] * (start - len(log)))
         log.extend(json.loads(dumps(record)) for record in records)
+        counts.update(role_counts(records))
         return None
         yield
 
@@ -577,6 +583,7 @@ class MemorySessionDB(SessionDB):
     def _truncate(self, thread_key: str, start: int) -> Steps:
         log = self._transcripts.get(thread_key)
         if log is not None:
+            self._counts.setdefault(thread_key, Counter()).subtract(role_counts(log[start:]))
             del log[start:]
         return None
         yield
