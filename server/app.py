@@ -108,10 +108,16 @@ class Connector:
                     )
                 except Exception as exc:
                     unavailable = as_unavailable(exc)
-                    if unavailable is None:
+                    if unavailable is None and not self._attempted.is_set():
                         self._attempted.set()
-                        raise
-                    if not self._attempted.is_set():
+                        raise  # at start: a failure no waiting fixes stops the start
+                    if unavailable is None:  # later (a half-restored database): keep trying
+                        logger.exception("opening the backends failed; retrying")
+                        unavailable = UnavailableError(
+                            f"the database could not be opened ({type(exc).__name__}); "
+                            "retry shortly"
+                        )
+                    elif not self._attempted.is_set():
                         logger.warning("%s; serving 503 until it is reachable", unavailable)
                     self.reason = str(unavailable)
                     self._attempted.set()
