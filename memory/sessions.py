@@ -323,6 +323,13 @@ class _UpdateState:
 
 
 @dataclass(frozen=True)
+class _Copy:
+    """Copy a checkpoint as the thread's head (a rollback)."""
+
+    config: RunnableConfig
+
+
+@dataclass(frozen=True)
 class _Invoke:
     input: dict[str, Any]
     config: RunnableConfig
@@ -347,7 +354,9 @@ class _StopRenew:
     handle: Any
 
 
-Request = _Db | _Batch | _GetState | _UpdateState | _Invoke | _DeleteThread | _Renew | _StopRenew
+Request = (
+    _Db | _Batch | _GetState | _UpdateState | _Copy | _Invoke | _DeleteThread | _Renew | _StopRenew
+)
 _Steps = Generator[Request, Any, Any]
 Durability = Literal["sync", "async", "exit"]
 
@@ -487,6 +496,8 @@ class SessionManager:
                 return self.graph.get_state(config)
             case _UpdateState(config, values):
                 return self.graph.update_state(config, values, as_node="call_model")
+            case _Copy(config):
+                return self.graph.update_state(config, None, as_node="__copy__")
             case _Invoke(graph_input, config, context):
                 return self.graph.invoke(  # type: ignore[call-overload]
                     graph_input, config, context=context, durability=self.durability
@@ -510,6 +521,8 @@ class SessionManager:
                 return await self.graph.aget_state(config)
             case _UpdateState(config, values):
                 return await self.graph.aupdate_state(config, values, as_node="call_model")
+            case _Copy(config):
+                return await self.graph.aupdate_state(config, None, as_node="__copy__")
             case _Invoke(graph_input, config, context):
                 return await self.graph.ainvoke(  # type: ignore[call-overload]
                     graph_input, config, context=context, durability=self.durability
@@ -1544,6 +1557,47 @@ class SessionManager:
         """Async `running`."""
         return await self._adrive(self._running(owner, thread_id))
 
+    async def arollback(self, owner: Owner, thread_id: str, run_id: str) -> bool:
+        """Remove what run `run_id` did on the owner's thread (it has stopped): the state
+        goes back to the newest checkpoint no step of the run wrote (copied as the head,
+        so later runs continue from it) and the transcript back to that checkpoint's
+        length. Answers whether the run had written anything.
+
+        Raises:
+            NotFoundError: no such thread for this owner.
+            ConflictError: a run holds the thread.
+        """
+        record, token = await self._adrive(self._claim(owner, thread_id))
+        key = owner.thread_key(thread_id)
+        try:
+            before = None
+            wrote = False
+            async for snapshot in self.graph.aget_state_history(self.config(owner, thread_id)):
+                if (snapshot.metadata or {}).get("run_id") != run_id:
+                    before = snapshot
+                    break
+                wrote = True
+            if not wrote:
+                return False
+            if before is None:  # the run was the thread's first
+                await self._adrive(self._rewind(key, None, 0))
+            else:
+                length = (before.values or {}).get("transcript_len", 0)
+                await self._adrive(self._rewind(key, before.config, length))
+            return True
+        finally:
+            await self._adrive(self._release(key, token))
+
+    def _rewind(self, key: str, config: RunnableConfig | None, length: int) -> _Steps:
+        if config is None:
+            yield _DeleteThread(key)
+        else:
+            yield _Copy(config)
+        yield _Db("truncate", (key, length))
+
+    def _release(self, key: str, token: str) -> _Steps:
+        yield _Db("release", (key, token))
+
     async def astream_graph(
         self,
         owner: Owner,
@@ -1553,8 +1607,13 @@ class SessionManager:
         stream_mode: Sequence[str] = ("values",),
         context: dict[str, Any] | None = None,
         recent: int = 50,
+        run_id: str | None = None,
     ) -> AsyncIterator[tuple[str, Any]]:
         """Run like `arun`, yielding the graph's own stream parts for LangGraph clients.
+
+        With `run_id`, the checkpoints carry it in their metadata, and the same run started
+        again (taken over after its process died) resumes from its last checkpoint instead
+        of starting over: the messages must then carry the ids they had the first time.
 
         Yields `("thread", record)` once the thread is claimed, then `(mode, payload)` for
         each part of the graph's `stream_mode` (`messages` payloads are `(chunk,
@@ -1565,6 +1624,8 @@ class SessionManager:
         graph_context = self.graph_context(owner, context)
         run = await self._adrive(self._begin_run(owner, thread_id, messages))
         config = self.config(owner, run.record["thread_id"], run.token)
+        if run_id is not None:
+            config["metadata"] = {"run_id": run_id}
         modes = list(dict.fromkeys([*stream_mode, "values"]))
         values: dict[str, Any] | None = None
         view: dict[str, Any] = {}

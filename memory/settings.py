@@ -180,6 +180,20 @@ class Settings(BaseSettings):
         description="How long a run's claim on its thread outlives a process that died "
         "holding it; renewed while the run lives.",
     )
+    run_concurrency: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Queued, delayed and taken-over runs one server process executes at "
+        "once; more wait in the shared database for any process with room.",
+    )
+    run_events_keep_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        le=7 * 86400,
+        description="How long a run's events stay in the database after it ends, for "
+        "clients that rejoin its stream (`Last-Event-ID`).",
+    )
 
     cors_origins: str = Field(
         default="",

@@ -30,10 +30,10 @@ from memory.stores.factory import Backends, aopen_backends
 from memory.stores.outages import as_unavailable
 from server import openapi
 from server.auth import KeyRing, UnauthorizedError
-from server.langgraph_api import RunRegistry
 from server.langgraph_api import router as langgraph_router
 from server.limits import BackgroundRuns, BodyLimitMiddleware
 from server.routes import ROUTERS
+from server.runner import Runner
 
 logger = logging.getLogger("memory_agent.server")
 
@@ -148,9 +148,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the backends (now, or when the database returns), sweep idle sessions."""
     settings: Settings = app.state.settings
     app.state.runs = runs = BackgroundRuns()
-    app.state.langgraph_runs = RunRegistry()
+    app.state.runner = runner = Runner(lambda: getattr(app.state, "sessions", None), settings)
     app.state.connector = connector = Connector(app, settings)
     await connector.start()
+    runner.start()
     if app.state.chat_model is None and is_offline(settings.model):
         logger.warning(OFFLINE_NOTICE)
     if app.state.keys.dev_mode:
@@ -164,6 +165,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
+        await runner.close()
         await runs.drain()
         await connector.close()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -14,6 +14,9 @@ from memory.settings import Settings
 from memory.stores.factory import Backends
 from server.auth import KeyRing
 from server.limits import BackgroundRuns
+
+if TYPE_CHECKING:
+    from server.runner import Runner
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -55,6 +58,12 @@ async def get_runs(request: Request) -> BackgroundRuns:
     return request.app.state.runs
 
 
+async def get_runner(request: Request) -> Runner:
+    """The run core of this process: runs as records of the shared database."""
+    runner: Runner = request.app.state.runner
+    return runner
+
+
 async def get_owner(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -72,6 +81,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 BackendsDep = Annotated[Backends, Depends(get_backends)]
 SessionsDep = Annotated[SessionManager, Depends(get_sessions)]
 RunsDep = Annotated[BackgroundRuns, Depends(get_runs)]
+RunnerDep = Annotated["Runner", Depends(get_runner)]
 OwnerDep = Annotated[Owner, Depends(get_owner)]
 ThreadId = Annotated[
     str, Path(pattern=ID_PATTERN, description="The thread's id: 1-128 of A-Z a-z 0-9 _-:@.")

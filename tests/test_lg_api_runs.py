@@ -52,7 +52,8 @@ def test_cancel_stops_a_run_and_frees_its_thread(server: LangGraphServer) -> Non
         run_path = response.headers["content-location"].removeprefix("/langgraph")
         lines = response.iter_lines()
         assert next(lines) == "event: metadata"
-        second = post(server, "alice", f"/threads/{tid}/runs/wait", _body("again"))
+        rejected = {**_body("again"), "multitask_strategy": "reject"}
+        second = post(server, "alice", f"/threads/{tid}/runs/wait", rejected)
         assert second.status_code == 409, second.text
         assert "already active" in second.json()["detail"]
         started = time.monotonic()

@@ -276,12 +276,11 @@ def test_runs_have_the_same_shape(answers: dict[str, dict[str, Any]]) -> None:
     ]
     for side in (DEV, OURS):
         assert answers[side]["run.get"]["status"] == "success"
-    # Intended: one run per thread, a second gets 409 (langgraph-api queues it by default).
+    # Both queue a second run of a thread by default.
     assert answers[DEV]["run.create"]["multitask_strategy"] == "enqueue"
-    assert answers[OURS]["run.create"]["multitask_strategy"] == "reject"
-    # Intended: `kwargs` and `metadata` of a memory-agent run are empty: it keeps no copy of
-    # the request (its effects are in the thread) and adds no deployment metadata.
-    assert answers[OURS]["run.get"]["kwargs"] == {}
+    assert answers[OURS]["run.create"]["multitask_strategy"] == "enqueue"
+    # The run keeps its request (a process that takes it over runs it from the record).
+    assert answers[OURS]["run.get"]["kwargs"]["input"]["messages"][0]["content"]
 
 
 def test_state_updates_answer_the_new_checkpoint(answers: dict[str, dict[str, Any]]) -> None:

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from memory.errors import ConflictError
 from memory.namespaces import Owner
+from memory.stores.rundb import MemoryRunDB, RunDB
 
 Record = dict[str, Any]
 Steps = Generator[Any, Any, Any]
@@ -111,6 +112,8 @@ class SessionDB:
     kind = "memory"
     #: Whether other processes can share this database's guarantees.
     shared = False
+    #: The LangGraph runs kept beside the sessions, on the same database.
+    runs: RunDB
 
     # -- drivers -------------------------------------------------------------------
 
@@ -398,6 +401,7 @@ class MemorySessionDB(SessionDB):
         self._transcripts: dict[str, builtins.list[Record | None]] = {}
         #: Each transcript's counts by role, changed with it (never a scan on read).
         self._counts: dict[str, Counter[str]] = {}
+        self.runs = MemoryRunDB()
 
     def _perform(self, request: Any) -> Any:
         raise AssertionError("the in-memory cores perform no I/O")

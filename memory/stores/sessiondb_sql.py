@@ -77,6 +77,34 @@ MIGRATIONS = (
     """CREATE TABLE IF NOT EXISTS memory_agent_transcript_counts (
         thread_key TEXT PRIMARY KEY,
         counts TEXT)""",
+    # LangGraph runs (`memory.stores.rundb_sql`): the record as JSON beside the columns
+    # the queue reads; `seq` is the creation order, `keep_until` when the events go.
+    """CREATE TABLE IF NOT EXISTS memory_agent_runs (
+        run_id TEXT PRIMARY KEY,
+        thread_key TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        run_at BIGINT NOT NULL,
+        lease_until BIGINT,
+        worker TEXT,
+        keep_until BIGINT,
+        record TEXT NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS memory_agent_runs_thread
+        ON memory_agent_runs (thread_key, seq)""",
+    """CREATE INDEX IF NOT EXISTS memory_agent_runs_queue
+        ON memory_agent_runs (status, run_at)""",
+    """CREATE INDEX IF NOT EXISTS memory_agent_runs_keep
+        ON memory_agent_runs (keep_until) WHERE keep_until IS NOT NULL""",
+    """CREATE TABLE IF NOT EXISTS memory_agent_run_events (
+        run_id TEXT NOT NULL,
+        id BIGINT NOT NULL,
+        event TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (run_id, id))""",
+    # Counters of the database (`runs`: the last run's `seq`), one row each.
+    """CREATE TABLE IF NOT EXISTS memory_agent_counters (
+        name TEXT PRIMARY KEY,
+        value BIGINT NOT NULL)""",
 )
 
 _SESSION = "tenant = %s AND user_id = %s AND thread_id = %s"
@@ -114,10 +142,20 @@ class SqlSessionDB(SessionDB):
     #: Appended to a `SELECT` that must lock what it read until commit.
     for_update = ""
     for_share = ""
+    #: Appended to a `SELECT` that locks the rows it read, passing over rows locked by
+    #: others; and one that only keeps its rows from being deleted.
+    skip_locked = ""
+    for_key_share = ""
 
     def _owner_lock(self, owner: Owner) -> Steps:
         """Serialise the owner's rate-limit bookkeeping (SQLite's write lock already does)."""
         return None
+        yield
+
+    def _xact_lock(self, name: str, wait: bool = True) -> Steps:
+        """Take a lock named `name` until commit; False if `wait` is False and another
+        transaction holds it (SQLite's write lock already serialises every writer)."""
+        return True
         yield
 
     def _now(self) -> Steps:
@@ -421,9 +459,14 @@ class PostgresSessionDB(SqlSessionDB):
     now_sql = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
     for_update = " FOR UPDATE"
     for_share = " FOR SHARE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+    for_key_share = " FOR KEY SHARE"
 
     def __init__(self, pool: Any) -> None:
+        from memory.stores.rundb_sql import SqlRunDB
+
         self.pool = pool
+        self.runs = SqlRunDB(self)
 
     def _owner_lock(self, owner: Owner) -> Steps:
         yield Sql(
@@ -431,6 +474,11 @@ class PostgresSessionDB(SqlSessionDB):
             (f"memory-agent-rate:{owner.tenant}/{owner.user}",),
             fetch=True,
         )
+
+    def _xact_lock(self, name: str, wait: bool = True) -> Steps:
+        function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+        rows = yield Sql(f"SELECT {function}(hashtextextended(%s, 0))", (name,), fetch=True)
+        return wait or bool(rows[0][0])
 
     def setup(self) -> None:
         """Create or migrate the tables (run under the caller's setup lock)."""
@@ -508,10 +556,13 @@ class SqliteSessionDB(SqlSessionDB):
     now_sql = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
 
     def __init__(self, conn: Any, busy_timeout: float = 10.0) -> None:
+        from memory.stores.rundb_sql import SqlRunDB
+
         self.conn = conn
         self.busy_timeout = busy_timeout
         self._lock = threading.Lock()
         conn.execute("PRAGMA busy_timeout=0")
+        self.runs = SqlRunDB(self)
 
     def setup(self) -> None:
         """Create or migrate the tables."""

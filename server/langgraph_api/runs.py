@@ -1,25 +1,27 @@
-"""Runs: streamed, awaited or in the background, with their status, join and cancel."""
+"""Runs: streamed, awaited or in the background; their status, join, rejoin and cancel,
+answered from the run records of the shared database by any server process."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from memory.errors import InvalidInputError, NotFoundError
 from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
-from server.deps import OwnerDep, RunsDep, SessionsDep, SettingsDep, ThreadId
+from memory.stores.rundb import Event, Record
+from server.deps import OwnerDep, RunnerDep, SessionsDep, SettingsDep, ThreadId
 from server.langgraph_api import views
-from server.langgraph_api.registry import Run, RunRegistry
-from server.langgraph_api.schemas import RunCreate, RunId
+from server.langgraph_api.schemas import RunCreate, RunId, RunsCancel
 from server.langgraph_api.views import LangGraphJSON
-from server.limits import BackgroundRuns
+from server.runner import LiveRun, Runner
 from server.schemas import errors
 
 router = APIRouter(tags=["langgraph: runs"])
@@ -29,21 +31,54 @@ HEARTBEAT_SECONDS = 5.0
 _RUN_ERRORS = errors(401, 404, 409, 413, 422, 429)
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "Server-sent events: `metadata` ({run_id, attempt}) first, then the "
-        "stream modes asked for (`values`, `updates`, `messages` as [chunk, metadata], "
-        "`custom`), `error` ({error, message}) on failure; `: heartbeat` comments.",
+        "description": "Server-sent events, each with an `id`: `metadata` ({run_id, attempt}) "
+        "first, then the stream modes asked for (`values`, `updates`, `messages` as [chunk, "
+        "metadata], `custom`), `error` ({error, message}) on failure; `: heartbeat` comments.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-async def get_registry(request: Request) -> RunRegistry:
-    """The LangGraph runs of this process."""
-    registry: RunRegistry = request.app.state.langgraph_runs
-    return registry
+def location(thread_id: str, run_id: str) -> str:
+    """A run's URL, for `Content-Location`."""
+    return f"{views.PREFIX}/threads/{thread_id}/runs/{run_id}"
 
 
-RegistryDep = Annotated[RunRegistry, Depends(get_registry)]
+def run_out(record: Record) -> dict[str, Any]:
+    """A run record as a LangGraph `Run`."""
+    kwargs = record.get("kwargs") or {}
+    return {
+        "run_id": record["run_id"],
+        "thread_id": record["thread_id"],
+        "assistant_id": record["assistant_id"],
+        "created_at": record["created_at"],
+        "updated_at": record["updated_at"],
+        "status": record["status"],
+        "metadata": record.get("metadata") or {},
+        "kwargs": {
+            "input": kwargs.get("input"),
+            "context": kwargs.get("context") or {},
+            "stream_mode": kwargs.get("stream_mode"),
+            "stream_resumable": kwargs.get("stream_resumable", False),
+            "on_disconnect": kwargs.get("on_disconnect", "continue"),
+        },
+        "multitask_strategy": record["multitask_strategy"],
+    }
+
+
+def final_body(record: Record) -> dict[str, Any]:
+    """What `wait` and `join` answer: the final values, or `{"__error__": ...}`."""
+    if record.get("error") is not None:
+        return {"__error__": record["error"]}
+    return record.get("result") or {}
+
+
+def sse_text(event: Event | None) -> str:
+    """One server-sent event with its id (None: a heartbeat comment)."""
+    if event is None:
+        return views.HEARTBEAT
+    return f"event: {event.event}\ndata: {event.data}\nid: {event.id}\n\n"
 
 
 async def _start(
@@ -52,11 +87,10 @@ async def _start(
     owner: Owner,
     sessions: SessionManager,
     settings: Settings,
-    background: BackgroundRuns,
-    registry: RunRegistry,
+    runner: Runner,
     *,
-    streaming: bool,
-) -> Run:
+    streamed: bool,
+) -> tuple[Record, LiveRun | None]:
     if not views.is_assistant(body.assistant_id):
         raise NotFoundError(f"assistant {body.assistant_id!r} not found")
     messages = body.messages(settings.max_message_chars, settings.max_messages_per_request)
@@ -64,20 +98,63 @@ async def _start(
         await sessions.aget(owner, thread_id)
     context = body.context.overrides() if body.context else {}
     sessions.graph_context(owner, context)  # a bad override is a 422 before anything starts
-    run = registry.start(
-        background,
+    # Ids fixed now, so a run taken over after a crash resumes with the same messages.
+    messages = [{**m, "id": m.get("id") or str(uuid.uuid4())} for m in messages]
+    record, live = await runner.submit(
         sessions,
         owner,
         thread_id,
-        messages=messages,
-        modes=body.modes,
-        context=context,
+        kwargs={
+            "input": {"messages": messages},
+            "context": context,
+            "stream_mode": body.modes,
+            "stream_resumable": body.stream_resumable,
+            "on_disconnect": body.on_disconnect,
+            "recent": settings.state_messages,
+        },
         metadata=body.metadata or {},
-        streaming=streaming,
-        recent=settings.state_messages,
+        strategy=body.multitask_strategy or "enqueue",
+        delay_seconds=body.after_seconds or 0.0,
+        streamed=streamed,
     )
-    await run.claimed  # a refused run (409, 429, 422) answers with its error here
-    return run
+    if live is not None:
+        await live.started  # a refused run (409, 429, 422) answers with its error here
+    return record, live
+
+
+def _stream_response(events: AsyncIterator[str], thread_id: str, run_id: str) -> StreamingResponse:
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={
+            **_SSE_HEADERS,
+            "Content-Location": location(thread_id, run_id),
+            "Location": f"{location(thread_id, run_id)}/stream",
+        },
+    )
+
+
+async def _sse(
+    runner: Runner,
+    sessions: SessionManager,
+    owner: Owner,
+    thread_id: str,
+    run_id: str,
+    *,
+    after: int = 0,
+    live: LiveRun | None = None,
+    cancel_on_disconnect: bool = False,
+) -> AsyncIterator[str]:
+    finished = False
+    try:
+        async for event in runner.follow(
+            sessions, owner, thread_id, run_id, after, live, HEARTBEAT_SECONDS
+        ):
+            yield sse_text(event)
+        finished = True
+    finally:
+        if not finished and cancel_on_disconnect:
+            await runner.cancel(sessions, owner, thread_id, [run_id], "interrupt")
 
 
 @router.post(
@@ -91,49 +168,21 @@ async def stream_run(
     owner: OwnerDep,
     sessions: SessionsDep,
     settings: SettingsDep,
-    background: RunsDep,
-    registry: RegistryDep,
+    runner: RunnerDep,
 ) -> StreamingResponse:
-    """Run and stream its events; the run continues if the client goes away (unless
-    `on_disconnect` is `cancel`)."""
-    run = await _start(
-        thread_id, body, owner, sessions, settings, background, registry, streaming=True
+    """Run and stream its events (queued behind the thread's active run by default); the
+    run continues if the client goes away (unless `on_disconnect` is `cancel`)."""
+    record, live = await _start(thread_id, body, owner, sessions, settings, runner, streamed=True)
+    events = _sse(
+        runner,
+        sessions,
+        owner,
+        thread_id,
+        record["run_id"],
+        live=live,
+        cancel_on_disconnect=body.on_disconnect == "cancel",
     )
-
-    async def events() -> AsyncIterator[str]:
-        finished = False
-        try:
-            while True:
-                try:
-                    event = await asyncio.wait_for(run.events.get(), HEARTBEAT_SECONDS)
-                except TimeoutError:
-                    yield views.HEARTBEAT
-                    continue
-                if event is None:
-                    finished = True
-                    return
-                yield event
-        finally:
-            if not finished and body.on_disconnect == "cancel" and run.task is not None:
-                run.task.cancel()
-
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-            "Content-Location": run.location,
-        },
-    )
-
-
-async def _finished(run: Run) -> dict[str, Any]:
-    if run.task is not None:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            # Shielded: a client that goes away does not cut the run in half.
-            await asyncio.shield(run.task)
-    return run.body()
+    return _stream_response(events, thread_id, record["run_id"])
 
 
 @router.post("/threads/{thread_id}/runs/wait", response_class=LangGraphJSON, responses=_RUN_ERRORS)
@@ -143,14 +192,14 @@ async def wait_run(
     owner: OwnerDep,
     sessions: SessionsDep,
     settings: SettingsDep,
-    background: RunsDep,
-    registry: RegistryDep,
+    runner: RunnerDep,
 ) -> LangGraphJSON:
     """Run and answer its final values (`{"__error__": ...}` if it failed once started)."""
-    run = await _start(
-        thread_id, body, owner, sessions, settings, background, registry, streaming=False
+    record, _ = await _start(thread_id, body, owner, sessions, settings, runner, streamed=False)
+    final = await runner.wait(sessions, owner, thread_id, record["run_id"])
+    return LangGraphJSON(
+        final_body(final), headers={"Content-Location": location(thread_id, record["run_id"])}
     )
-    return LangGraphJSON(await _finished(run), headers={"Content-Location": run.location})
 
 
 @router.post("/threads/{thread_id}/runs", response_class=LangGraphJSON, responses=_RUN_ERRORS)
@@ -160,14 +209,13 @@ async def create_run(
     owner: OwnerDep,
     sessions: SessionsDep,
     settings: SettingsDep,
-    background: RunsDep,
-    registry: RegistryDep,
+    runner: RunnerDep,
 ) -> LangGraphJSON:
     """Start a run in the background and answer it (poll, join or cancel it by id)."""
-    run = await _start(
-        thread_id, body, owner, sessions, settings, background, registry, streaming=False
+    record, _ = await _start(thread_id, body, owner, sessions, settings, runner, streamed=False)
+    return LangGraphJSON(
+        run_out(record), headers={"Content-Location": location(thread_id, record["run_id"])}
     )
-    return LangGraphJSON(run.out(), headers={"Content-Location": run.location})
 
 
 @router.get("/threads/{thread_id}/runs", response_class=LangGraphJSON, responses=errors(401, 404))
@@ -175,24 +223,17 @@ async def list_runs(
     thread_id: ThreadId,
     owner: OwnerDep,
     sessions: SessionsDep,
-    registry: RegistryDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    status: Annotated[
+        str | None,
+        Query(pattern="^(pending|running|success|error|interrupted|timeout)$"),
+    ] = None,
 ) -> LangGraphJSON:
-    """The thread's runs this server process started, newest first."""
+    """The thread's runs, newest first, from any process."""
     await sessions.aget(owner, thread_id)
-    runs = registry.of_thread(owner, thread_id)[offset : offset + limit]
-    return LangGraphJSON([r.out() for r in runs])
-
-
-async def _run(
-    thread_id: str, run_id: str, owner: Owner, sessions: SessionManager, registry: RunRegistry
-) -> Run:
-    await sessions.aget(owner, thread_id)
-    run = registry.get(owner, thread_id, run_id)
-    if run is None:
-        raise NotFoundError(f"run {run_id!r} not found on thread {thread_id!r} in this process")
-    return run
+    found = await sessions.db.runs.list(owner.thread_key(thread_id), limit, offset, status)
+    return LangGraphJSON([run_out(r) for r in found])
 
 
 @router.get(
@@ -203,10 +244,11 @@ async def get_run(
     run_id: RunId,
     owner: OwnerDep,
     sessions: SessionsDep,
-    registry: RegistryDep,
+    runner: RunnerDep,
 ) -> LangGraphJSON:
     """The run's status."""
-    return LangGraphJSON((await _run(thread_id, run_id, owner, sessions, registry)).out())
+    await sessions.aget(owner, thread_id)
+    return LangGraphJSON(run_out(await runner.get(sessions, owner, thread_id, run_id)))
 
 
 @router.get(
@@ -219,11 +261,104 @@ async def join_run(
     run_id: RunId,
     owner: OwnerDep,
     sessions: SessionsDep,
-    registry: RegistryDep,
+    runner: RunnerDep,
 ) -> LangGraphJSON:
     """Wait for the run and answer its final values."""
-    run = await _run(thread_id, run_id, owner, sessions, registry)
-    return LangGraphJSON(await _finished(run), headers={"Content-Location": run.location})
+    await sessions.aget(owner, thread_id)
+    await runner.get(sessions, owner, thread_id, run_id)
+    final = await runner.wait(sessions, owner, thread_id, run_id)
+    return LangGraphJSON(
+        final_body(final), headers={"Content-Location": location(thread_id, run_id)}
+    )
+
+
+def _last_event_id(value: str | None) -> int:
+    if not value:
+        return 0
+    try:
+        parsed = int(value)
+    except ValueError:
+        raise InvalidInputError("Last-Event-ID must be an event id this server sent") from None
+    if parsed < 0:
+        raise InvalidInputError("Last-Event-ID must be an event id this server sent")
+    return parsed
+
+
+@router.get(
+    "/threads/{thread_id}/runs/{run_id}/stream",
+    response_class=StreamingResponse,
+    responses={**_STREAM_DOC, **errors(401, 404, 422)},
+)
+async def join_stream(
+    thread_id: ThreadId,
+    run_id: RunId,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    runner: RunnerDep,
+    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+    cancel_on_disconnect: bool = False,
+    stream_mode: Annotated[list[str] | None, Query(max_length=8)] = None,
+) -> StreamingResponse:
+    """Rejoin the run's stream, from any process: the events after `Last-Event-ID` (all
+    of them without it), then the rest as they come, until the run ends."""
+    after = _last_event_id(last_event_id)
+    await sessions.aget(owner, thread_id)
+    await runner.get(sessions, owner, thread_id, run_id)
+    events = _sse(
+        runner,
+        sessions,
+        owner,
+        thread_id,
+        run_id,
+        after=after,
+        cancel_on_disconnect=cancel_on_disconnect,
+    )
+    return _stream_response(events, thread_id, run_id)
+
+
+@router.get(
+    "/threads/{thread_id}/stream",
+    response_class=StreamingResponse,
+    responses={**_STREAM_DOC, **errors(401, 404, 422)},
+)
+async def thread_stream(
+    thread_id: ThreadId,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    runner: RunnerDep,
+    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+) -> StreamingResponse:
+    """The thread's runs in turn, as they start, while the client stays (the active run's
+    events after `Last-Event-ID` first)."""
+    after = _last_event_id(last_event_id)
+    await sessions.aget(owner, thread_id)
+    key = owner.thread_key(thread_id)
+
+    async def events() -> AsyncIterator[str]:
+        seen: set[str] = set()
+        first = True
+        quiet_since = time.monotonic()
+        while True:
+            active = [r for r in await sessions.db.runs.active(key) if r["run_id"] not in seen]
+            if not active:
+                if time.monotonic() - quiet_since >= HEARTBEAT_SECONDS:
+                    yield views.HEARTBEAT
+                    quiet_since = time.monotonic()
+                await asyncio.sleep(0.2)
+                continue
+            run_id = active[0]["run_id"]
+            seen.add(run_id)
+            async for event in runner.follow(
+                sessions, owner, thread_id, run_id, after if first else 0, None, HEARTBEAT_SECONDS
+            ):
+                yield sse_text(event)
+            first = False
+            quiet_since = time.monotonic()
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+_CANCEL_ACTION = Annotated[str, Query(pattern="^(interrupt|rollback)$")]
 
 
 @router.post(
@@ -237,18 +372,33 @@ async def cancel_run(
     run_id: RunId,
     owner: OwnerDep,
     sessions: SessionsDep,
-    registry: RegistryDep,
+    runner: RunnerDep,
     wait: bool = False,
-    action: str = "interrupt",
+    action: _CANCEL_ACTION = "interrupt",
 ) -> Response:
-    """Stop the run: the messages it produced so far stay in the thread."""
-    if action not in ("interrupt", "rollback"):
-        raise InvalidInputError("action must be interrupt or rollback")
-    if action == "rollback":
-        raise InvalidInputError("action rollback is not supported; use interrupt")
-    run = await _run(thread_id, run_id, owner, sessions, registry)
-    if run.task is not None and not run.task.done():
-        run.task.cancel()
-        if wait:
-            await _finished(run)
+    """Stop the run, from any process: `interrupt` keeps what it did so far in the thread,
+    `rollback` removes it (and the run)."""
+    await sessions.aget(owner, thread_id)
+    await runner.get(sessions, owner, thread_id, run_id)
+    await runner.cancel(sessions, owner, thread_id, [run_id], action, wait)  # type: ignore[arg-type]
     return Response(status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.post(
+    "/runs/cancel",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={204: {"description": "Stopped: no body."}, **errors(401, 404, 422)},
+)
+async def cancel_runs(
+    body: RunsCancel,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    runner: RunnerDep,
+    action: _CANCEL_ACTION = "interrupt",
+) -> Response:
+    """Stop several runs of a thread: those named, or its active ones."""
+    assert body.thread_id is not None
+    await sessions.aget(owner, body.thread_id)
+    await runner.cancel(sessions, owner, body.thread_id, body.run_ids, action)  # type: ignore[arg-type]
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

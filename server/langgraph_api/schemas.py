@@ -41,6 +41,8 @@ CheckpointId = Annotated[
     str, Path(min_length=1, max_length=256, description="The checkpoint's id.")
 ]
 Offset = Annotated[int, Field(ge=0, le=1_000_000_000)]
+#: The longest `after_seconds` a run may wait before it starts (a week).
+MAX_DELAY_SECONDS = 7 * 86400
 
 
 def check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -222,13 +224,22 @@ class RunCreate(_Body):
     stream_subgraphs: bool = False
     on_disconnect: Literal["cancel", "continue"] = "continue"
     if_not_exists: Literal["create", "reject"] = "reject"
-    multitask_strategy: Literal["reject"] | None = Field(
-        default=None, description="Only `reject`: one run per thread, a second one gets 409."
+    multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = Field(
+        default=None,
+        description="What a run meets when its thread has one active: `enqueue` (the "
+        "default) runs after it, `reject` answers 409, `interrupt` stops it keeping what it "
+        "did, `rollback` stops it and removes what it did.",
+    )
+    stream_resumable: bool = Field(
+        default=False,
+        description="Keep the streamed run's events for rejoining "
+        "(`GET /threads/{id}/runs/{run_id}/stream` with `Last-Event-ID`); runs that are not "
+        "streamed to their caller always keep them.",
     )
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None
     webhook: str | None = None
-    after_seconds: float | None = None
+    after_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
 
     _metadata = field_validator("metadata")(check_metadata)
 
@@ -242,8 +253,6 @@ class RunCreate(_Body):
             raise ValueError("interrupt_before and interrupt_after are not supported")
         if self.webhook:
             raise ValueError("webhook is not supported")
-        if self.after_seconds:
-            raise ValueError("after_seconds is not supported")
         if self.input is None:
             raise ValueError("input is required: {'messages': [...]}")
         if set(self.input) != {"messages"}:
@@ -338,3 +347,16 @@ class AssistantSearch(_Body):
     name: SafeText | None = None
     limit: PageLimit = 10
     offset: Offset = 0
+
+
+class RunsCancel(_Body):
+    """`POST /runs/cancel`: stop runs by id on a thread, or every active run of a thread."""
+
+    thread_id: ThreadIdField | None = None
+    run_ids: list[SafeText] | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _target(self) -> RunsCancel:
+        if self.thread_id is None:
+            raise ValueError("thread_id is required: runs are cancelled per thread")
+        return self

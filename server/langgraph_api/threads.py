@@ -11,7 +11,7 @@ from fastapi import APIRouter, Response, status
 from memory.errors import ConflictError, InvalidInputError, NotFoundError
 from memory.namespaces import Owner
 from memory.sessions import SessionManager
-from server.deps import OwnerDep, SessionsDep, SettingsDep, ThreadId
+from server.deps import OwnerDep, RunnerDep, SessionsDep, SettingsDep, ThreadId
 from server.langgraph_api import views
 from server.langgraph_api.schemas import (
     CheckpointId,
@@ -129,9 +129,15 @@ async def patch_thread(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=errors(401, 404, 409, 422),
 )
-async def delete_thread(thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep) -> Response:
-    """Delete the thread: checkpoints, transcript, session memories and record."""
+async def delete_thread(
+    thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep, runner: RunnerDep
+) -> Response:
+    """Delete the thread: its active runs are cancelled first, then its checkpoints,
+    transcript, session memories, runs and record go."""
+    await sessions.aget(owner, thread_id)
+    await runner.cancel(sessions, owner, thread_id, None, "interrupt", wait=True)
     await sessions.adelete(owner, thread_id)
+    await sessions.db.runs.delete_thread(owner.thread_key(thread_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

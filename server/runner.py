@@ -1,0 +1,532 @@
+"""The run core: every LangGraph run is a record in the shared database, executed by any
+server process, streamed and rejoined from any process.
+
+- `submit` writes the run (`memory.stores.rundb`) under its multitask strategy, then
+  claims it at once when this process has room and its thread is free: the caller's own
+  run starts without a hop through the queue.
+- Each process also polls the queue (`claim`): enqueued runs whose thread came free,
+  delayed runs whose time came, and runs whose holder died (its lease ran out: the run is
+  taken over and resumes from its last checkpoint).
+- A running run renews its claim every `CONTROL_SECONDS` and reads stop requests with
+  each renewal, so a cancel from any process reaches it within that time (one from this
+  process reaches it at once).
+- Its events go to the callers of this process directly, and to the run's event log in
+  small batches (when it is resumable or not streamed to its caller), from which
+  `follow` serves callers of other processes and callers that come back (`Last-Event-ID`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from memory.errors import (
+    ConflictError,
+    MemoryAgentError,
+    NotFoundError,
+)
+from memory.namespaces import Owner
+from memory.sessions import SessionManager
+from memory.settings import Settings
+from memory.stores.rundb import (
+    FINAL,
+    CancelAction,
+    Event,
+    Record,
+    RunDB,
+    Strategy,
+    first_event_id,
+    new_run,
+)
+from server.langgraph_api import views
+
+logger = logging.getLogger("memory_agent.runs")
+
+#: Seconds between a running run's renewals (and reads of a stop request).
+CONTROL_SECONDS = 0.5
+#: Seconds between two looks at the queue while nothing is claimable.
+POLL_SECONDS = 0.25
+#: Seconds between two reads of a run executed elsewhere, for a caller waiting on it.
+FOLLOW_SECONDS = 0.1
+#: Events written to the log at once at most; a batch also goes after `FLUSH_SECONDS`.
+FLUSH_EVENTS = 64
+FLUSH_SECONDS = 0.05
+#: How long a new run waits for its thread when something else holds it briefly (a
+#: session transition of the native API), before it is refused as busy.
+BUSY_WAIT_SECONDS = 2.0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class LiveRun:
+    """A run executing in this process: its task and the events of this attempt."""
+
+    record: Record
+    persist: bool
+    task: asyncio.Task[None] | None = None
+    events: list[Event] = field(default_factory=list)
+    flushed: int = 0
+    done: bool = False
+    stop: CancelAction | None = None
+    #: Resolved when the run holds its thread (or raised: refused before it started).
+    started: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _next_id: int = 0
+
+    def __post_init__(self) -> None:
+        self._next_id = first_event_id(self.record["attempt"])
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return str(self.record["run_id"])
+
+    @property
+    def base(self) -> int:
+        """The id before this attempt's first event."""
+        return first_event_id(self.record["attempt"]) - 1
+
+    def emit(self, event: str, data: Any) -> None:
+        """Add an event; readers of this process see it at once."""
+        self.events.append(Event(self._next_id, event, views.dumps(data)))
+        self._next_id += 1
+        self.notify()
+
+    def notify(self) -> None:
+        """Wake every reader."""
+        self._wake.set()
+        self._wake = asyncio.Event()
+
+    async def changed(self, timeout: float) -> None:
+        """Wait for the next event (or the end), at most `timeout` seconds."""
+        wake = self._wake
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout)
+
+    def after(self, last: int) -> list[Event]:
+        """This attempt's events with ids above `last`."""
+        start = max(0, last - self.base)
+        return self.events[start:]
+
+    def cancel(self, action: CancelAction) -> None:
+        """Stop the run at its next step."""
+        if self.stop is None:
+            self.stop = action
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class Runner:
+    """The runs of this deployment, as this process takes part in them.
+
+    Args:
+        sessions: Answers the session service once the database is reached (None
+            before).
+        settings: The deployment's settings (lease, concurrency, event keeping time).
+    """
+
+    def __init__(self, sessions: Callable[[], SessionManager | None], settings: Settings) -> None:
+        self._sessions = sessions
+        self.settings = settings
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_ms = max(1, int(settings.lease_seconds * 1000))
+        self.keep_ms = int(settings.run_events_keep_seconds * 1000)
+        self.capacity = settings.run_concurrency
+        self.local: dict[str, LiveRun] = {}
+        self._kick = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start taking runs from the queue."""
+        self._loop = asyncio.get_running_loop().create_task(self._poll(), name="run-queue")
+
+    async def close(self) -> None:
+        """Stop taking runs and wait for those this process executes."""
+        self._closing = True
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        while self.local:
+            await asyncio.gather(
+                *(live.finished.wait() for live in list(self.local.values())),
+                return_exceptions=True,
+            )
+
+    def _db(self) -> tuple[SessionManager, RunDB] | None:
+        sessions = self._sessions()
+        if sessions is None:
+            return None
+        return sessions, sessions.db.runs
+
+    async def _poll(self) -> None:
+        swept = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), POLL_SECONDS)
+            self._kick.clear()
+            opened = self._db()
+            if opened is None:
+                continue
+            sessions, runs = opened
+            try:
+                while len(self.local) < self.capacity and not self._closing:
+                    claimed = await runs.claim(self.worker, self.lease_ms)
+                    if claimed is None:
+                        break
+                    self._launch(sessions, claimed, persist=True)
+                if time.monotonic() - swept > 10:
+                    swept = time.monotonic()
+                    await runs.sweep()
+            except Exception as exc:  # an outage: the next round tries again
+                logger.warning("taking runs from the queue failed: %s", exc)
+
+    # -- submitting -----------------------------------------------------------------
+
+    async def submit(
+        self,
+        sessions: SessionManager,
+        owner: Owner,
+        thread_id: str,
+        *,
+        kwargs: dict[str, Any],
+        metadata: dict[str, Any],
+        strategy: Strategy,
+        delay_seconds: float = 0.0,
+        streamed: bool = False,
+    ) -> tuple[Record, LiveRun | None]:
+        """Write a run and start it here if it may run now.
+
+        Answers the record and, when this process started it, the live run (await its
+        `started` for a refusal before it began: rate limit, ended session, busy thread).
+
+        Raises:
+            ConflictError: `reject` and the thread has an active run.
+        """
+        run = new_run(
+            run_id=str(uuid.uuid4()),
+            thread_id=thread_id,
+            thread_key=owner.thread_key(thread_id),
+            tenant=owner.tenant,
+            user=owner.user,
+            assistant_id=views.ASSISTANT_ID,
+            strategy=strategy,
+            kwargs=kwargs,
+            metadata=metadata,
+            created_at=_now(),
+        )
+        runs = sessions.db.runs
+        inserted, asked = await runs.create(run, int(delay_seconds * 1000))
+        if not inserted:
+            raise ConflictError(f"a run is already active on thread {thread_id!r}")
+        for other in asked:
+            if (live := self.local.get(other)) is not None:
+                live.cancel(strategy)  # type: ignore[arg-type]
+        if delay_seconds <= 0 and len(self.local) < self.capacity:
+            claimed = await runs.claim(self.worker, self.lease_ms, run["run_id"])
+            if claimed is not None:
+                persist = not streamed or bool(kwargs.get("stream_resumable"))
+                return claimed, self._launch(sessions, claimed, persist=persist)
+        self._kick.set()
+        return run, None
+
+    # -- executing ------------------------------------------------------------------
+
+    def _launch(self, sessions: SessionManager, record: Record, *, persist: bool) -> LiveRun:
+        live = LiveRun(record, persist=persist)
+        self.local[live.run_id] = live
+        live.task = asyncio.get_running_loop().create_task(
+            self._execute(sessions, live), name=f"run {live.run_id}"
+        )
+        return live
+
+    async def _execute(self, sessions: SessionManager, live: LiveRun) -> None:
+        runs = sessions.db.runs
+        keeper = asyncio.get_running_loop().create_task(self._keep(runs, live))
+        flusher = asyncio.get_running_loop().create_task(self._flush_forever(runs, live))
+        status, result, error = "success", None, None
+        try:
+            result = await self._stream(sessions, live)
+        except asyncio.CancelledError:
+            status = "interrupted"
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # stopped on request: the end below is still recorded
+            if not live.started.done():
+                live.started.cancel()
+        except Exception as exc:
+            status = "error"
+            if isinstance(exc, MemoryAgentError):
+                message = str(exc)
+            else:
+                logger.error("run %s failed", live.run_id, exc_info=exc)
+                message = "the run failed; the server log has the details"
+            error = {"error": type(exc).__name__, "message": message}
+            if not live.started.done():  # refused before it started: the caller answers it
+                live.started.set_exception(exc)
+            else:
+                live.emit("error", error)
+        finally:
+            keeper.cancel()
+            flusher.cancel()
+            await self._end(sessions, live, status, result, error)
+
+    async def _stream(self, sessions: SessionManager, live: LiveRun) -> dict[str, Any] | None:
+        """Run the graph, retrying while the thread is briefly held elsewhere."""
+        record = live.record
+        kwargs = record["kwargs"]
+        owner = Owner(tenant=record["tenant"], user=record["user"])
+        modes = list(kwargs.get("stream_mode") or ["values"])
+        graph_modes = ["messages" if m == "messages-tuple" else m for m in modes]
+        # A run taken over waits out the lease of its dead holder on the thread.
+        patience = BUSY_WAIT_SECONDS + (self.lease_ms / 1000 + 5 if record["attempt"] > 1 else 0)
+        deadline = time.monotonic() + patience
+        delay = 0.02
+        while True:
+            try:
+                return await self._stream_once(sessions, live, owner, modes, graph_modes)
+            except ConflictError as exc:
+                if live.started.done() or "already active" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    async def _stream_once(
+        self,
+        sessions: SessionManager,
+        live: LiveRun,
+        owner: Owner,
+        modes: list[str],
+        graph_modes: list[str],
+    ) -> dict[str, Any] | None:
+        record = live.record
+        kwargs = record["kwargs"]
+        result: dict[str, Any] | None = None
+        async for kind, payload in sessions.astream_graph(
+            owner,
+            record["thread_id"],
+            kwargs["input"]["messages"],
+            stream_mode=graph_modes,
+            context=kwargs.get("context") or {},
+            recent=int(kwargs.get("recent", 50)),
+            run_id=live.run_id,
+        ):
+            if kind == "thread":
+                live.emit("metadata", {"run_id": live.run_id, "attempt": record["attempt"]})
+                if not live.started.done():
+                    live.started.set_result(None)
+            elif kind == "done":
+                result = payload[1]
+            elif kind == "messages":
+                chunk, meta = payload
+                live.emit("messages", [chunk, self._message_metadata(live, meta)])
+            elif kind in modes:
+                live.emit(kind, payload)
+        return result
+
+    @staticmethod
+    def _message_metadata(live: LiveRun, metadata: Any) -> dict[str, Any]:
+        """A `messages` event's metadata: the node's, plus the run as langgraph-api adds it."""
+        return {
+            **views.clean_metadata(metadata, live.record["thread_id"]),
+            "run_id": live.run_id,
+            "run_attempt": live.record["attempt"],
+            "assistant_id": views.ASSISTANT_ID,
+            "graph_id": views.GRAPH_ID,
+        }
+
+    async def _keep(self, runs: RunDB, live: LiveRun) -> None:
+        """Renew the claim; stop the run when asked to or when the claim is lost."""
+        while True:
+            await asyncio.sleep(CONTROL_SECONDS)
+            try:
+                control = await runs.renew(live.run_id, self.worker, self.lease_ms)
+            except Exception as exc:  # the lease may still hold: try again
+                logger.warning("renewing run %s failed: %s", live.run_id, exc)
+                continue
+            if not control.held:
+                logger.warning("run %s was taken over; stopping it here", live.run_id)
+                live.cancel("interrupt")
+                return
+            if control.cancel is not None:
+                live.cancel(control.cancel)
+                return
+
+    async def _flush(self, runs: RunDB, live: LiveRun) -> None:
+        if not live.persist or live.flushed >= len(live.events):
+            return
+        batch = live.events[live.flushed :]
+        await runs.add_events(live.run_id, batch)
+        live.flushed += len(batch)
+
+    async def _flush_forever(self, runs: RunDB, live: LiveRun) -> None:
+        while True:
+            await live.changed(3600)
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self._flush(runs, live)
+            except Exception as exc:  # kept for the final flush
+                logger.warning("writing the events of run %s failed: %s", live.run_id, exc)
+
+    async def _end(
+        self,
+        sessions: SessionManager,
+        live: LiveRun,
+        status: str,
+        result: Any,
+        error: Any,
+    ) -> None:
+        runs = sessions.db.runs
+        record = live.record
+        owner = Owner(tenant=record["tenant"], user=record["user"])
+        result = json.loads(views.dumps(result)) if result is not None else None
+        try:
+            if status == "interrupted" and live.stop == "rollback":
+                await sessions.arollback(owner, record["thread_id"], live.run_id)
+            await self._flush(runs, live)
+            done = await runs.finish(
+                live.run_id, self.worker, status, result, error, self.keep_ms, _now()
+            )
+            if not done:
+                logger.warning("run %s changed hands before it finished here", live.run_id)
+            if live.stop == "rollback":
+                await runs.delete(record["thread_key"], live.run_id)
+        except Exception as exc:  # the record stays running; its lease lapses
+            logger.warning("recording the end of run %s failed: %s", live.run_id, exc)
+        finally:
+            record.update(status=status, result=result, error=error)
+            live.done = True
+            live.finished.set()
+            live.notify()
+            self.local.pop(live.run_id, None)
+            self._kick.set()
+
+    # -- reading --------------------------------------------------------------------
+
+    async def get(
+        self, sessions: SessionManager, owner: Owner, thread_id: str, run_id: str
+    ) -> Record:
+        """The owner's run, from the database.
+
+        Raises:
+            NotFoundError: no such run of the owner's thread.
+        """
+        record = await sessions.db.runs.get(owner.thread_key(thread_id), run_id)
+        if record is None:
+            raise NotFoundError(f"run {run_id!r} not found on thread {thread_id!r}")
+        return record
+
+    async def wait(
+        self, sessions: SessionManager, owner: Owner, thread_id: str, run_id: str
+    ) -> Record:
+        """The run once it has ended (None if it was deleted meanwhile: rolled back)."""
+        while True:
+            live = self.local.get(run_id)
+            if live is not None:
+                await asyncio.shield(live.finished.wait())
+            record = await sessions.db.runs.get(owner.thread_key(thread_id), run_id)
+            if record is None:
+                if live is not None:
+                    return live.record
+                raise NotFoundError(f"run {run_id!r} not found on thread {thread_id!r}")
+            if record["status"] in FINAL:
+                return record
+            await asyncio.sleep(FOLLOW_SECONDS)
+
+    async def follow(
+        self,
+        sessions: SessionManager,
+        owner: Owner,
+        thread_id: str,
+        run_id: str,
+        after: int = 0,
+        live: LiveRun | None = None,
+        heartbeat: float = 5.0,
+    ) -> AsyncIterator[Event | None]:
+        """The run's events with ids above `after`, as they come, until it ends; None
+        for a heartbeat after `heartbeat` seconds of silence."""
+        runs = sessions.db.runs
+        key = owner.thread_key(thread_id)
+        quiet_since = time.monotonic()
+        while True:
+            if live is None:
+                live = self.local.get(run_id)
+            if live is not None and after < live.base:
+                if live.record["attempt"] > 1:
+                    # The events of earlier attempts (a takeover) come from the log.
+                    for event in await runs.events(run_id, after):
+                        if event.id <= live.base:
+                            yield event
+                after = live.base
+            if live is not None:
+                events = live.after(after)
+                for event in events:
+                    yield event
+                if events:
+                    after = events[-1].id
+                    quiet_since = time.monotonic()
+                    continue
+                if live.done:
+                    return
+                await live.changed(heartbeat)
+            else:
+                events = await runs.events(run_id, after)
+                for event in events:
+                    yield event
+                if events:
+                    after = events[-1].id
+                    quiet_since = time.monotonic()
+                    continue
+                record = await runs.get(key, run_id)
+                if record is None or record["status"] in FINAL:
+                    for event in await runs.events(run_id, after):
+                        yield event
+                    return
+                await asyncio.sleep(FOLLOW_SECONDS)
+            if time.monotonic() - quiet_since >= heartbeat:
+                yield None
+                quiet_since = time.monotonic()
+
+    # -- stopping -------------------------------------------------------------------
+
+    async def cancel(
+        self,
+        sessions: SessionManager,
+        owner: Owner,
+        thread_id: str,
+        run_ids: list[str] | None,
+        action: CancelAction,
+        wait: bool = False,
+    ) -> list[Record]:
+        """Stop the given runs of the thread (None: its active ones), from any process."""
+        key = owner.thread_key(thread_id)
+        found = await sessions.db.runs.cancel(key, run_ids, action, _now())
+        for record in found:
+            if (live := self.local.get(record["run_id"])) is not None:
+                live.cancel(action)
+        if wait:
+            for record in found:
+                with contextlib.suppress(NotFoundError):
+                    await self.wait(sessions, owner, thread_id, record["run_id"])
+        return found
