@@ -78,7 +78,9 @@ MIGRATIONS = (
         thread_key TEXT PRIMARY KEY,
         counts TEXT)""",
     # LangGraph runs (`memory.stores.rundb_sql`): the record as JSON beside the columns
-    # the queue reads; `seq` is the creation order, `keep_until` when the events go.
+    # the queue reads. `seq` orders a thread's runs (the creation time in microseconds,
+    # made unique per thread), `run_at` is when a pending run may start, `lease_until`
+    # when a running run's holder lapses, `keep_until` when a finished run's events go.
     """CREATE TABLE IF NOT EXISTS memory_agent_runs (
         run_id TEXT PRIMARY KEY,
         thread_key TEXT NOT NULL,
@@ -87,12 +89,13 @@ MIGRATIONS = (
         run_at BIGINT NOT NULL,
         lease_until BIGINT,
         worker TEXT,
+        cancel TEXT,
         keep_until BIGINT,
         record TEXT NOT NULL)""",
     """CREATE INDEX IF NOT EXISTS memory_agent_runs_thread
         ON memory_agent_runs (thread_key, seq)""",
     """CREATE INDEX IF NOT EXISTS memory_agent_runs_queue
-        ON memory_agent_runs (status, run_at)""",
+        ON memory_agent_runs (status, seq)""",
     """CREATE INDEX IF NOT EXISTS memory_agent_runs_keep
         ON memory_agent_runs (keep_until) WHERE keep_until IS NOT NULL""",
     """CREATE TABLE IF NOT EXISTS memory_agent_run_events (
@@ -101,10 +104,6 @@ MIGRATIONS = (
         event TEXT NOT NULL,
         data TEXT NOT NULL,
         PRIMARY KEY (run_id, id))""",
-    # Counters of the database (`runs`: the last run's `seq`), one row each.
-    """CREATE TABLE IF NOT EXISTS memory_agent_counters (
-        name TEXT PRIMARY KEY,
-        value BIGINT NOT NULL)""",
 )
 
 _SESSION = "tenant = %s AND user_id = %s AND thread_id = %s"
@@ -142,9 +141,7 @@ class SqlSessionDB(SessionDB):
     #: Appended to a `SELECT` that must lock what it read until commit.
     for_update = ""
     for_share = ""
-    #: Appended to a `SELECT` that locks the rows it read, passing over rows locked by
-    #: others; and one that only keeps its rows from being deleted.
-    skip_locked = ""
+    #: Appended to a `SELECT` that only keeps the rows it read from being deleted.
     for_key_share = ""
 
     def _owner_lock(self, owner: Owner) -> Steps:
@@ -459,7 +456,6 @@ class PostgresSessionDB(SqlSessionDB):
     now_sql = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
     for_update = " FOR UPDATE"
     for_share = " FOR SHARE"
-    skip_locked = " FOR UPDATE SKIP LOCKED"
     for_key_share = " FOR KEY SHARE"
 
     def __init__(self, pool: Any) -> None:
