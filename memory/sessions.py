@@ -1567,7 +1567,7 @@ class SessionManager:
             NotFoundError: no such thread for this owner.
             ConflictError: a run holds the thread.
         """
-        record, token = await self._adrive(self._claim(owner, thread_id))
+        _record, token = await self._adrive(self._claim(owner, thread_id))
         key = owner.thread_key(thread_id)
         try:
             before = None

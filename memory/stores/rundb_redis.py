@@ -201,7 +201,7 @@ end
 touch_thread(ARGV[2])
 return out
 """,
-    # ARGV: P, worker, lease_ms, run_id or '' (the next run), ttl
+    # ARGV: P, worker, lease_ms, run_id or '' (the next run), scan, ttl
     "claim": """
 local function eligible(id)
   local status, due, lease, thread =
@@ -215,8 +215,8 @@ if ARGV[4] ~= '' then
   if eligible(ARGV[4]) then best = ARGV[4] end
 else
   -- The oldest (by seq) of the runs whose lease lapsed and the queued heads now due.
-  local oldest = math.huge
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', RUNNING, '-inf', now, 'LIMIT', 0, 200)) do
+  local oldest, scan = math.huge, tonumber(ARGV[5])
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', RUNNING, '-inf', now, 'LIMIT', 0, scan)) do
     local status, seq = unpack(redis.call('HMGET', run_key(id), 'status', 'seq'))
     if status ~= 'running' then
       redis.call('ZREM', RUNNING, id)
@@ -224,7 +224,7 @@ else
       best, oldest = id, tonumber(seq)
     end
   end
-  local queued = redis.call('ZRANGE', QUEUE, 0, 199, 'WITHSCORES')
+  local queued = redis.call('ZRANGE', QUEUE, 0, scan - 1, 'WITHSCORES')
   for i = 1, #queued, 2 do
     local id = queued[i]
     if tonumber(queued[i + 1]) >= oldest then break end
@@ -378,15 +378,8 @@ def _record(reply: Any) -> Record | None:
         None if v is None else _text(v) for v in reply
     )
     run: Record = loads(record)
-    run.update(
-        status=status,
-        attempt=int(attempt or 0),
-        worker=worker,
-        cancel=cancel,
-        updated_at=updated_at,
-        result=loads(result) if result is not None else None,
-        error=loads(error) if error is not None else None,
-    )
+    run.update(status=status, attempt=int(attempt or 0), worker=worker, cancel=cancel)
+    run.update(updated_at=updated_at, result=loads(result or "null"), error=loads(error or "null"))
     return run
 
 
@@ -420,21 +413,10 @@ class RedisRunDB(RunDB):
         return await reply if inspect.isawaitable(reply) else reply
 
     async def create(self, run: Record, delay_ms: int = 0) -> tuple[bool, builtins.list[str]]:
-        reply = await self._call(
-            "create",
-            run["run_id"],
-            run["thread_key"],
-            dumps(run),
-            run["multitask_strategy"],
-            run["created_at"],
-            int(delay_ms),
-            run["status"],
-            int(run["attempt"]),
-            run["worker"] or "",
-            run["cancel"] or "",
-            dumps(run["result"]),
-            dumps(run["error"]),
-        )
+        head = (run["run_id"], run["thread_key"], dumps(run), run["multitask_strategy"])
+        fields = (run["status"], int(run["attempt"]), run["worker"] or "", run["cancel"] or "")
+        ends = (dumps(run["result"]), dumps(run["error"]))
+        reply = await self._call("create", *head, run["created_at"], int(delay_ms), *fields, *ends)
         return int(reply[0]) == 1, [_text(r) for r in reply[1:]]
 
     async def get(self, thread_key: str, run_id: str) -> Record | None:
@@ -451,7 +433,7 @@ class RedisRunDB(RunDB):
         return [r for r in map(_record, reply) if r is not None]
 
     async def claim(self, worker: str, lease_ms: int, run_id: str | None = None) -> Record | None:
-        return _record(await self._call("claim", worker, int(lease_ms), run_id or ""))
+        return _record(await self._call("claim", worker, int(lease_ms), run_id or "", SCAN))
 
     async def renew(self, run_id: str, worker: str, lease_ms: int) -> Control:
         reply = await self._call("renew", run_id, worker, int(lease_ms))
@@ -470,25 +452,15 @@ class RedisRunDB(RunDB):
         keep_ms: int,
         updated_at: str,
     ) -> bool:
-        reply = await self._call(
-            "finish",
-            run_id,
-            worker,
-            status,
-            dumps(result),
-            dumps(error),
-            int(keep_ms),
-            updated_at,
-        )
+        ends = (dumps(result), dumps(error), int(keep_ms), updated_at)
+        reply = await self._call("finish", run_id, worker, status, *ends)
         return int(reply) == 1
 
     async def cancel(
         self, thread_key: str, run_ids: Sequence[str] | None, action: CancelAction, updated_at: str
     ) -> builtins.list[Record]:
         every = "1" if run_ids is None else "0"
-        reply = await self._call(
-            "cancel", thread_key, action, updated_at, every, *(run_ids or ())
-        )
+        reply = await self._call("cancel", thread_key, action, updated_at, every, *(run_ids or ()))
         return [r for r in map(_record, reply) if r is not None]
 
     async def delete(self, thread_key: str, run_id: str) -> bool:

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from memory.stores.rundb import (
-    ACTIVE,
     CancelAction,
     Control,
     Event,
@@ -285,9 +284,8 @@ class SqlRunDB(RunDB):
     async def list(
         self, thread_key: str, limit: int, offset: int, status: str | None = None
     ) -> builtins.list[Record]:
-        where, params = "thread_key = %s", (thread_key,)
-        if status is not None:
-            where, params = where + " AND status = %s", (thread_key, status)
+        where = "thread_key = %s" + ("" if status is None else " AND status = %s")
+        params = (thread_key,) if status is None else (thread_key, status)
         rows = await self.db._adrive(
             self._rows(
                 f"SELECT record FROM {_RUNS} WHERE {where} ORDER BY seq DESC LIMIT %s OFFSET %s",

@@ -10,7 +10,8 @@ Keys (all under `memory_agent:`), with `K` an owner's `tenant/user` and `T` a th
 - `rate:K`: the owner's runs of the last window, scored by time;
 - `transcript:T`: the thread's transcript, one JSON record per list element;
 - `counts:T`: the transcript's records by role (a hash), changed by the script that
-  changes the transcript.
+  changes the transcript;
+- `run:…`, `runs:…`, `run_events:…`: the LangGraph runs (`memory.stores.rundb_redis`).
 
 With a TTL (`MEMORY_AGENT_TTL_MINUTES`) every key a script touches, but leases and rate
 windows (which carry their own expiry), expires that long after its last use.
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memory.namespaces import Owner
+from memory.stores.rundb_redis import RedisRunDB
 from memory.stores.sessiondb import (
     Claim,
     LeaseLostError,
@@ -316,6 +318,7 @@ class RedisSessionDB(SessionDB):
         self._scripts = {
             name: client.register_script(_wrapped(lua)) for name, lua in SCRIPTS.items()
         }
+        self.runs = RedisRunDB(client, self.ttl_ms, PREFIX)
 
     def setup(self) -> None:
         """Nothing to create: keys appear as they are written."""

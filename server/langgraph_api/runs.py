@@ -94,10 +94,12 @@ async def _start(
     if not views.is_assistant(body.assistant_id):
         raise NotFoundError(f"assistant {body.assistant_id!r} not found")
     messages = body.messages(settings.max_message_chars, settings.max_messages_per_request)
-    if body.if_not_exists == "reject":
-        await sessions.aget(owner, thread_id)
     context = body.context.overrides() if body.context else {}
     sessions.graph_context(owner, context)  # a bad override is a 422 before anything starts
+    if body.if_not_exists == "reject":
+        await sessions.aget(owner, thread_id)
+    else:  # the thread exists from the run's creation, as a run queued or delayed sees it
+        await sessions.aget_or_create(owner, thread_id)
     # Ids fixed now, so a run taken over after a crash resumes with the same messages.
     messages = [{**m, "id": m.get("id") or str(uuid.uuid4())} for m in messages]
     record, live = await runner.submit(
