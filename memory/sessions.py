@@ -66,7 +66,14 @@ from memory.memories import MemoryTooLargeError, memory_out, memory_value
 from memory.namespaces import InvalidIdError, Owner, check_id
 from memory.settings import Settings
 from memory.stores.factory import sessions_db
-from memory.stores.outages import DEFAULT_TIMEOUT_SECONDS, Breaker, as_unavailable, within
+from memory.stores.outages import (
+    DEFAULT_TIMEOUT_SECONDS,
+    LOST,
+    Breaker,
+    as_unavailable,
+    retry_in_background,
+    within,
+)
 from memory.stores.sessiondb import Claim, LeaseLostError, RateLimit, SessionDB
 from memory.stores.values import StoreValueError, check_put
 
@@ -577,25 +584,46 @@ class SessionManager:
             except StoreValueError as exc:
                 value, resume = InvalidInputError(str(exc)), steps.throw
             except BaseException as exc:  # thrown into the core, whose cleanup re-raises it
-                value, resume = as_unavailable(exc) or exc, steps.throw
+                outage = as_unavailable(exc)
+                lease = self._lease_of(request)
+                if outage is not None and lease is not None and not isinstance(exc, TimeoutError):
+                    # Not sent, or cut: a release must still happen (a late answer to a
+                    # call past its deadline goes to `_give_back` instead).
+                    self._release_later(*lease)
+                value, resume = outage or exc, steps.throw
 
-    def _give_back(self, request: Request) -> Callable[[Any], Any] | None:
-        """For a claim abandoned at its deadline: release the lease if the database granted
-        it after all, so the thread is not held until the lease runs out."""
-        if not isinstance(request, _Db) or request.method not in ("begin", "acquire"):
+    @staticmethod
+    def _lease_of(request: Request) -> tuple[str, str] | None:
+        """The thread key and token of a request that claims or releases a lease."""
+        if not isinstance(request, _Db) or request.method not in ("begin", "acquire", "release"):
             return None
         if request.method == "begin":
             owner, thread_id, token = request.args[:3]
-            key = owner.thread_key(thread_id)
-        else:
-            key, token = request.args[:2]
+            return owner.thread_key(thread_id), token
+        key, token = request.args[:2]
+        return key, token
 
-        def release(result: Any) -> None:
-            if result is True or (isinstance(result, Claim) and result.claimed):
-                task = asyncio.get_running_loop().create_task(self.db.arelease(key, token))
-                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    def _give_back(self, request: Request) -> Callable[[Any], Any] | None:
+        """For a claim abandoned at its deadline: release the lease if the database granted
+        it after all (or may have: its answer was lost), so the thread is not held until the
+        lease runs out; and a release abandoned at its deadline is tried again."""
+        lease = self._lease_of(request)
+        if lease is None:
+            return None
+        claims = isinstance(request, _Db) and request.method != "release"
 
-        return release
+        def settle(result: Any) -> None:
+            granted = result is True or (isinstance(result, Claim) and result.claimed)
+            if result is LOST or (claims and granted):
+                self._release_later(*lease)
+
+        return settle
+
+    def _release_later(self, key: str, token: str) -> None:
+        """Give the lease back once the database answers (it runs out by itself anyway)."""
+        retry_in_background(
+            lambda: self.db.arelease(key, token), self.lease_ms / 1000, self.backend_timeout
+        )
 
     # -- helpers -------------------------------------------------------------------
 

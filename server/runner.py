@@ -148,6 +148,8 @@ class Runner:
         self.lease_ms = max(1, int(settings.lease_seconds * 1000))
         self.keep_ms = int(settings.run_events_keep_seconds * 1000)
         self.capacity = settings.run_concurrency
+        #: Finished runs' events are swept as often as they may be kept, at most every 10 s.
+        self._sweep_seconds = min(10.0, settings.run_events_keep_seconds)
         self.local: dict[str, LiveRun] = {}
         self._kick = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
@@ -194,7 +196,7 @@ class Runner:
                     if claimed is None:
                         break
                     self._launch(sessions, claimed, persist=True)
-                if time.monotonic() - swept > 10:
+                if time.monotonic() - swept > self._sweep_seconds:
                     swept = time.monotonic()
                     await runs.sweep()
             except Exception as exc:  # an outage: the next round tries again

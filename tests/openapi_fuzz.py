@@ -40,6 +40,7 @@ class Request:
     path: str
     query: dict[str, str] = field(default_factory=dict)
     body: Any = NO_BODY
+    headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None  # a body sent as is (not JSON-encoded)
     negative: bool = False
     why: str = ""
@@ -48,7 +49,11 @@ class Request:
         """The request in one line, for failure messages."""
         sent = self.raw if self.raw is not None else self.body
         body = "" if sent is NO_BODY else f" body={sent!r:.300}"
-        return f"{self.method} {self.path} query={self.query}{body} ({self.why or 'valid'})"
+        sent_headers = f" headers={self.headers}" if self.headers else ""
+        return (
+            f"{self.method} {self.path} query={self.query}{sent_headers}{body}"
+            f" ({self.why or 'valid'})"
+        )
 
 
 def json_values(depth: int = 2) -> st.SearchStrategy[Any]:
@@ -275,16 +280,21 @@ class Operation:
         return st.fixed_dictionaries(required, optional=optional)
 
     def _request(self, values: dict[str, Any], body: Any, **extra: Any) -> Request:
-        path, query = self.path, {}
+        path, query, headers = self.path, {}, {}
         for param in self.parameters:
             if param["name"] not in values or values[param["name"]] is None:
                 continue
             text = _text(values[param["name"]])
             if param["in"] == "path":
                 path = path.replace("{" + param["name"] + "}", quote(text, safe=""))
+            elif param["in"] == "header":
+                # A header carries printable ASCII: anything else goes percent-encoded
+                # (longer, so a value over its maximum length stays over it).
+                printable = text.isascii() and text.isprintable()
+                headers[param["name"]] = text if printable else quote(text, safe="")
             else:
                 query[param["name"]] = text
-        return Request(self.method, path, query, body, **extra)
+        return Request(self.method, path, query, body, headers=headers, **extra)
 
     def valid_request(self) -> st.SearchStrategy[Request]:
         """Requests the schema accepts."""

@@ -105,19 +105,39 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield Served(client)
 
 
+#: How long an open stream is read before the fuzzer checks what it sent.
+_STREAM_READ_SECONDS = 1.0
+
+
 def send(client: httpx.Client, request: Request, **kwargs: object) -> httpx.Response:
     """Send a generated request."""
     content = request.raw
     if content is None and request.body is not NO_BODY:
         content = json.dumps(request.body).encode()
     headers = {"content-type": "application/json"} if content is not None else {}
-    return client.request(
+    built = client.build_request(
         request.method,
         request.path,
         params=request.query,
         content=content,
-        headers={**headers, **kwargs.pop("headers", {})},  # type: ignore[dict-item]
-        **kwargs,  # type: ignore[arg-type]
+        headers={**headers, **request.headers, **kwargs.pop("headers", {})},  # type: ignore[dict-item]
+    )
+    if request.method != "GET" or not request.path.endswith("/stream"):
+        return client.send(built)
+    # A thread's stream stays open while the client does (as LangGraph's): what it sends
+    # before a moment of silence is what is checked.
+    built.extensions["timeout"] = httpx.Timeout(30, read=_STREAM_READ_SECONDS).as_dict()
+    response = client.send(built, stream=True)
+    body = bytearray()
+    try:
+        for chunk in response.iter_raw():
+            body += chunk
+    except httpx.ReadTimeout:
+        pass
+    finally:
+        response.close()
+    return httpx.Response(
+        response.status_code, headers=response.headers, content=bytes(body), request=built
     )
 
 

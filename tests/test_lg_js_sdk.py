@@ -1,7 +1,9 @@
 """The JavaScript `@langchain/langgraph-sdk` drives `/langgraph` as a `useStream` chat UI does.
 
 `tests/js/usestream.mjs` lists the threads, creates one, loads its history, streams two runs,
-stops a third half way and sends a fourth, then prints a JSON summary; this test starts a real
+stops a third half way and sends a fourth, leaves a fifth mid-reply and rejoins it (a page
+reload), aborts a sixth and sends a seventh at once (Stop, then send), then prints a JSON
+summary; this test starts a real
 server for it and checks the summary. The SDK is installed from `tests/js/package-lock.json`
 (`npm ci`) when `tests/js/node_modules` is missing or older than the lockfile.
 """
@@ -147,9 +149,29 @@ def test_stop_ends_the_run_and_the_thread_takes_the_next(summary: dict[str, Any]
 
     after = summary["afterCancel"]
     assert after["reply"] == "Your name is Sam."
+    # The stopped run's question stays in the thread; its unfinished reply does not.
+    assert after["messageTypes"][-4:] == ["ai", "human", "human", "ai"]
+
+
+def test_a_reload_mid_reply_rejoins_where_it_left(summary: dict[str, Any]) -> None:
+    reload = summary["reload"]
+    assert reload["before"][0] == "metadata" and len(reload["before"]) == 3
+    assert reload["lastEventId"]
+    after, whole = reload["after"], reload["whole"]
+    # The rest of the run, without a gap or a repeat: what was seen plus what came after
+    # is the whole stream, which ends with the reply.
+    assert reload["before"] + after["events"] == whole["events"]
+    assert after["events"][-1] == "values" and after["reply"] == "Your name is Sam."
+
+
+def test_stop_then_send_at_once_queues_and_answers_both(summary: dict[str, Any]) -> None:
+    sent = summary["stopThenSend"]
+    assert sent["error"] is None and sent["reply"] == "Your name is Sam."
+    assert summary["stoppedRun"]["status"] == "success"  # it went on after the fetch ended
+    assert summary["runs"][:2] == ["success", "success"]
+    # The stopped run answered in full, then the queued one.
+    assert sent["messageTypes"][-6:] == ["human", "ai", "tool", "ai", "human", "ai"]
     state = summary["state"]
     assert state["valueKeys"] == ["messages", "summary", "transcript_len"]
     assert state["reply"] == "Your name is Sam."
-    # The stopped run's question stays in the thread; its unfinished reply does not.
-    assert after["messageTypes"][-4:] == ["ai", "human", "human", "ai"]
-    assert state["messages"] == len(after["messageTypes"])
+    assert state["messages"] == len(sent["messageTypes"])

@@ -90,6 +90,14 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
     "MEMORY_AGENT_LEASE_SECONDS": (
         "tests/test_scale_out.py::test_a_killed_run_frees_its_thread_within_the_lease",
     ),
+    "MEMORY_AGENT_RUN_CONCURRENCY": (
+        "tests/test_lg_runs_durable.py::test_run_concurrency_bounds_the_runs_a_process_executes",
+    ),
+    "MEMORY_AGENT_RUN_EVENTS_KEEP_SECONDS": (
+        "tests/test_lg_runs_durable.py::"
+        "test_run_events_keep_seconds_zero_drops_the_events_once_a_run_ends",
+        "tests/test_lg_runs_durable.py::test_a_background_run_is_rejoined_from_any_event",
+    ),
     "MEMORY_AGENT_TOKEN_BUDGET": (
         "tests/test_server_threads.py::test_summarised_messages_stay_in_the_transcript",
     ),

@@ -10,6 +10,7 @@ past the deadline.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +18,8 @@ from functools import cache
 from typing import Any, TypeVar
 
 from memory.errors import UnavailableError
+
+logger = logging.getLogger("memory_agent.outages")
 
 T = TypeVar("T")
 
@@ -88,11 +91,58 @@ async def within(
     return task.result()
 
 
+class _Lost:
+    """What `on_late` receives when the late call failed: whether the database did what
+    was asked is unknown (a connection cut after the request was sent, say)."""
+
+    def __repr__(self) -> str:
+        return "LOST"
+
+
+LOST: Any = _Lost()
+
+
 def _late(task: asyncio.Future[Any], on_late: Callable[[Any], Any] | None) -> None:
-    if task.cancelled() or task.exception() is not None:
-        return  # an abandoned call's failure is expected: not logged as unhandled
+    if task.cancelled():
+        return
+    if task.exception() is not None:  # expected of an abandoned call: not logged
+        if on_late is not None:
+            on_late(LOST)
+        return
     if on_late is not None:
         on_late(task.result())
+
+
+#: Tasks `retry_in_background` runs, kept referenced until they end.
+_background: set[asyncio.Task[Any]] = set()
+
+
+def retry_in_background(
+    call: Callable[[], Awaitable[Any]], seconds: float, deadline: float | None
+) -> asyncio.Task[Any]:
+    """Call `call()` again and again (each within `deadline`), backing off up to a second,
+    until it succeeds or `seconds` have passed: for an idempotent write that must reach a
+    database that is down for now, such as giving back a lease (once its lease has run out
+    it would not matter any more)."""
+
+    async def attempts() -> None:
+        give_up = time.monotonic() + seconds
+        delay = PROBE_INTERVAL_SECONDS
+        while True:
+            try:
+                await within(call(), deadline)
+                return
+            except Exception as exc:
+                if time.monotonic() + delay > give_up:
+                    logger.warning("gave up retrying after %.0f s: %s", seconds, exc)
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    task = asyncio.get_running_loop().create_task(attempts())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
 
 
 #: While a database is down, how often one call may try it (the others fail at once).

@@ -131,7 +131,8 @@ def _stream_response(events: AsyncIterator[str], thread_id: str, run_id: str) ->
         headers={
             **_SSE_HEADERS,
             "Content-Location": location(thread_id, run_id),
-            "Location": f"{location(thread_id, run_id)}/stream",
+            # Relative to the API root, as the SDKs join it to their URL to reconnect.
+            "Location": f"/threads/{thread_id}/runs/{run_id}/stream",
         },
     )
 

@@ -84,6 +84,45 @@ async function send(threadId, message, onPart = async () => {}) {
   };
 }
 
+/**
+ * Send `message` as `send` does, and leave after `parts` parts as a page reload does: the
+ * fetch is aborted, the run goes on (`onDisconnect: "continue"`). Answers the run's id and
+ * the id of the last event seen, which `useStream({reconnectOnMount})` keeps for rejoining.
+ */
+async function leave(threadId, message, parts) {
+  const controller = new AbortController();
+  const seen = { runId: null, lastEventId: null, events: [] };
+  try {
+    for await (const part of client.runs.stream(threadId, GRAPH_ID, {
+      input: { messages: [human(message)] },
+      streamMode: ["values", "messages-tuple"],
+      streamResumable: true,
+      onDisconnect: "continue",
+      signal: controller.signal,
+    })) {
+      if (part.event === "metadata") seen.runId = part.data.run_id;
+      seen.events.push(part.event);
+      seen.lastEventId = part.id ?? null;
+      if (seen.events.length >= parts) controller.abort();
+    }
+  } catch (error) {
+    if (error?.name !== "AbortError") throw error;
+  }
+  return seen;
+}
+
+/** Rejoin a run's stream after `lastEventId` (all of it without one), as after a reload. */
+async function rejoin(threadId, runId, lastEventId) {
+  const events = [];
+  let values = null;
+  for await (const part of client.runs.joinStream(threadId, runId, { lastEventId })) {
+    events.push(part.event);
+    if (part.event === "values") values = part.data;
+  }
+  const last = values?.messages?.at(-1);
+  return { events, reply: last?.type === "ai" ? text(last.content) : null };
+}
+
 async function main() {
   const pkg = JSON.parse(
     readFileSync(new URL("./node_modules/@langchain/langgraph-sdk/package.json", import.meta.url)),
@@ -133,6 +172,24 @@ async function main() {
   });
   summary.cancelledRun = await client.runs.get(threadId, summary.cancelled.runId);
   summary.afterCancel = await send(threadId, "what is my name?");
+
+  // A page reload mid-reply: the UI left after three parts, then rejoins from the last one.
+  const reload = await leave(threadId, "what is my name?", 3);
+  summary.reload = {
+    before: reload.events,
+    lastEventId: reload.lastEventId,
+    after: await rejoin(threadId, reload.runId, reload.lastEventId),
+    whole: await rejoin(threadId, reload.runId, undefined),
+  };
+
+  // Stop (the fetch aborted, the run goes on), then send at once: the server's default
+  // strategy queues the new run behind the old one, and both answer.
+  const stopped = await leave(threadId, "my name is Sam", 2);
+  summary.stopThenSend = await send(threadId, "what is my name?");
+  summary.stoppedRun = await client.runs.join(threadId, stopped.runId).then(async () =>
+    client.runs.get(threadId, stopped.runId),
+  );
+  summary.runs = (await client.runs.list(threadId)).map((r) => r.status);
   const state = await client.threads.getState(threadId);
   summary.state = {
     valueKeys: Object.keys(state.values).sort(),
