@@ -31,6 +31,7 @@ import json
 import logging
 import re
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import (
@@ -361,8 +362,26 @@ class _StopRenew:
     handle: Any
 
 
+@dataclass(frozen=True)
+class _GiveBack:
+    """Release a lease in the background once the database answers again (an outage cut
+    the run that held it); answers at once."""
+
+    key: str
+    token: str
+
+
 Request = (
-    _Db | _Batch | _GetState | _UpdateState | _Copy | _Invoke | _DeleteThread | _Renew | _StopRenew
+    _Db
+    | _Batch
+    | _GetState
+    | _UpdateState
+    | _Copy
+    | _Invoke
+    | _DeleteThread
+    | _Renew
+    | _StopRenew
+    | _GiveBack
 )
 _Steps = Generator[Request, Any, Any]
 Durability = Literal["sync", "async", "exit"]
@@ -403,6 +422,23 @@ class _ThreadRenewal:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _give_back_from_thread(db: SessionDB, key: str, token: str, lease_ms: int) -> None:
+    """`_GiveBack` for the sync API: a thread retries the release while the lease lasts."""
+
+    def attempts() -> None:
+        give_up = time.monotonic() + lease_ms / 1000
+        delay = 0.2
+        while time.monotonic() + delay <= give_up:
+            try:
+                db.release(key, token)
+                return
+            except Exception:  # still out: try again
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    threading.Thread(target=attempts, daemon=True, name="give back").start()
 
 
 async def _renew_forever(db: SessionDB, key: str, token: str, lease_ms: int) -> None:
@@ -515,6 +551,8 @@ class SessionManager:
                 return _ThreadRenewal(self.db, key, token, self.lease_ms)
             case _StopRenew(handle):
                 return handle.stop()
+            case _GiveBack(key, token):
+                return _give_back_from_thread(self.db, key, token, self.lease_ms)
             case _:
                 assert_never(request)
 
@@ -543,6 +581,8 @@ class SessionManager:
             case _StopRenew(handle):
                 handle.cancel()
                 return None
+            case _GiveBack(key, token):
+                return self._release_later(key, token)
             case _:
                 assert_never(request)
 
@@ -570,7 +610,7 @@ class SessionManager:
             except StopIteration as done:
                 return done.value
             try:
-                if isinstance(request, _Invoke | _Renew | _StopRenew):
+                if isinstance(request, _Invoke | _Renew | _StopRenew | _GiveBack):
                     value = await self._aperform(request)
                 elif self.breaker is not None:  # a database call: within the deadline
                     value = await self.breaker.call(
@@ -973,8 +1013,10 @@ class SessionManager:
         yield _StopRenew(run.renewal)
         if failure is not None and as_unavailable(failure) is not None:
             # The database is out: each call of the cleanup would wait out the deadline
-            # in turn. The lease runs out by itself, and the input, never acknowledged,
-            # is recorded by the next run if its checkpoint was saved.
+            # in turn. The lease is given back as soon as it answers again, and the
+            # input, never acknowledged, is recorded by the next run if its checkpoint
+            # was saved.
+            yield _GiveBack(run.key, run.token)
             return None
         thread_id = run.record["thread_id"]
         try:

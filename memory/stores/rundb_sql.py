@@ -158,6 +158,16 @@ class SqlRunDB(RunDB):
                     return run
         return None
 
+    def _any_claimable(self) -> Steps:
+        now = yield from self.db._now()
+        rows = yield Sql(
+            f"SELECT 1 FROM {_RUNS} r WHERE r.status IN ('pending', 'running') "
+            f"AND ({_ELIGIBLE}) LIMIT 1",
+            (now, now),
+            fetch=True,
+        )
+        return bool(rows)
+
     def _renew(self, run_id: str, worker: str, lease_ms: int) -> Steps:
         now = yield from self.db._now()
         rows = yield Sql(
@@ -301,6 +311,8 @@ class SqlRunDB(RunDB):
         )
 
     async def claim(self, worker: str, lease_ms: int, run_id: str | None = None) -> Record | None:
+        if run_id is None and not await self.db._adrive(self._any_claimable(), False):
+            return None  # the idle poll of every process reads, and takes no write lock
         return await self.db._adrive(self._claim(worker, lease_ms, run_id), True)
 
     async def renew(self, run_id: str, worker: str, lease_ms: int) -> Control:
