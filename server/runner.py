@@ -58,9 +58,9 @@ CONTROL_SECONDS = 0.5
 POLL_SECONDS = 0.25
 #: Seconds between two reads of a run executed elsewhere, for a caller waiting on it.
 FOLLOW_SECONDS = 0.1
-#: Events written to the log at once at most; a batch also goes after `FLUSH_SECONDS`.
-FLUSH_EVENTS = 64
-FLUSH_SECONDS = 0.05
+#: Seconds a run's new events wait to be written to its log together (the last go with
+#: its end).
+FLUSH_SECONDS = 0.2
 #: How long a new run waits for its thread when something else holds it briefly (a
 #: session transition of the native API), before it is refused as busy.
 BUSY_WAIT_SECONDS = 2.0
@@ -87,10 +87,9 @@ class LiveRun:
     )
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _next_id: int = 0
-
-    def __post_init__(self) -> None:
-        self._next_id = first_event_id(self.record["attempt"])
+    #: Events as the graph gave them, serialised into `events` when first needed (by a
+    #: reader or the log): a run nobody follows costs no JSON per token.
+    _raw: list[tuple[str, Any] | None] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -104,9 +103,24 @@ class LiveRun:
 
     def emit(self, event: str, data: Any) -> None:
         """Add an event; readers of this process see it at once."""
-        self.events.append(Event(self._next_id, event, views.dumps(data)))
-        self._next_id += 1
+        self._raw.append((event, data))
         self.notify()
+
+    @property
+    def count(self) -> int:
+        """Events of this attempt so far."""
+        return len(self._raw)
+
+    def since(self, index: int) -> list[Event]:
+        """This attempt's events from the `index`-th on, serialised."""
+        base = self.base
+        while len(self.events) < len(self._raw):
+            position = len(self.events)
+            raw = self._raw[position]
+            assert raw is not None
+            self.events.append(Event(base + 1 + position, raw[0], views.dumps(raw[1])))
+            self._raw[position] = None  # the text is kept; the objects go
+        return self.events[index:]
 
     def notify(self) -> None:
         """Wake every reader."""
@@ -121,8 +135,7 @@ class LiveRun:
 
     def after(self, last: int) -> list[Event]:
         """This attempt's events with ids above `last`."""
-        start = max(0, last - self.base)
-        return self.events[start:]
+        return self.since(max(0, last - self.base))
 
     def cancel(self, action: CancelAction) -> None:
         """Stop the run at its next step."""
@@ -237,17 +250,19 @@ class Runner:
             created_at=_now(),
         )
         runs = sessions.db.runs
-        inserted, asked = await runs.create(run, int(delay_seconds * 1000))
+        claimed = None
+        if delay_seconds <= 0 and len(self.local) < self.capacity:
+            inserted, asked, claimed = await runs.start(run, self.worker, self.lease_ms)
+        else:
+            inserted, asked = await runs.create(run, int(delay_seconds * 1000))
         if not inserted:
             raise ConflictError(f"a run is already active on thread {thread_id!r}")
         for other in asked:
             if (live := self.local.get(other)) is not None:
                 live.cancel(strategy)  # type: ignore[arg-type]
-        if delay_seconds <= 0 and len(self.local) < self.capacity:
-            claimed = await runs.claim(self.worker, self.lease_ms, run["run_id"])
-            if claimed is not None:
-                persist = not streamed or bool(kwargs.get("stream_resumable"))
-                return claimed, self._launch(sessions, claimed, persist=persist)
+        if claimed is not None:
+            persist = not streamed or bool(kwargs.get("stream_resumable"))
+            return claimed, self._launch(sessions, claimed, persist=persist)
         self._kick.set()
         return run, None
 
@@ -376,9 +391,9 @@ class Runner:
                 return
 
     async def _flush(self, runs: RunDB, live: LiveRun) -> None:
-        if not live.persist or live.flushed >= len(live.events):
+        if not live.persist or live.flushed >= live.count:
             return
-        batch = live.events[live.flushed :]
+        batch = live.since(live.flushed)
         await runs.add_events(live.run_id, batch)
         live.flushed += len(batch)
 
@@ -406,10 +421,11 @@ class Runner:
         try:
             if status == "interrupted" and live.stop == "rollback":
                 await sessions.arollback(owner, record["thread_id"], live.run_id)
-            await self._flush(runs, live)
+            rest = live.since(live.flushed) if live.persist else []
             done = await runs.finish(
-                live.run_id, self.worker, status, result, error, self.keep_ms, _now()
+                live.run_id, self.worker, status, result, error, self.keep_ms, _now(), rest
             )
+            live.flushed += len(rest)
             if not done:
                 logger.warning("run %s changed hands before it finished here", live.run_id)
             if live.stop == "rollback":
@@ -447,6 +463,7 @@ class Runner:
             live = self.local.get(run_id)
             if live is not None:
                 await asyncio.shield(live.finished.wait())
+                return live.record  # as `_end` recorded it
             record = await sessions.db.runs.get(owner.thread_key(thread_id), run_id)
             if record is None:
                 if live is not None:

@@ -129,6 +129,17 @@ class RunDB:
         """
         raise NotImplementedError
 
+    async def start(
+        self, run: Record, worker: str, lease_ms: int
+    ) -> tuple[bool, builtins.list[str], Record | None]:
+        """`create` a run due now, then `claim` it for `worker` if it may run at once (one
+        transaction where the backend has them). Answers `create`'s pair and the claimed
+        record (None: it waits in the queue)."""
+        inserted, asked = await self.create(run)
+        if not inserted:
+            return False, asked, None
+        return True, asked, await self.claim(worker, lease_ms, run["run_id"])
+
     async def get(self, thread_key: str, run_id: str) -> Record | None:
         """The run `run_id` of thread `thread_key`, or None."""
         raise NotImplementedError
@@ -161,9 +172,11 @@ class RunDB:
         error: Any,
         keep_ms: int,
         updated_at: str,
+        events: Sequence[Event] = (),
     ) -> bool:
-        """Set a running run's final status, fenced by the worker's claim; its events are
-        kept `keep_ms` longer. False: the run is not held by `worker` any more."""
+        """Set a running run's final status, fenced by the worker's claim, after appending
+        its last `events`; its events are kept `keep_ms` longer. False: the run is not
+        held by `worker` any more (the events are not added)."""
         raise NotImplementedError
 
     async def cancel(
@@ -301,10 +314,12 @@ class MemoryRunDB(RunDB):
         error: Any,
         keep_ms: int,
         updated_at: str,
+        events: Sequence[Event] = (),
     ) -> bool:
         run = self._runs.get(run_id)
         if run is None or run["status"] != "running" or run["worker"] != worker:
             return False
+        self._events.setdefault(run_id, []).extend(events)
         run.update(status=status, result=result, error=error, updated_at=updated_at)
         self._lease.pop(run_id, None)
         self._expires[run_id] = self._now() + keep_ms

@@ -451,7 +451,10 @@ class RedisRunDB(RunDB):
         error: Any,
         keep_ms: int,
         updated_at: str,
+        events: Sequence[Event] = (),
     ) -> bool:
+        if events:  # a run that lost its claim meanwhile is refused below all the same
+            await self.add_events(run_id, events)
         ends = (dumps(result), dumps(error), int(keep_ms), updated_at)
         reply = await self._call("finish", run_id, worker, status, *ends)
         return int(reply) == 1

@@ -122,6 +122,13 @@ class SqlRunDB(RunDB):
         )
         return True, asked
 
+    def _start(self, run: Record, worker: str, lease_ms: int) -> Steps:
+        inserted, asked = yield from self._create(run, 0)
+        if not inserted:
+            return False, asked, None
+        claimed = yield from self._claim_one(run["run_id"], run["thread_key"], worker, lease_ms)
+        return True, asked, claimed
+
     def _claim_one(self, run_id: str, thread_key: str, worker: str, lease_ms: int) -> Steps:
         """Claim `run_id` if, under its thread's lock, it is still eligible."""
         now = yield from self.db._now()
@@ -187,12 +194,14 @@ class SqlRunDB(RunDB):
         error: Any,
         keep_ms: int,
         updated_at: str,
+        events: Sequence[Event],
     ) -> Steps:
         found = yield from self._select(
             "run_id = %s AND worker = %s AND status = 'running'", (run_id, worker), True
         )
         if not found:
             return False
+        yield from self._insert_events(run_id, events)
         now = yield from self.db._now()
         run = found[0]
         run.update(status=status, result=result, error=error, updated_at=updated_at)
@@ -249,6 +258,10 @@ class SqlRunDB(RunDB):
             )
         ):
             return None
+        yield from self._insert_events(run_id, events)
+        return None
+
+    def _insert_events(self, run_id: str, events: Sequence[Event]) -> Steps:
         for start in range(0, len(events), _EVENT_BATCH):
             batch = events[start : start + _EVENT_BATCH]
             values = ", ".join("(%s, %s, %s, %s)" for _ in batch)
@@ -284,6 +297,11 @@ class SqlRunDB(RunDB):
     async def create(self, run: Record, delay_ms: int = 0) -> tuple[bool, builtins.list[str]]:
         inserted, asked = await self.db._adrive(self._create(run, delay_ms), True)
         return inserted, asked
+
+    async def start(
+        self, run: Record, worker: str, lease_ms: int
+    ) -> tuple[bool, builtins.list[str], Record | None]:
+        return await self.db._adrive(self._start(run, worker, lease_ms), True)
 
     async def get(self, thread_key: str, run_id: str) -> Record | None:
         runs = await self.db._adrive(
@@ -327,8 +345,9 @@ class SqlRunDB(RunDB):
         error: Any,
         keep_ms: int,
         updated_at: str,
+        events: Sequence[Event] = (),
     ) -> bool:
-        core = self._finish(run_id, worker, status, result, error, keep_ms, updated_at)
+        core = self._finish(run_id, worker, status, result, error, keep_ms, updated_at, events)
         return await self.db._adrive(core, True)
 
     async def cancel(

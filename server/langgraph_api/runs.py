@@ -98,8 +98,6 @@ async def _start(
     sessions.graph_context(owner, context)  # a bad override is a 422 before anything starts
     if body.if_not_exists == "reject":
         await sessions.aget(owner, thread_id)
-    else:  # the thread exists from the run's creation, as a run queued or delayed sees it
-        await sessions.aget_or_create(owner, thread_id)
     # Ids fixed now, so a run taken over after a crash resumes with the same messages.
     messages = [{**m, "id": m.get("id") or str(uuid.uuid4())} for m in messages]
     record, live = await runner.submit(
@@ -121,6 +119,10 @@ async def _start(
     )
     if live is not None:
         await live.started  # a refused run (409, 429, 422) answers with its error here
+    elif body.if_not_exists != "reject":
+        # Queued or delayed: the thread exists from the run's creation, as in LangGraph (a
+        # run that starts at once creates it as it claims it).
+        await sessions.aget_or_create(owner, thread_id)
     return record, live
 
 
@@ -198,7 +200,9 @@ async def wait_run(
     runner: RunnerDep,
 ) -> LangGraphJSON:
     """Run and answer its final values (`{"__error__": ...}` if it failed once started)."""
-    record, _ = await _start(thread_id, body, owner, sessions, settings, runner, streamed=False)
+    # The caller is there for the end, as a stream's is: the events are logged only when
+    # the run is resumable.
+    record, _ = await _start(thread_id, body, owner, sessions, settings, runner, streamed=True)
     final = await runner.wait(sessions, owner, thread_id, record["run_id"])
     return LangGraphJSON(
         final_body(final), headers={"Content-Location": location(thread_id, record["run_id"])}
