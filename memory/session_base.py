@@ -1,0 +1,588 @@
+"""The session service's base (`memory.sessions.SessionManager`): its settings, the
+drivers that perform what a core yields with the sync or the async APIs, the helpers, and
+the cores that read, expire and change sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Self, assert_never
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import GetOp, Op, PutOp, SearchOp
+
+from agent import RECURSION_LIMIT, Context
+from agent.graph import LEASE_KEY
+from agent.tools import scope_namespace
+from memory import namespaces, transcript
+from memory.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+)
+from memory.memories import MemoryTooLargeError, memory_out, memory_value
+from memory.namespaces import InvalidIdError, Owner, check_id
+from memory.session_steps import (
+    _PAGE,
+    _RECENT,
+    MIN_MESSAGES_FOR_SUMMARY,
+    SWEEP_LEASE,
+    Durability,
+    Request,
+    _Batch,
+    _Copy,
+    _Db,
+    _DeleteThread,
+    _GetState,
+    _give_back_from_thread,
+    _GiveBack,
+    _Invoke,
+    _Renew,
+    _renew_forever,
+    _Steps,
+    _StopRenew,
+    _ThreadRenewal,
+    _UpdateState,
+    _utcnow,
+)
+from memory.settings import Settings
+from memory.stores.factory import sessions_db
+from memory.stores.outages import (
+    DEFAULT_TIMEOUT_SECONDS,
+    LOST,
+    Breaker,
+    as_unavailable,
+    retry_in_background,
+    within,
+)
+from memory.stores.sessiondb import Claim, RateLimit, SessionDB
+from memory.stores.values import StoreValueError
+
+
+class SessionBase:
+    """What every part of `SessionManager` stands on (see its docstring)."""
+
+    def __init__(
+        self,
+        graph: CompiledStateGraph,
+        *,
+        context: Context | None = None,
+        min_messages_for_summary: int = MIN_MESSAGES_FOR_SUMMARY,
+        durability: Durability = "async",
+        db: SessionDB | None = None,
+        idle_timeout: timedelta | None = None,
+        max_open_sessions: int | None = None,
+        runs_per_minute: int | None = None,
+        lease_seconds: float = 30.0,
+        backend_timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        if graph.store is None or graph.checkpointer is None:
+            raise ValueError(
+                "SessionManager needs a graph compiled with a checkpointer and a store"
+            )
+        self.graph = graph
+        self.durability = durability
+        self.store = graph.store
+        self.checkpointer = graph.checkpointer
+        self.db = db or sessions_db(graph.store)
+        self.context = context or Context()
+        self.min_messages_for_summary = min_messages_for_summary
+        self.idle_timeout = idle_timeout
+        self.max_open_sessions = max_open_sessions
+        self.rate = RateLimit(runs_per_minute, 60_000) if runs_per_minute else None
+        self.lease_ms = max(1, int(lease_seconds * 1000))
+        self.backend_timeout = backend_timeout
+        #: The store's database breaker (Postgres, Redis), shared with the graph's calls:
+        #: while that database is down, the service's calls fail at once too.
+        self.breaker: Breaker | None = getattr(self.store, "breaker", None)
+        self.clock = clock
+        self._sweeper = uuid.uuid4().hex
+
+    @classmethod
+    def from_settings(cls, graph: CompiledStateGraph, settings: Settings, **overrides: Any) -> Self:
+        """A manager with the deployment's limits, lifecycle and run defaults."""
+        options: dict[str, Any] = {
+            "context": Context.from_settings(settings),
+            "min_messages_for_summary": settings.min_messages_for_summary,
+            "durability": settings.durability,
+            "idle_timeout": timedelta(hours=settings.idle_timeout_hours),
+            "max_open_sessions": settings.max_open_sessions,
+            "runs_per_minute": settings.runs_per_minute,
+            "lease_seconds": settings.lease_seconds,
+            "backend_timeout": settings.backend_timeout_seconds,
+        }
+        return cls(graph, **{**options, **overrides})
+
+    # -- drivers -------------------------------------------------------------------
+
+    def _perform(self, request: Request) -> Any:
+        match request:
+            case _Db(method, args):
+                return getattr(self.db, method)(*args)
+            case _Batch(ops):
+                return self.store.batch(ops)
+            case _GetState(config):
+                return self.graph.get_state(config)
+            case _UpdateState(config, values):
+                return self.graph.update_state(config, values, as_node="call_model")
+            case _Copy(config):
+                return self.graph.update_state(config, None, as_node="__copy__")
+            case _Invoke(graph_input, config, context):
+                return self.graph.invoke(  # type: ignore[call-overload]
+                    graph_input, config, context=context, durability=self.durability
+                )
+            case _DeleteThread(thread_key):
+                return self.checkpointer.delete_thread(thread_key)  # type: ignore[union-attr]
+            case _Renew(key, token):
+                return _ThreadRenewal(self.db, key, token, self.lease_ms)
+            case _StopRenew(handle):
+                return handle.stop()
+            case _GiveBack(key, token):
+                return _give_back_from_thread(self.db, key, token, self.lease_ms)
+            case _:
+                assert_never(request)
+
+    async def _aperform(self, request: Request) -> Any:
+        match request:
+            case _Db(method, args):
+                return await getattr(self.db, f"a{method}")(*args)
+            case _Batch(ops):
+                return await self.store.abatch(ops)
+            case _GetState(config):
+                return await self.graph.aget_state(config)
+            case _UpdateState(config, values):
+                return await self.graph.aupdate_state(config, values, as_node="call_model")
+            case _Copy(config):
+                return await self.graph.aupdate_state(config, None, as_node="__copy__")
+            case _Invoke(graph_input, config, context):
+                return await self.graph.ainvoke(  # type: ignore[call-overload]
+                    graph_input, config, context=context, durability=self.durability
+                )
+            case _DeleteThread(thread_key):
+                return await self.checkpointer.adelete_thread(thread_key)  # type: ignore[union-attr]
+            case _Renew(key, token):
+                return asyncio.get_running_loop().create_task(
+                    _renew_forever(self.db, key, token, self.lease_ms), name=f"lease {key}"
+                )
+            case _StopRenew(handle):
+                handle.cancel()
+                return None
+            case _GiveBack(key, token):
+                return self._release_later(key, token)
+            case _:
+                assert_never(request)
+
+    def _drive(self, steps: _Steps) -> Any:
+        resume: Any = steps.send
+        value: Any = None
+        while True:
+            try:
+                request = resume(value)
+            except StopIteration as done:
+                return done.value
+            try:
+                value, resume = self._perform(request), steps.send
+            except StoreValueError as exc:
+                value, resume = InvalidInputError(str(exc)), steps.throw
+            except BaseException as exc:  # thrown into the core, whose cleanup re-raises it
+                value, resume = as_unavailable(exc) or exc, steps.throw
+
+    async def _adrive(self, steps: _Steps) -> Any:
+        resume: Any = steps.send
+        value: Any = None
+        while True:
+            try:
+                request = resume(value)
+            except StopIteration as done:
+                return done.value
+            try:
+                if isinstance(request, _Invoke | _Renew | _StopRenew | _GiveBack):
+                    value = await self._aperform(request)
+                elif self.breaker is not None:  # a database call: within the deadline
+                    value = await self.breaker.call(
+                        self._aperform(request), self._give_back(request), self.backend_timeout
+                    )
+                else:
+                    value = await within(
+                        self._aperform(request), self.backend_timeout, self._give_back(request)
+                    )
+                resume = steps.send
+            except StoreValueError as exc:
+                value, resume = InvalidInputError(str(exc)), steps.throw
+            except BaseException as exc:  # thrown into the core, whose cleanup re-raises it
+                outage = as_unavailable(exc)
+                lease = self._lease_of(request)
+                if outage is not None and lease is not None and not isinstance(exc, TimeoutError):
+                    # Not sent, or cut: a release must still happen (a late answer to a
+                    # call past its deadline goes to `_give_back` instead).
+                    self._release_later(*lease)
+                value, resume = outage or exc, steps.throw
+
+    @staticmethod
+    def _lease_of(request: Request) -> tuple[str, str] | None:
+        """The thread key and token of a request that claims or releases a lease."""
+        if not isinstance(request, _Db) or request.method not in ("begin", "acquire", "release"):
+            return None
+        if request.method == "begin":
+            owner, thread_id, token = request.args[:3]
+            return owner.thread_key(thread_id), token
+        key, token = request.args[:2]
+        return key, token
+
+    def _give_back(self, request: Request) -> Callable[[Any], Any] | None:
+        """For a claim abandoned at its deadline: release the lease if the database granted
+        it after all (or may have: its answer was lost), so the thread is not held until the
+        lease runs out; and a release abandoned at its deadline is tried again."""
+        lease = self._lease_of(request)
+        if lease is None:
+            return None
+        claims = isinstance(request, _Db) and request.method != "release"
+
+        def settle(result: Any) -> None:
+            granted = result is True or (isinstance(result, Claim) and result.claimed)
+            if result is LOST or (claims and granted):
+                self._release_later(*lease)
+
+        return settle
+
+    def _release_later(self, key: str, token: str) -> None:
+        """Give the lease back once the database answers (it runs out by itself anyway)."""
+        retry_in_background(
+            lambda: self.db.arelease(key, token), self.lease_ms / 1000, self.backend_timeout
+        )
+
+    # -- helpers -------------------------------------------------------------------
+
+    @staticmethod
+    def config(owner: Owner, thread_id: str, token: str | None = None) -> RunnableConfig:
+        """The LangGraph config of an owner's thread (with a run's lease token)."""
+        configurable: dict[str, Any] = {"thread_id": owner.thread_key(thread_id)}
+        if token is not None:
+            configurable[LEASE_KEY] = token
+        return {"configurable": configurable, "recursion_limit": RECURSION_LIMIT}
+
+    def run_context(self, owner: Owner) -> Context:
+        """This manager's default context, acting for `owner`."""
+        return replace(self.context, user_id=owner.user, tenant_id=owner.tenant)
+
+    def is_idle(self, record: dict[str, Any]) -> bool:
+        """Whether an active session has been idle for longer than the timeout."""
+        if self.idle_timeout is None or record.get("status") != "active":
+            return False
+        last = datetime.fromisoformat(record["last_active_at"])
+        return self.clock() - last > self.idle_timeout
+
+    def _new_record(
+        self, owner: Owner, thread_id: str, metadata: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        now = self.clock().isoformat()
+        return {
+            "thread_id": thread_id,
+            "tenant": owner.tenant,
+            "user": owner.user,
+            "status": "active",
+            "created_at": now,
+            "last_active_at": now,
+            "ended_at": None,
+            "message_count": 0,
+            "counts": {},
+            "topics": {},
+            "metadata": metadata or {},
+        }
+
+    def _cap(self) -> int:
+        return self.max_open_sessions if self.max_open_sessions is not None else 1 << 30
+
+    def _full(self) -> ConflictError:
+        return ConflictError(
+            f"{self._cap()} open sessions is the limit; end one (POST /threads/{{id}}/end) "
+            "or delete one before starting another"
+        )
+
+    # -- cores: reading and expiring -------------------------------------------------
+
+    def _state(self, owner: Owner, thread_id: str) -> _Steps:
+        snapshot = yield _GetState(self.config(owner, thread_id))
+        return snapshot.values or {}
+
+    def _load(self, owner: Owner, thread_id: str) -> _Steps:
+        """The session record, expired first if it has been idle too long."""
+        check_id("thread_id", thread_id)
+        record = yield _Db("get", (owner, thread_id))
+        if record is None:
+            raise NotFoundError(f"thread {thread_id!r} not found")
+        if self.is_idle(record):
+            record = yield from self._expire_if_free(owner, record)
+        return record
+
+    def _expire_if_free(self, owner: Owner, record: dict[str, Any]) -> _Steps:
+        """Expire an idle session unless a run holds it (a busy session never expires)."""
+        thread_id = record["thread_id"]
+        key, token = owner.thread_key(thread_id), uuid.uuid4().hex
+        if not (yield _Db("acquire", (key, token, self.lease_ms))):
+            return record
+        try:
+            fresh = yield _Db("get", (owner, thread_id))
+            if fresh is None:
+                return record
+            if self.is_idle(fresh):
+                fresh = yield from self._expire(owner, fresh)
+            return fresh
+        finally:
+            yield _Db("release", (key, token))
+
+    def _ended(self, owner: Owner, record: dict[str, Any], summary: str) -> _Steps:
+        """The ended record; a long enough session leaves its summary in long-term memory."""
+        thread_id = record["thread_id"]
+        ended = {**record, "status": "ended", "ended_at": self.clock().isoformat()}
+        if record.get("message_count", 0) >= self.min_messages_for_summary:
+            recent, _ = yield _Db("page", (owner.thread_key(thread_id), -_RECENT, _RECENT))
+            lines = transcript.format_context(recent)
+            text = (f"{summary}\n{lines}" if summary else lines)[-3000:]
+            value = memory_value(
+                f"Summary of session {thread_id} ({record['created_at'][:10]}): {text}"
+            )
+            ns = namespaces.user_memories(owner.tenant, owner.user)
+            yield _Batch([PutOp(ns, f"session-summary-{thread_id}"[:128], value)])
+            ended["summary_saved"] = True
+        if summary:
+            ended["summary"] = summary
+        return ended
+
+    def _expire(self, owner: Owner, record: dict[str, Any]) -> _Steps:
+        """End an idle session and delete its checkpoints (the caller holds its lease)."""
+        thread_id = record["thread_id"]
+        summary = (yield from self._state(owner, thread_id)).get("summary", "")
+        ended = yield from self._ended(owner, record, summary or record.get("summary", ""))
+        ended.update(
+            end_reason="idle", checkpoints_expired=True, expired_at=self.clock().isoformat()
+        )
+        if not (yield _Db("set_status", (owner, ended, "active"))):
+            return (yield _Db("get", (owner, thread_id))) or record
+        yield _DeleteThread(owner.thread_key(thread_id))
+        return ended
+
+    def _claim(self, owner: Owner, thread_id: str) -> _Steps:
+        """Take a thread's lease for a transition other than a run: `(record, token)`."""
+        check_id("thread_id", thread_id)
+        key, token = owner.thread_key(thread_id), uuid.uuid4().hex
+        if not (yield _Db("acquire", (key, token, self.lease_ms))):
+            if (yield _Db("get", (owner, thread_id))) is None:
+                raise NotFoundError(f"thread {thread_id!r} not found")
+            raise ConflictError(f"a run is active on thread {thread_id!r}; retry when it ends")
+        try:
+            record = yield _Db("get", (owner, thread_id))
+        except BaseException:
+            yield _Db("release", (key, token))
+            raise
+        if record is None:
+            yield _Db("release", (key, token))
+            raise NotFoundError(f"thread {thread_id!r} not found")
+        return record, token
+
+    # -- cores: sessions -------------------------------------------------------------
+
+    def _expire_idle_of(self, owner: Owner) -> _Steps:
+        """Expire the owner's idle sessions (before refusing a new one at the cap)."""
+        if self.idle_timeout is None:
+            return 0
+        records, _ = yield _Db("list", (owner, self._cap() + 1, 0, "active"))
+        expired = 0
+        for record in records:
+            if self.is_idle(record):
+                refreshed = yield from self._expire_if_free(owner, record)
+                expired += refreshed.get("status") == "ended"
+        return expired
+
+    def _create(
+        self, owner: Owner, thread_id: str | None, metadata: dict[str, Any] | None
+    ) -> _Steps:
+        thread_id = check_id("thread_id", thread_id) if thread_id else str(uuid.uuid4())
+        record = self._new_record(owner, thread_id, metadata)
+        outcome = yield _Db("create", (owner, record, self._cap()))
+        if outcome == "full" and (yield from self._expire_idle_of(owner)):
+            outcome = yield _Db("create", (owner, record, self._cap()))
+        if outcome == "exists":
+            raise ConflictError(f"thread {thread_id!r} already exists")
+        if outcome == "full":
+            raise self._full()
+        return record
+
+    def _get_or_create(self, owner: Owner, thread_id: str | None) -> _Steps:
+        if thread_id:
+            try:
+                return (yield from self._load(owner, thread_id)), False
+            except NotFoundError:
+                pass
+        try:
+            return (yield from self._create(owner, thread_id, None)), True
+        except ConflictError:
+            if not thread_id:
+                raise
+            return (yield from self._load(owner, thread_id)), False  # created meanwhile
+
+    def _list(self, owner: Owner, limit: int, offset: int, status: str | None) -> _Steps:
+        if status is not None:
+            # Idle sessions are ended first, so a filtered page and its total agree with
+            # the statuses it shows (an idle session is neither listed nor counted as active).
+            yield from self._expire_idle_of(owner)
+        records, total = yield _Db("list", (owner, limit, offset, status))
+        out = []
+        for record in records:
+            if self.is_idle(record):
+                record = yield from self._expire_if_free(owner, record)
+            out.append(record)
+        return out, total
+
+    def _end(self, owner: Owner, thread_id: str) -> _Steps:
+        record, token = yield from self._claim(owner, thread_id)
+        try:
+            if record["status"] == "ended":
+                return record
+            if self.is_idle(record):
+                return (yield from self._expire(owner, record))
+            summary = (yield from self._state(owner, thread_id)).get("summary", "")
+            ended = yield from self._ended(owner, record, summary)
+            if not (yield _Db("set_status", (owner, ended, "active"))):
+                return (yield _Db("get", (owner, thread_id))) or ended
+            return ended
+        finally:
+            yield _Db("release", (owner.thread_key(thread_id), token))
+
+    def _remove(self, owner: Owner, thread_id: str) -> _Steps:
+        """Delete a thread's checkpoints, session memories, transcript and record (the
+        caller holds its lease)."""
+        key = owner.thread_key(thread_id)
+        yield _DeleteThread(key)
+        ops = yield from self._delete_all_in(
+            namespaces.session_memories(owner.tenant, owner.user, key)
+        )
+        if ops:
+            yield _Batch(ops)
+        yield _Db("remove", (owner, thread_id))
+
+    def _delete(self, owner: Owner, thread_id: str) -> _Steps:
+        record, token = yield from self._claim(owner, thread_id)
+        try:
+            yield from self._remove(owner, thread_id)
+        finally:
+            yield _Db("release", (owner.thread_key(thread_id), token))
+        return record
+
+    def _all(self, owner: Owner) -> _Steps:
+        records: list[dict[str, Any]] = []
+        while True:
+            page, _ = yield _Db("list", (owner, _PAGE, len(records), None))
+            records += page
+            if len(page) < _PAGE:
+                return records
+
+    def _erase(self, owner: Owner) -> _Steps:
+        records = yield from self._all(owner)
+        held: list[tuple[str, str]] = []
+        try:
+            for record in records:
+                key, token = owner.thread_key(record["thread_id"]), uuid.uuid4().hex
+                if not (yield _Db("acquire", (key, token, self.lease_ms))):
+                    raise ConflictError(
+                        f"a run is active on thread {record['thread_id']!r}; retry when it ends"
+                    )
+                held.append((key, token))
+            for record in records:
+                yield from self._remove(owner, record["thread_id"])
+        finally:
+            for key, token in held:
+                yield _Db("release", (key, token))
+        memories = yield from self._clear_memories(owner, None)
+        return {"threads": len(records), "memories": memories}
+
+    def _sweep(self, hold: float) -> _Steps:
+        if self.idle_timeout is None:
+            return 0
+        hold_ms = max(1, int(hold * 1000))
+        if not (yield _Db("acquire", (SWEEP_LEASE, self._sweeper, hold_ms))):
+            return 0  # another process sweeps this round
+        cutoff = (self.clock() - self.idle_timeout).isoformat()
+        expired = 0
+        while True:
+            page = yield _Db("idle", (cutoff, _PAGE))
+            progressed = 0
+            for record in page:
+                try:
+                    owner = Owner(tenant=record["tenant"], user=record["user"])
+                except (InvalidIdError, KeyError):
+                    continue  # a record written by hand: nothing to expire
+                refreshed = yield from self._expire_if_free(owner, record)
+                progressed += refreshed.get("status") == "ended"
+            expired += progressed
+            if len(page) < _PAGE or not progressed:
+                return expired
+
+    def _detail(self, owner: Owner, thread_id: str) -> _Steps:
+        record = yield from self._load(owner, thread_id)
+        summary = (yield from self._state(owner, thread_id)).get("summary", "")
+        running = yield _Db("leased", (owner.thread_key(thread_id),))
+        return record, summary or record.get("summary", ""), running
+
+    def _snapshot(self, owner: Owner, thread_id: str) -> _Steps:
+        record = yield from self._load(owner, thread_id)
+        return record, (yield _GetState(self.config(owner, thread_id)))
+
+    # -- cores: memories -------------------------------------------------------------
+
+    def _delete_all_in(self, ns: tuple[str, ...]) -> _Steps:
+        ops: list[Op] = []
+        while True:
+            (page,) = yield _Batch([SearchOp(ns, limit=_PAGE, offset=len(ops))])
+            ops.extend(PutOp(item.namespace, item.key, None) for item in page)
+            if len(page) < _PAGE:
+                return ops
+
+    def _memory_ns(self, owner: Owner, thread_id: str | None) -> _Steps:
+        if thread_id is None:
+            return namespaces.user_memories(owner.tenant, owner.user)
+        yield from self._load(owner, thread_id)
+        return scope_namespace("session", owner.tenant, owner.user, owner.thread_key(thread_id))
+
+    def _save_memory(self, owner: Owner, key: str, value: Any, thread_id: str | None) -> _Steps:
+        try:
+            check_id("memory key", key)
+            stored = memory_value(value)
+        except (InvalidIdError, MemoryTooLargeError) as exc:
+            raise InvalidInputError(str(exc)) from exc
+        ns = yield from self._memory_ns(owner, thread_id)
+        yield _Batch([PutOp(ns, key, stored)])
+        (item,) = yield _Batch([GetOp(ns, key)])
+        return memory_out(item, "session" if thread_id else "user")
+
+    def _get_memory(self, owner: Owner, key: str, thread_id: str | None) -> _Steps:
+        check_id("memory key", key)
+        ns = yield from self._memory_ns(owner, thread_id)
+        (item,) = yield _Batch([GetOp(ns, key)])
+        if item is None:
+            raise NotFoundError(f"memory {key!r} not found")
+        return memory_out(item, "session" if thread_id else "user")
+
+    def _delete_memory(self, owner: Owner, key: str, thread_id: str | None) -> _Steps:
+        yield from self._get_memory(owner, key, thread_id)
+        ns = yield from self._memory_ns(owner, thread_id)
+        yield _Batch([PutOp(ns, key, None)])
+
+    def _list_memories(
+        self, owner: Owner, query: str | None, limit: int, thread_id: str | None
+    ) -> _Steps:
+        ns = yield from self._memory_ns(owner, thread_id)
+        (items,) = yield _Batch([SearchOp(ns, query=query or None, limit=limit)])
+        return [memory_out(i, "session" if thread_id else "user") for i in items]
+
+    def _clear_memories(self, owner: Owner, thread_id: str | None) -> _Steps:
+        ns = yield from self._memory_ns(owner, thread_id)
+        ops = yield from self._delete_all_in(ns)
+        if ops:
+            yield _Batch(ops)
+        return len(ops)

@@ -1,0 +1,250 @@
+"""The session service's cores for runs and memories (`memory.sessions`)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage
+
+from memory import transcript
+from memory.errors import (
+    ConflictError,
+    InvalidInputError,
+    RateLimitedError,
+    SessionEndedError,
+)
+from memory.namespaces import Owner, check_id
+from memory.session_base import SessionBase
+from memory.session_steps import (
+    RunResult,
+    _Db,
+    _GiveBack,
+    _Invoke,
+    _Renew,
+    _Run,
+    _Steps,
+    _StopRenew,
+    _topics,
+    _UpdateState,
+    to_messages,
+)
+from memory.stores.outages import as_unavailable
+from memory.stores.sessiondb import Claim, LeaseLostError
+
+logger = logging.getLogger("memory_agent.sessions")
+
+
+class SessionCores(SessionBase):
+    """The cores of runs and memories."""
+
+    # -- cores: runs -------------------------------------------------------------------
+
+    def _begin_run(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> _Steps:
+        """Validate a run, claim its thread (created if new) and start renewing the lease."""
+        new = to_messages(messages)
+        if not new:
+            raise InvalidInputError("a run needs at least one message")
+        thread_id = check_id("thread_id", thread_id) if thread_id else str(uuid.uuid4())
+        key, token = owner.thread_key(thread_id), uuid.uuid4().hex
+        fresh = self._new_record(owner, thread_id, None)
+        claim: Claim = yield _Db(
+            "begin", (owner, thread_id, token, self.lease_ms, self.rate, fresh, self._cap())
+        )
+        if claim.outcome == "full" and (yield from self._expire_idle_of(owner)):
+            claim = yield _Db(
+                "begin", (owner, thread_id, token, self.lease_ms, None, fresh, self._cap())
+            )
+        match claim.outcome:
+            case "busy":
+                raise ConflictError(f"a run is already active on thread {thread_id!r}")
+            case "limited":
+                retry = max(1, int(claim.retry_after + 0.999))
+                limit = self.rate.limit if self.rate else 0
+                raise RateLimitedError(
+                    f"rate limit of {limit} runs per 60 s reached; retry in {retry} s",
+                    retry_after=retry,
+                )
+            case "full" | "missing":
+                raise self._full()
+        record = claim.record
+        assert record is not None
+        if record["status"] == "ended" or self.is_idle(record):
+            try:
+                if self.is_idle(record):
+                    yield from self._expire(owner, record)
+            finally:
+                yield _Db("release", (key, token))
+            raise SessionEndedError(f"thread {thread_id!r} has ended; start a new thread")
+        run = _Run(owner, record, key, token, record.get("message_count", 0), new)
+        run.renewal = yield _Renew(key, token)
+        return run
+
+    def _added(self, run: _Run, values: dict[str, Any], after: int) -> _Steps:
+        """The records of the run's input and what followed it: from its final window,
+        where they are the last `after` recorded, or, when summarisation folded some
+        away, from the transcript."""
+        window = values.get("messages") or []
+        first = run.input[0].id
+        for index in range(len(window) - 1, -1, -1):
+            if window[index].id == first:
+                mine = window[index:]
+                start = after - len(mine)
+                if start >= 0:
+                    return [transcript.message_to_record(m, start + i) for i, m in enumerate(mine)]
+                break
+        # `before` counted the transcript at the claim, which may hold what a killed
+        # run wrote past its state; this run wrote over that from its state's length.
+        start = min(run.before, after - 1)
+        if start < 0:
+            return []
+        records, _ = yield _Db("page", (run.key, start, after - start))
+        return records
+
+    def _finish_run(
+        self, run: _Run, values: dict[str, Any] | None, failure: BaseException | None = None
+    ) -> _Steps:
+        """Record what the run added in the session and release the thread (`values`:
+        the final state; None when the run failed with `failure`)."""
+        yield _StopRenew(run.renewal)
+        if failure is not None and as_unavailable(failure) is not None:
+            # The database is out: each call of the cleanup would wait out the deadline
+            # in turn. The lease is given back as soon as it answers again, and the
+            # input, never acknowledged, is recorded by the next run if its checkpoint
+            # was saved.
+            yield _GiveBack(run.key, run.token)
+            return None
+        thread_id = run.record["thread_id"]
+        try:
+            if values is None:
+                # The run failed (a model error, say) before its input was recorded:
+                # record it where the next run will write it again, so no turn is lost.
+                values = yield from self._state(run.owner, thread_id)
+                after = values.get("transcript_len", run.before)
+                pending = transcript.unrecorded(values)
+                if pending:
+                    records = [
+                        transcript.message_to_record(m, after + i) for i, m in enumerate(pending)
+                    ]
+                    try:
+                        yield _Db("append", (run.key, after, records, run.token))
+                        after += len(pending)
+                    except LeaseLostError:
+                        logger.warning("a failed run on %s lost its lease", run.key)
+                values = {}
+            else:
+                after = values.get("transcript_len", run.before)
+            added = yield from self._added(run, values, after)
+            record = self._touched(run.record, added)
+            if not (yield _Db("save", (run.owner, record, run.token, True))):
+                logger.warning("thread %s changed hands before its run finished", run.key)
+        except BaseException:
+            yield _Db("release", (run.key, run.token))
+            raise
+        reply = next(
+            (
+                transcript.content_text(r["content"])
+                for r in reversed(added)
+                if r["role"] == "assistant"
+            ),
+            "",
+        )
+        return RunResult(thread_id=thread_id, reply=reply, messages=added)
+
+    def _run_steps(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> _Steps:
+        run = yield from self._begin_run(owner, thread_id, messages)
+        config = self.config(owner, run.record["thread_id"], run.token)
+        try:
+            values = yield _Invoke({"messages": run.input}, config, self.run_context(owner))
+        except BaseException as exc:
+            yield from self._finish_run(run, None, exc)
+            raise
+        return (yield from self._finish_run(run, values))
+
+    def _touched(self, record: dict[str, Any], added: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The record after a run or an append: active now, with the topics of `added`.
+
+        Its counts are the transcript's own, kept by the session database with each
+        transcript write (a run killed between its writes and this update leaves them
+        right), so they are not touched here.
+        """
+        return {
+            **record,
+            "last_active_at": self.clock().isoformat(),
+            "topics": _topics(
+                [transcript.content_text(r["content"]) for r in added if r["role"] == "user"],
+                record.get("topics", {}),
+            ),
+        }
+
+    def _add_messages(self, owner: Owner, thread_id: str, messages: Sequence[Any]) -> _Steps:
+        record, token = yield from self._claim(owner, thread_id)
+        key = owner.thread_key(thread_id)
+        try:
+            if self.is_idle(record):  # an append does not revive a session that expired
+                record = yield from self._expire(owner, record)
+            if record["status"] == "ended":
+                raise SessionEndedError(f"thread {thread_id!r} has ended")
+            state = yield from self._state(owner, thread_id)
+            window = state.get("messages") or []
+            new = to_messages(
+                messages,
+                known_calls=[
+                    str(c["id"]) for m in window if isinstance(m, AIMessage) for c in m.tool_calls
+                ],
+            )
+            total = max(state.get("transcript_len", 0), record.get("message_count", 0))
+            records = [transcript.message_to_record(m, total + i) for i, m in enumerate(new)]
+            if new:
+                yield _Db("append", (key, total, records, token))
+                yield _UpdateState(
+                    self.config(owner, thread_id),
+                    {
+                        "messages": new,
+                        "transcript_len": total + len(new),
+                        "recorded_id": new[-1].id,
+                    },
+                )
+            yield _Db("save", (owner, self._touched(record, records), token, True))
+        except BaseException:
+            yield _Db("release", (key, token))
+            raise
+        return total + len(new)
+
+    def _update_summary(self, owner: Owner, thread_id: str, summary: str) -> _Steps:
+        if not isinstance(summary, str):
+            raise InvalidInputError("summary must be a string")
+        _, token = yield from self._claim(owner, thread_id)
+        try:
+            yield _UpdateState(self.config(owner, thread_id), {"summary": summary})
+        finally:
+            yield _Db("release", (owner.thread_key(thread_id), token))
+        return summary
+
+    def _summary(self, owner: Owner, thread_id: str) -> _Steps:
+        record = yield from self._load(owner, thread_id)
+        return (yield from self._state(owner, thread_id)).get("summary", "") or record.get(
+            "summary", ""
+        )
+
+    def _messages(self, owner: Owner, thread_id: str, limit: int, offset: int) -> _Steps:
+        if limit < 0 or offset < 0:
+            raise InvalidInputError("limit and offset must not be negative")
+        yield from self._load(owner, thread_id)
+        return (yield _Db("page", (owner.thread_key(thread_id), offset, limit)))
+
+    def _newest(self, owner: Owner, thread_id: str, limit: int, skip: int) -> _Steps:
+        if limit < 0 or skip < 0:
+            raise InvalidInputError("limit and offset must not be negative")
+        yield from self._load(owner, thread_id)
+        if limit == 0:
+            return [], (yield _Db("page", (owner.thread_key(thread_id), 0, 0)))[1]
+        items, total = yield _Db("page", (owner.thread_key(thread_id), -(limit + skip), limit))
+        return [r for r in items if r["seq"] < total - skip], total
+
+    def _recent_context(self, owner: Owner, thread_id: str, max_messages: int) -> _Steps:
+        yield from self._load(owner, thread_id)
+        records, _ = yield _Db("page", (owner.thread_key(thread_id), -max_messages, max_messages))
+        return transcript.format_context(records)

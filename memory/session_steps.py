@@ -1,0 +1,406 @@
+"""The pieces of the session service's cores (`memory.sessions`): what a core yields
+(`Request`), the run it carries, the conversation checks and helpers they share."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import (
+    Generator,
+    Iterable,
+    Sequence,
+)
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.store.base import Op, PutOp
+
+from agent import Context
+from memory import transcript
+from memory.errors import InvalidInputError
+from memory.namespaces import Owner
+from memory.stores.sessiondb import SessionDB
+from memory.stores.values import StoreValueError, check_put
+
+logger = logging.getLogger("memory_agent.sessions")
+
+
+#: Messages a session needs before ending it writes its summary into long-term memory.
+MIN_MESSAGES_FOR_SUMMARY = 4
+#: The lease that elects the one process sweeping idle sessions.
+SWEEP_LEASE = "memory-agent/sweeper"
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "can",
+        "could",
+        "do",
+        "does",
+        "for",
+        "from",
+        "have",
+        "how",
+        "i",
+        "i'm",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "please",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yes",
+        "no",
+        "not",
+        "just",
+        "about",
+        "any",
+        "some",
+    ]
+)
+_PAGE = 500
+_RECENT = 20
+#: Message roles a client may send, by role or by LangChain message type.
+_ROLES = {
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "ai": "assistant",
+    "system": "system",
+    "tool": "tool",
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_messages(
+    items: Sequence[dict[str, Any] | BaseMessage], known_calls: Iterable[str] = ()
+) -> list[AnyMessage]:
+    """Convert `{"role", "content", ...}` dicts (or messages) to LangChain messages.
+
+    Tool calls (LangChain's `{"id", "name", "args"}` or OpenAI's `{"id", "type": "function",
+    "function": {"name", "arguments"}}`) and tool results (`tool_call_id`) are kept, so a
+    whole tool exchange can be stored; a `metadata` object on a message is kept with it and
+    returned with its record. Every message gets an id. The messages must form a valid
+    conversation (`check_conversation`; `known_calls` are the calls already in the thread).
+    """
+    out: list[AnyMessage] = []
+    for i, item in enumerate(items):
+        if isinstance(item, BaseMessage):
+            message = item.model_copy()  # type: ignore[assignment]
+        else:
+            if not isinstance(item, dict):
+                raise InvalidInputError(f"messages[{i}] must be an object with role and content")
+            given = item.get("role", item.get("type"))
+            role = _ROLES.get(given) if isinstance(given, str) else None
+            if role is None:
+                raise InvalidInputError(
+                    f"messages[{i}].role must be user, assistant, system or tool "
+                    f"(or type human, ai, system, tool), got {given!r}"
+                )
+            content = item.get("content", "")
+            if not isinstance(content, str | list) or (
+                isinstance(content, list) and not all(isinstance(b, str | dict) for b in content)
+            ):
+                raise InvalidInputError(
+                    f"messages[{i}].content must be a string or a list of content blocks"
+                )
+            if role == "tool" and not item.get("tool_call_id"):
+                raise InvalidInputError(f"messages[{i}] is a tool result without tool_call_id")
+            meta = item.get("metadata")
+            if meta is not None and not isinstance(meta, dict):
+                raise InvalidInputError(f"messages[{i}].metadata must be an object")
+            record = {**item, "role": role, "content": content}
+            if item.get("tool_calls") is not None:
+                record["tool_calls"] = _tool_calls(item["tool_calls"], f"messages[{i}]")
+            try:
+                message = transcript.record_to_message(record)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InvalidInputError(f"messages[{i}] is malformed: {exc}") from exc
+        if not message.id:
+            message.id = str(uuid.uuid4())
+        if isinstance(item, dict) and item.get("metadata"):
+            message.response_metadata["metadata"] = item["metadata"]
+        try:  # reject what a backend cannot store before it reaches the thread's state
+            check_put(PutOp(("messages",), str(i), transcript.message_to_record(message, i)))
+        except StoreValueError as exc:
+            raise InvalidInputError(f"messages[{i}]: {exc}") from exc
+        out.append(message)  # type: ignore[arg-type]
+    check_conversation(out, known_calls)
+    return out
+
+
+def _tool_calls(calls: Any, where: str) -> list[dict[str, Any]]:
+    """Tool calls in LangChain form (`{"id", "name", "args"}`) or OpenAI form
+    (`{"id", "type": "function", "function": {"name", "arguments": "<json>"}}`)."""
+    if not isinstance(calls, list):
+        raise InvalidInputError(f"{where}.tool_calls must be a list")
+    out = []
+    for j, call in enumerate(calls):
+        at = f"{where}.tool_calls[{j}]"
+        if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
+            raise InvalidInputError(f"{at} must be an object with a string id")
+        function = call.get("function")
+        if isinstance(function, dict):
+            name, arguments = function.get("name"), function.get("arguments", "{}")
+            try:
+                args = json.loads(arguments) if isinstance(arguments, str) else arguments
+            except ValueError as exc:
+                raise InvalidInputError(f"{at}.function.arguments is not JSON: {exc}") from exc
+        else:
+            name, args = call.get("name"), call.get("args", {})
+        if not isinstance(name, str) or not name:
+            raise InvalidInputError(f"{at} needs a name (or function.name)")
+        if not isinstance(args, dict):
+            raise InvalidInputError(f"{at} arguments must be a JSON object")
+        out.append({"id": call["id"], "name": name, "args": args})
+    return out
+
+
+def check_conversation(messages: Sequence[BaseMessage], known_calls: Iterable[str] = ()) -> None:
+    """Every tool result answers a call made before it (earlier in `messages`, or one of
+    `known_calls`, the calls already in the thread), and no call id is answered twice.
+
+    Raises:
+        InvalidInputError: naming the tool result.
+    """
+    calls = set(known_calls)
+    answered: set[str] = set()
+    for i, message in enumerate(messages):
+        if isinstance(message, AIMessage):
+            calls.update(str(c["id"]) for c in message.tool_calls if c.get("id"))
+        elif isinstance(message, ToolMessage):
+            if message.tool_call_id not in calls:
+                raise InvalidInputError(
+                    f"messages[{i}] answers tool call {message.tool_call_id!r}, which no "
+                    "earlier assistant message made"
+                )
+            if message.tool_call_id in answered:
+                raise InvalidInputError(
+                    f"messages[{i}] answers tool call {message.tool_call_id!r} a second time"
+                )
+            answered.add(message.tool_call_id)
+
+
+def _token_text(chunk: Any, meta: dict[str, Any]) -> str:
+    """The text a streamed chunk adds to the reply; empty for other nodes and tool calls."""
+    if meta.get("langgraph_node") != "call_model" or not isinstance(chunk, AIMessageChunk):
+        return ""
+    return transcript.content_text(chunk.content)
+
+
+def _topics(texts: Sequence[str], into: dict[str, int], keep: int = 50) -> dict[str, int]:
+    counts = Counter(into)
+    for text in texts:
+        for word in re.findall(r"[a-z][a-z'-]{2,}", text.lower()):
+            if word not in _STOPWORDS:
+                counts[word] += 1
+    return dict(counts.most_common(keep))
+
+
+@dataclass
+class RunResult:
+    """What one run produced: the reply and every message it added to the transcript."""
+
+    thread_id: str
+    reply: str
+    messages: list[dict[str, Any]]
+
+
+# -- requests a core yields ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Db:
+    """A call of the session database: `method` or its async twin `a<method>`."""
+
+    method: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    ops: Sequence[Op]
+
+
+@dataclass(frozen=True)
+class _GetState:
+    config: RunnableConfig
+
+
+@dataclass(frozen=True)
+class _UpdateState:
+    config: RunnableConfig
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """Copy a checkpoint as the thread's head (a rollback)."""
+
+    config: RunnableConfig
+
+
+@dataclass(frozen=True)
+class _Invoke:
+    input: dict[str, Any]
+    config: RunnableConfig
+    context: Context
+
+
+@dataclass(frozen=True)
+class _DeleteThread:
+    thread_key: str
+
+
+@dataclass(frozen=True)
+class _Renew:
+    """Start renewing a lease in the background; answers a handle for `_StopRenew`."""
+
+    key: str
+    token: str
+
+
+@dataclass(frozen=True)
+class _StopRenew:
+    handle: Any
+
+
+@dataclass(frozen=True)
+class _GiveBack:
+    """Release a lease in the background once the database answers again (an outage cut
+    the run that held it); answers at once."""
+
+    key: str
+    token: str
+
+
+Request = (
+    _Db
+    | _Batch
+    | _GetState
+    | _UpdateState
+    | _Copy
+    | _Invoke
+    | _DeleteThread
+    | _Renew
+    | _StopRenew
+    | _GiveBack
+)
+_Steps = Generator[Request, Any, Any]
+Durability = Literal["sync", "async", "exit"]
+
+
+@dataclass
+class _Run:
+    """A claimed run: its thread, lease token, record and input."""
+
+    owner: Owner
+    record: dict[str, Any]
+    key: str
+    token: str
+    before: int
+    input: list[AnyMessage]
+    renewal: Any = None
+
+
+class _ThreadRenewal:
+    """Renews a lease from a thread while a sync run lives."""
+
+    def __init__(self, db: SessionDB, key: str, token: str, lease_ms: int) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, args=(db, key, token, lease_ms), daemon=True, name="lease"
+        )
+        self._thread.start()
+
+    def _loop(self, db: SessionDB, key: str, token: str, lease_ms: int) -> None:
+        while not self._stop.wait(lease_ms / 3000):
+            try:
+                if not db.renew(key, token, lease_ms):
+                    logger.warning("lost the lease on thread %s", key)
+                    return
+            except Exception:  # a failed renewal is retried; the lease may still hold
+                logger.warning("renewing the lease on thread %s failed", key, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _give_back_from_thread(db: SessionDB, key: str, token: str, lease_ms: int) -> None:
+    """`_GiveBack` for the sync API: a thread retries the release while the lease lasts."""
+
+    def attempts() -> None:
+        give_up = time.monotonic() + lease_ms / 1000
+        delay = 0.2
+        while time.monotonic() + delay <= give_up:
+            try:
+                db.release(key, token)
+                return
+            except Exception:  # still out: try again
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    threading.Thread(target=attempts, daemon=True, name="give back").start()
+
+
+async def _renew_forever(db: SessionDB, key: str, token: str, lease_ms: int) -> None:
+    while True:
+        await asyncio.sleep(lease_ms / 3000)
+        try:
+            if not await db.arenew(key, token, lease_ms):
+                logger.warning("lost the lease on thread %s", key)
+                return
+        except Exception:  # a failed renewal is retried; the lease may still hold
+            logger.warning("renewing the lease on thread %s failed", key, exc_info=True)

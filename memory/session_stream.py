@@ -1,0 +1,356 @@
+"""The session service's streams (`memory.sessions`): native token streams and the
+LangGraph server API's graph streams, and the pure helpers of the latter."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import (
+    AsyncIterator,
+    Iterator,
+    Sequence,
+)
+from dataclasses import fields, replace
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
+
+from agent import Context
+from memory import transcript
+from memory.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+)
+from memory.namespaces import Owner
+from memory.session_cores import SessionCores
+from memory.session_steps import (
+    _Copy,
+    _Db,
+    _DeleteThread,
+    _GetState,
+    _Steps,
+    _token_text,
+)
+
+
+class SessionStreaming(SessionCores):
+    """The streaming runs."""
+
+    # -- streaming ---------------------------------------------------------------
+
+    async def astream(
+        self, owner: Owner, thread_id: str | None, messages: Sequence[Any]
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """Run like `arun`, yielding `("thread", thread_id)` once the thread is claimed,
+        `("token", text)` as the model writes, then `("done", RunResult)`.
+
+        A consumer that stops early does not lose the turn: the session record is updated
+        with whatever the run stored, and the thread is released.
+        """
+        run = await self._adrive(self._begin_run(owner, thread_id, messages))
+        config = self.config(owner, run.record["thread_id"], run.token)
+        values: dict[str, Any] | None = None
+        try:
+            yield "thread", run.record["thread_id"]
+            async for mode, payload in self.graph.astream(  # type: ignore[call-overload]
+                {"messages": run.input},
+                config,
+                context=self.run_context(owner),
+                stream_mode=["messages", "values"],
+                durability=self.durability,
+            ):
+                if mode == "values":
+                    values = payload
+                elif text := _token_text(*payload):
+                    yield "token", text
+        except BaseException as exc:
+            await self._adrive(self._finish_run(run, None, exc))
+            raise
+        result = await self._adrive(self._finish_run(run, values))
+        yield "done", result
+
+    def stream(
+        self, owner: Owner, thread_id: str | None, messages: Sequence[Any]
+    ) -> Iterator[tuple[str, Any]]:
+        """Sync `astream`: `("thread", thread_id)`, `("token", text)` events, then
+        `("done", RunResult)`."""
+        run = self._drive(self._begin_run(owner, thread_id, messages))
+        config = self.config(owner, run.record["thread_id"], run.token)
+        values: dict[str, Any] | None = None
+        try:
+            yield "thread", run.record["thread_id"]
+            for mode, payload in self.graph.stream(  # type: ignore[call-overload]
+                {"messages": run.input},
+                config,
+                context=self.run_context(owner),
+                stream_mode=["messages", "values"],
+                durability=self.durability,
+            ):
+                if mode == "values":
+                    values = payload
+                elif text := _token_text(*payload):
+                    yield "token", text
+        except BaseException as exc:
+            self._drive(self._finish_run(run, None, exc))
+            raise
+        yield "done", self._drive(self._finish_run(run, values))
+
+    # == LangGraph server API ===========================================================
+    # What the `/langgraph` routes (the LangGraph server API for langgraph-sdk clients,
+    # RemoteGraph and useStream chat UIs) need beyond the methods above. Every method
+    # reuses the cores above, so leases, limits, expiry and ownership apply unchanged.
+
+    def _tail(self, key: str, values: dict[str, Any] | None, recent: int) -> _Steps:
+        """The last `recent` transcript messages as of `values` (a state; None: now)."""
+        if recent <= 0:
+            return []
+        if values is None:
+            records, _ = yield _Db("page", (key, -recent, recent))
+        else:
+            total = values.get("transcript_len", 0)
+            count = min(recent, total)
+            records = (yield _Db("page", (key, total - count, count)))[0] if count else []
+        return [transcript.record_to_message(r) for r in records]
+
+    def _client_values(
+        self, owner: Owner, thread_id: str, values: dict[str, Any], recent: int
+    ) -> _Steps:
+        recorded = yield from self._tail(owner.thread_key(thread_id), values, recent)
+        return client_values(recorded, transcript.unrecorded(values), values, recent)
+
+    def _view(self, owner: Owner, thread_id: str, checkpoint_id: str | None, recent: int) -> _Steps:
+        record = yield from self._load(owner, thread_id)
+        config = self.config(owner, thread_id)
+        if checkpoint_id is not None:
+            config["configurable"]["checkpoint_id"] = checkpoint_id
+        snapshot = yield _GetState(config)
+        if checkpoint_id is not None and snapshot.created_at is None:
+            raise NotFoundError(f"checkpoint {checkpoint_id!r} not found on thread {thread_id!r}")
+        values = yield from self._client_values(owner, thread_id, snapshot.values or {}, recent)
+        return record, snapshot, values
+
+    def _set_metadata(self, owner: Owner, thread_id: str, metadata: dict[str, Any]) -> _Steps:
+        record, token = yield from self._claim(owner, thread_id)
+        try:
+            updated = {**record, "metadata": {**(record.get("metadata") or {}), **metadata}}
+            if not (yield _Db("save", (owner, updated, token, False))):
+                raise ConflictError(f"thread {thread_id!r} changed meanwhile; retry")
+        finally:
+            yield _Db("release", (owner.thread_key(thread_id), token))
+        return updated
+
+    def _running(self, owner: Owner, thread_id: str) -> _Steps:
+        return (yield _Db("leased", (owner.thread_key(thread_id),)))
+
+    def graph_context(self, owner: Owner, overrides: dict[str, Any] | None = None) -> Context:
+        """The run context with a client's `overrides` of its tuning fields; the owner
+        always comes from `owner`, whatever the overrides say.
+
+        Raises:
+            InvalidInputError: an override names no field of `Context`.
+        """
+        tuning = dict(overrides or {})
+        tuning.pop("user_id", None)
+        tuning.pop("tenant_id", None)
+        known = {f.name for f in fields(Context)}
+        if unknown := sorted(set(tuning) - known):
+            raise InvalidInputError(f"context has unknown fields: {', '.join(unknown)}")
+        return replace(self.run_context(owner), **tuning)
+
+    def view_state(
+        self, owner: Owner, thread_id: str, checkpoint_id: str | None = None, recent: int = 50
+    ) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+        """The session record, the `StateSnapshot` (latest, or at `checkpoint_id`) and the
+        values a LangGraph client sees: the last `recent` messages of the transcript as of
+        that checkpoint, the summary and the transcript length.
+
+        Raises:
+            NotFoundError: no such thread for this owner, or no such checkpoint.
+        """
+        return self._drive(self._view(owner, thread_id, checkpoint_id, recent))
+
+    async def aview_state(
+        self, owner: Owner, thread_id: str, checkpoint_id: str | None = None, recent: int = 50
+    ) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+        """Async `view_state`."""
+        return await self._adrive(self._view(owner, thread_id, checkpoint_id, recent))
+
+    def client_values(
+        self, owner: Owner, thread_id: str, values: dict[str, Any], recent: int = 50
+    ) -> dict[str, Any]:
+        """The values a LangGraph client sees for a state of the owner's thread (one of
+        `history`'s snapshots): see `view_state`."""
+        return self._drive(self._client_values(owner, thread_id, values, recent))
+
+    async def aclient_values(
+        self, owner: Owner, thread_id: str, values: dict[str, Any], recent: int = 50
+    ) -> dict[str, Any]:
+        """Async `client_values`."""
+        return await self._adrive(self._client_values(owner, thread_id, values, recent))
+
+    def set_metadata(
+        self, owner: Owner, thread_id: str, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge `metadata` into the session's metadata (under the thread's lease).
+
+        Raises:
+            ConflictError: a run is active on the thread.
+        """
+        return self._drive(self._set_metadata(owner, thread_id, metadata))
+
+    async def aset_metadata(
+        self, owner: Owner, thread_id: str, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Async `set_metadata`."""
+        return await self._adrive(self._set_metadata(owner, thread_id, metadata))
+
+    def list_all(self, owner: Owner) -> builtins.list[dict[str, Any]]:
+        """Every session record of the owner, newest activity first."""
+        return self._drive(self._all(owner))
+
+    async def alist_all(self, owner: Owner) -> builtins.list[dict[str, Any]]:
+        """Async `list_all`."""
+        return await self._adrive(self._all(owner))
+
+    def running(self, owner: Owner, thread_id: str) -> bool:
+        """Whether a run holds the owner's thread now."""
+        return self._drive(self._running(owner, thread_id))
+
+    async def arunning(self, owner: Owner, thread_id: str) -> bool:
+        """Async `running`."""
+        return await self._adrive(self._running(owner, thread_id))
+
+    async def arollback(self, owner: Owner, thread_id: str, run_id: str) -> bool:
+        """Remove what run `run_id` did on the owner's thread (it has stopped): the state
+        goes back to the newest checkpoint no step of the run wrote (copied as the head,
+        so later runs continue from it) and the transcript back to that checkpoint's
+        length. Answers whether the run had written anything.
+
+        Raises:
+            NotFoundError: no such thread for this owner.
+            ConflictError: a run holds the thread.
+        """
+        _record, token = await self._adrive(self._claim(owner, thread_id))
+        key = owner.thread_key(thread_id)
+        try:
+            before = None
+            wrote = False
+            async for snapshot in self.graph.aget_state_history(self.config(owner, thread_id)):
+                if (snapshot.metadata or {}).get("run_id") != run_id:
+                    before = snapshot
+                    break
+                wrote = True
+            if not wrote:
+                return False
+            if before is None:  # the run was the thread's first
+                await self._adrive(self._rewind(key, None, 0))
+            else:
+                length = (before.values or {}).get("transcript_len", 0)
+                await self._adrive(self._rewind(key, before.config, length))
+            return True
+        finally:
+            await self._adrive(self._release(key, token))
+
+    def _rewind(self, key: str, config: RunnableConfig | None, length: int) -> _Steps:
+        if config is None:
+            yield _DeleteThread(key)
+        else:
+            yield _Copy(config)
+        yield _Db("truncate", (key, length))
+
+    def _release(self, key: str, token: str) -> _Steps:
+        yield _Db("release", (key, token))
+
+    async def astream_graph(
+        self,
+        owner: Owner,
+        thread_id: str | None,
+        messages: Sequence[Any],
+        *,
+        stream_mode: Sequence[str] = ("values",),
+        context: dict[str, Any] | None = None,
+        recent: int = 50,
+        run_id: str | None = None,
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """Run like `arun`, yielding the graph's own stream parts for LangGraph clients.
+
+        With `run_id`, the checkpoints carry it in their metadata, and the same run started
+        again (taken over after its process died) resumes from its last checkpoint instead
+        of starting over: the messages must then carry the ids they had the first time.
+
+        Yields `("thread", record)` once the thread is claimed, then `(mode, payload)` for
+        each part of the graph's `stream_mode` (`messages` payloads are `(chunk,
+        metadata)`; `values` payloads are what `view_state` shows: the recent transcript
+        followed by this run's messages, so summarisation never takes messages off a
+        client's screen), then `("done", (RunResult, last values payload))`.
+        """
+        graph_context = self.graph_context(owner, context)
+        run = await self._adrive(self._begin_run(owner, thread_id, messages))
+        config = self.config(owner, run.record["thread_id"], run.token)
+        if run_id is not None:
+            config["metadata"] = {"run_id": run_id}
+        modes = list(dict.fromkeys([*stream_mode, "values"]))
+        values: dict[str, Any] | None = None
+        view: dict[str, Any] = {}
+        try:
+            yield "thread", run.record
+            earlier = await self._adrive(self._tail(run.key, None, recent))
+            async for mode, payload in self.graph.astream(  # type: ignore[call-overload]
+                {"messages": run.input},
+                config,
+                context=graph_context,
+                stream_mode=modes,
+                durability=self.durability,
+            ):
+                if mode == "values":
+                    values = payload
+                    window = payload.get("messages") or []
+                    view = client_values(earlier, _run_part(window, run.input), payload, recent)
+                    if "values" in stream_mode:
+                        yield "values", view
+                else:
+                    yield mode, payload
+        except BaseException as exc:
+            await self._adrive(self._finish_run(run, None, exc))
+            raise
+        result = await self._adrive(self._finish_run(run, values))
+        yield "done", (result, view)
+
+
+# -- LangGraph server API: pure helpers ----------------------------------------------
+
+
+def client_values(
+    recorded: Sequence[BaseMessage],
+    later: Sequence[BaseMessage],
+    values: dict[str, Any],
+    recent: int,
+) -> dict[str, Any]:
+    """The state values a LangGraph client sees.
+
+    Args:
+        recorded: The recent transcript, oldest first.
+        later: Messages after it (not yet recorded, or added by the run in progress);
+            those already in `recorded` are skipped.
+        values: The graph state, for its summary and transcript length.
+        recent: How many messages to show at most.
+    """
+    seen = {m.id for m in recorded}
+    messages = [*recorded, *(m for m in later if m.id not in seen)]
+    return {
+        "messages": messages[-recent:] if recent > 0 else [],
+        "summary": values.get("summary") or "",
+        "transcript_len": values.get("transcript_len", 0),
+    }
+
+
+def _run_part(window: Sequence[BaseMessage], new: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The messages of a run's working window from its first input on (the run's own)."""
+    ids = {m.id for m in new}
+    for index, message in enumerate(window):
+        if message.id in ids:
+            return list(window[index:])
+    # Summarisation folded the input away, and with it everything before it: what remains
+    # of the window came after the input.
+    return [*new, *window]
