@@ -65,3 +65,4 @@ bench-quick: $(STAMP)
 
 bench-http: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench.http_bench
+	PYTHONPATH=. $(BIN)/python -m bench.lg_runs
