@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: install browser run dev chat test lint services services-stop bench bench-quick bench-http clean
+.PHONY: install browser run dev chat test test-quick lint services services-stop bench bench-quick bench-http clean
 
 # The venv is created when missing and reinstalled only when pyproject.toml changes. Running
 # needs the package alone; the tests, notebooks, local servers and benchmarks add the dev extra.
@@ -42,6 +42,10 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The tests that start no server process: a minute or two.
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent memory server tests

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import prompts
-from memory.settings import Settings
+from agent.settings import AgentSettings
 
 
 def _env(name: str) -> Callable[[], Any]:
@@ -15,7 +15,7 @@ def _env(name: str) -> Callable[[], Any]:
     settings' own default) when the field is not given explicitly."""
 
     def read() -> Any:
-        value = getattr(Settings(), name)
+        value = getattr(AgentSettings(), name)
         return prompts.SYSTEM_PROMPT if name == "system_prompt" and value is None else value
 
     return read
@@ -66,9 +66,9 @@ class Context:
     )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Context:
+    def from_settings(cls, settings: AgentSettings) -> Context:
         """The run defaults of a deployment: every field from `settings` itself, so an
-        explicit `Settings(...)` is honoured, not only the environment."""
+        explicit `Settings(...)` or `AgentSettings(...)` is honoured, not only the environment."""
         return cls(
             user_id=settings.user_id,
             tenant_id=settings.tenant_id,

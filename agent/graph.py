@@ -29,15 +29,13 @@ from langgraph.runtime import Runtime, get_runtime
 from langgraph.store.base import BaseStore, Item, Op, SearchItem, SearchOp
 from langgraph.types import Checkpointer
 
-from agent import prompts
+from agent import namespaces, prompts, transcript
 from agent.context import Context
 from agent.model import load_chat_model
 from agent.state import InputState, State
 from agent.summarize import clip_summary, plan_fold, transcript_lines
 from agent.tools import MEMORY_TOOLS, as_tools, plan_tool_calls
-from memory import namespaces, transcript
-from memory.stores.outages import bounded
-from memory.transcript import content_text
+from agent.transcript import TRANSCRIPT_KEY, TranscriptSink, content_text
 
 #: Hard cap on steps per run; the router stops the tool loop before reaching it.
 RECURSION_LIMIT = 25
@@ -67,8 +65,9 @@ class _RunTools:
 
 @dataclass
 class _Append:
-    """Transcript records for the session database, fenced by the run's lease token."""
+    """Transcript records for the run's sink, fenced by the run's lease token."""
 
+    sink: TranscriptSink
     thread_key: str
     start: int
     records: list[dict[str, Any]]
@@ -92,9 +91,9 @@ class _Where:
 
     thread_key: str | None
     has_store: bool
-    #: The session database beside the store (a store opened by `memory.stores`), which
-    #: holds transcripts; without one, transcripts go into the store in blocks.
-    has_db: bool
+    #: Where transcripts go when the run was given one (the session service passes its
+    #: session database); without one, transcripts go into the store in blocks.
+    sink: TranscriptSink | None
     token: str | None
 
 
@@ -103,7 +102,7 @@ def _where(config: RunnableConfig, store: BaseStore | None) -> _Where:
     return _Where(
         thread_key=configurable.get("thread_id"),
         has_store=store is not None,
-        has_db=getattr(store, "sessions_db", None) is not None,
+        sink=configurable.get(TRANSCRIPT_KEY),
         token=configurable.get(LEASE_KEY),
     )
 
@@ -118,9 +117,9 @@ def _record(
     update = {"transcript_len": start + len(new), "recorded_id": new[-1].id}
     if not (where.thread_key and where.has_store):
         return [], update
-    if where.has_db:
+    if where.sink is not None:
         records = [transcript.message_to_record(m, start + i) for i, m in enumerate(new)]
-        return [_Append(where.thread_key, start, records, where.token)], update
+        return [_Append(where.sink, where.thread_key, start, records, where.token)], update
     prepare = transcript.prepare_ops(where.thread_key, start)
     found = (yield _Batch(prepare)) if prepare else []
     return [_Batch(transcript.record_ops(where.thread_key, start, new, found))], update
@@ -378,7 +377,7 @@ def _drive(
             if isinstance(request, _Batch):
                 result = store.batch(request.ops) if store is not None else []
             elif isinstance(request, _Append):
-                result = store.sessions_db.append(  # type: ignore[union-attr]
+                result = request.sink.append(
                     request.thread_key, request.start, request.records, request.token
                 )
             elif isinstance(request, _RunTools):
@@ -403,12 +402,8 @@ async def _adrive(
             if isinstance(request, _Batch):
                 result = await store.abatch(request.ops) if store is not None else []
             elif isinstance(request, _Append):
-                # Within the database's deadline, as every call of the graph's stores.
-                result = await bounded(
-                    getattr(store, "breaker", None),
-                    store.sessions_db.aappend(  # type: ignore[union-attr]
-                        request.thread_key, request.start, request.records, request.token
-                    ),
+                result = await request.sink.aappend(
+                    request.thread_key, request.start, request.records, request.token
                 )
             elif isinstance(request, _RunTools):
                 result = await asyncio.gather(

@@ -37,7 +37,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
 from agent.prompts import NONE, SUMMARY_PROMPT
-from memory.transcript import content_text
+from agent.transcript import content_text
 
 OFFLINE_NOTICE = (
     "offline model in use: deterministic replies, no LLM. "

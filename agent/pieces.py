@@ -60,10 +60,10 @@ from agent.graph import (
     summarize_conversation,
 )
 from agent.loading import AppConfigError, check_graph
+from agent.namespaces import session_memories, user_memories
 from agent.prompts import SYSTEM_PROMPT
 from agent.state import InputState, State
 from agent.tools import MEMORY_TOOLS, as_tools, delete_memory, save_memory, scope_namespace
-from memory.namespaces import session_memories, user_memories
 
 __all__ = [
     "MEMORY_TOOLS",

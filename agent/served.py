@@ -2,7 +2,7 @@
 graph `MEMORY_AGENT_GRAPH` names, compiled without persistence (the dev server adds its own)."""
 
 from agent.loading import graph_factory
-from memory.settings import Settings
+from agent.settings import AgentSettings
 
-_settings = Settings()
+_settings = AgentSettings()
 graph = graph_factory(tools=_settings.tools, graph=_settings.graph)(None, None)

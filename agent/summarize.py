@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
-from memory.transcript import content_text
+from agent.transcript import content_text
 
 
 def message_tokens(message: BaseMessage) -> int:

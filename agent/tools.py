@@ -12,8 +12,8 @@ from langchain_core.tools import BaseTool, tool
 from langgraph.store.base import Op, PutOp
 from pydantic import BaseModel, Field, ValidationError
 
-from memory import namespaces
-from memory.memories import MemoryTooLargeError, memory_value
+from agent import namespaces
+from agent.memories import MemoryTooLargeError, memory_value
 
 Scope = Literal["user", "session"]
 

@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 import redis
 
-from memory.stores.factory import sqlite_path
+from memory.stores.factory import sessions_db, sqlite_path
+from memory.stores.sessiondb import MemorySessionDB
 from tests.devservers import ServerHandle, start_postgres, start_redis
 
 
@@ -106,8 +107,8 @@ def _memory_bytes(obj: Any) -> int:
             for key, item in items.items()
         )
         # The session database beside the store: records and transcripts, as stored JSON.
-        db = getattr(obj, "sessions_db", None)
-        if db is not None:
+        db = sessions_db(obj)
+        if isinstance(db, MemorySessionDB):
             size += sum(len(json.dumps(r)) for log in db._transcripts.values() for r in log)
             size += sum(len(json.dumps(r)) for mine in db._sessions.values() for r in mine.values())
         return size

@@ -664,7 +664,7 @@ async def in_process(
     server does around it (the session record read and updated in the store).
     """
     from agent import build_graph
-    from memory.namespaces import Owner
+    from agent.namespaces import Owner
     from memory.sessions import SessionManager
     from memory.settings import Settings
     from memory.stores import aopen_backends

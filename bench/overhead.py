@@ -28,10 +28,10 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 
 from agent import build_graph
+from agent.namespaces import Owner
 from bench.databases import Databases
 from bench.stock import astock_saver, build_stock_graph, stock_saver
 from bench.workload import build_unpersisted_agent, user_text
-from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import aopen_backends, open_backends

@@ -20,13 +20,12 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage
 
-from agent import Context, build_graph
+from agent import Context, build_graph, transcript
+from agent.namespaces import Owner
 from bench.databases import Databases, stored_bytes
 from bench.report import write_report
 from bench.stock import build_stock_graph, stock_saver
 from bench.workload import ModelInputs, build_unpersisted_agent, user_text
-from memory import transcript
-from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import open_backends, open_checkpointer, sessions_db

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Self, assert_never
@@ -15,17 +15,17 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import GetOp, Op, PutOp, SearchOp
 
-from agent import RECURSION_LIMIT, Context
+from agent import RECURSION_LIMIT, Context, namespaces, transcript
 from agent.graph import LEASE_KEY
+from agent.memories import MemoryTooLargeError, memory_out, memory_value
+from agent.namespaces import InvalidIdError, Owner, check_id
 from agent.tools import scope_namespace
-from memory import namespaces, transcript
+from agent.transcript import TRANSCRIPT_KEY
 from memory.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
 )
-from memory.memories import MemoryTooLargeError, memory_out, memory_value
-from memory.namespaces import InvalidIdError, Owner, check_id
 from memory.session_steps import (
     _PAGE,
     _RECENT,
@@ -56,11 +56,33 @@ from memory.stores.outages import (
     LOST,
     Breaker,
     as_unavailable,
+    bounded,
     retry_in_background,
     within,
 )
 from memory.stores.sessiondb import Claim, RateLimit, SessionDB
 from memory.stores.values import StoreValueError
+
+
+class _Transcript:
+    """The session database as a run's `agent.transcript.TranscriptSink`: its async
+    appends within the database's deadline, as every call of the graph's stores."""
+
+    __slots__ = ("breaker", "db")
+
+    def __init__(self, db: SessionDB, breaker: Breaker | None) -> None:
+        self.db = db
+        self.breaker = breaker
+
+    def append(
+        self, thread_key: str, start: int, records: Sequence[dict[str, Any]], token: str | None
+    ) -> None:
+        self.db.append(thread_key, start, records, token)
+
+    async def aappend(
+        self, thread_key: str, start: int, records: Sequence[dict[str, Any]], token: str | None
+    ) -> None:
+        await bounded(self.breaker, self.db.aappend(thread_key, start, records, token))
 
 
 class SessionBase:
@@ -97,9 +119,11 @@ class SessionBase:
         self.rate = RateLimit(runs_per_minute, 60_000) if runs_per_minute else None
         self.lease_ms = max(1, int(lease_seconds * 1000))
         self.backend_timeout = backend_timeout
-        #: The store's database breaker (Postgres, Redis), shared with the graph's calls:
-        #: while that database is down, the service's calls fail at once too.
-        self.breaker: Breaker | None = getattr(self.store, "breaker", None)
+        #: The session database's breaker (Postgres, Redis), shared with the graph's store
+        #: calls: while that database is down, the service's calls fail at once too.
+        self.breaker: Breaker | None = self.db.breaker
+        #: Where the runs this service makes record their transcripts.
+        self.transcript = _Transcript(self.db, self.breaker)
         self.clock = clock
         self._sweeper = uuid.uuid4().hex
 
@@ -258,10 +282,13 @@ class SessionBase:
 
     # -- helpers -------------------------------------------------------------------
 
-    @staticmethod
-    def config(owner: Owner, thread_id: str, token: str | None = None) -> RunnableConfig:
-        """The LangGraph config of an owner's thread (with a run's lease token)."""
-        configurable: dict[str, Any] = {"thread_id": owner.thread_key(thread_id)}
+    def config(self, owner: Owner, thread_id: str, token: str | None = None) -> RunnableConfig:
+        """The LangGraph config of an owner's thread (with a run's lease token), which
+        gives the graph the session database as its transcript sink."""
+        configurable: dict[str, Any] = {
+            "thread_id": owner.thread_key(thread_id),
+            TRANSCRIPT_KEY: self.transcript,
+        }
         if token is not None:
             configurable[LEASE_KEY] = token
         return {"configurable": configurable, "recursion_limit": RECURSION_LIMIT}

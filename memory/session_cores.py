@@ -9,14 +9,14 @@ from typing import Any
 
 from langchain_core.messages import AIMessage
 
-from memory import transcript
+from agent import transcript
+from agent.namespaces import Owner, check_id
 from memory.errors import (
     ConflictError,
     InvalidInputError,
     RateLimitedError,
     SessionEndedError,
 )
-from memory.namespaces import Owner, check_id
 from memory.session_base import SessionBase
 from memory.session_steps import (
     RunResult,

@@ -24,10 +24,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseM
 from langchain_core.runnables import RunnableConfig
 from langgraph.store.base import Op, PutOp
 
-from agent import Context
-from memory import transcript
+from agent import Context, transcript
+from agent.namespaces import Owner
 from memory.errors import InvalidInputError
-from memory.namespaces import Owner
 from memory.stores.sessiondb import SessionDB
 from memory.stores.values import StoreValueError, check_put
 

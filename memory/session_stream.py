@@ -15,14 +15,13 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 
-from agent import Context
-from memory import transcript
+from agent import Context, transcript
+from agent.namespaces import Owner
 from memory.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
 )
-from memory.namespaces import Owner
 from memory.session_cores import SessionCores
 from memory.session_steps import (
     _Copy,

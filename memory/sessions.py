@@ -38,7 +38,7 @@ from collections.abc import (
 )
 from typing import Any
 
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.session_steps import RunResult
 from memory.session_stream import SessionStreaming
 

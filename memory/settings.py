@@ -7,21 +7,16 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent.settings import AgentSettings
 
 SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "redis", "rediss")
 
 
-class Settings(BaseSettings):
-    """Every deployment setting in one place; an explicit argument beats the environment."""
+class Settings(AgentSettings):
+    """Every deployment setting in one place (the agent's own first, from
+    `agent.settings.AgentSettings`); an explicit argument beats the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="MEMORY_AGENT_", extra="ignore")
-
-    model: str = Field(
-        default="offline",
-        description="`offline` (deterministic, no network) or any `provider:model` for "
-        "LangChain's init_chat_model, e.g. `openai:gpt-4o-mini`.",
-    )
     embeddings: str = Field(
         default="local",
         description="`local` (offline MiniLM ONNX), `none`, or `provider:model` for init_embeddings.",
@@ -35,9 +30,6 @@ class Settings(BaseSettings):
     store_url: str | None = Field(default=None, description="Overrides the store's backend alone.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    token_budget: int = Field(
-        default=2000, ge=100, description="Working-message tokens before summarisation runs."
-    )
     pool_size: int = Field(
         default=10,
         ge=1,
@@ -128,36 +120,6 @@ class Settings(BaseSettings):
         default=4,
         ge=1,
         description="Messages a session needs before ending it saves its summary to memory.",
-    )
-    user_id: str = Field(default="local", description="The user a run acts for when none is given.")
-    tenant_id: str = Field(default="default", description="The tenant of that user.")
-    keep_ratio: float = Field(
-        default=0.5,
-        ge=0.05,
-        le=0.95,
-        description="Share of the token budget kept as recent messages after summarising.",
-    )
-    summary_max_tokens: int = Field(default=400, ge=16, description="Longest running summary.")
-    memory_search_limit: int = Field(
-        default=5, ge=0, le=100, description="User memories retrieved into the prompt."
-    )
-    system_prompt: str | None = Field(
-        default=None, description="The system prompt; placeholders are filled each turn."
-    )
-    tools: str | None = Field(
-        default=None,
-        description="`package.module:attribute`: a tool or a list of tools (LangChain tools or "
-        "plain functions) the model is offered beside the memory tools.",
-    )
-    tool_timeout_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="Longest an application tool call may take; then an error result.",
-    )
-    graph: str | None = Field(
-        default=None,
-        description="`package.module:attribute`: a StateGraph builder, a compiled graph or a "
-        "factory of either, served instead of the built-in agent.",
     )
     workers: int = Field(
         default=1,

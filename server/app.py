@@ -22,8 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from agent import OFFLINE_NOTICE
 from agent.loading import graph_factory
 from agent.model import is_offline
+from agent.namespaces import InvalidIdError
 from memory.errors import MemoryAgentError, RateLimitedError, UnavailableError
-from memory.namespaces import InvalidIdError
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import Backends, aopen_backends

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 
-from memory.namespaces import InvalidIdError, Owner
+from agent.namespaces import InvalidIdError, Owner
 
 #: The owner every request acts for when no API keys are configured.
 DEV_OWNER = Owner(tenant="default", user="local")

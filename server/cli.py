@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from agent import OFFLINE_NOTICE
 from agent.loading import AppConfigError, graph_factory
 from agent.model import ModelConfigError, is_offline, load_chat_model
+from agent.namespaces import InvalidIdError, Owner, check_id
 from memory.embeddings import EmbeddingsUnavailableError, provider_embeddings
 from memory.errors import MemoryAgentError
-from memory.namespaces import InvalidIdError, Owner, check_id
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import open_backends

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from agent.namespaces import ID_PATTERN, Owner
 from memory.errors import UnavailableError
-from memory.namespaces import ID_PATTERN, Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import Backends

@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.namespaces import Owner
 from memory.errors import (
     ConflictError,
     MemoryAgentError,
     NotFoundError,
 )
-from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.rundb import (

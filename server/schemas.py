@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from agent.namespaces import ID_PATTERN
 from memory.errors import InvalidInputError
-from memory.namespaces import ID_PATTERN
 
 #: Deepest nesting accepted in client JSON (metadata, memory values).
 MAX_JSON_DEPTH = 20

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.settings import Settings
 
 pytest_plugins = ["tests.plugins.services", "tests.plugins.server"]

@@ -9,8 +9,8 @@ from langchain_core.messages import AIMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
 from agent import Context, build_graph
+from agent.namespaces import Owner
 from memory.errors import ConflictError, NotFoundError
-from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.stores.factory import aopen_backends
 from tests.scripted import ScriptedChatModel
@@ -184,7 +184,7 @@ async def test_delete_removes_everything_of_the_thread(backends, owner: Owner) -
         await sessions.aget(owner, "gone")
     key = owner.thread_key("gone")
     assert await backends.checkpointer.aget_tuple({"configurable": {"thread_id": key}}) is None
-    from memory import namespaces
+    from agent import namespaces
 
     assert await backends.store.asearch(namespaces.transcript(key), limit=5) == []
     assert (

@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage
 
 from agent import Context, build_graph
 from agent.loading import AppConfigError, graph_factory
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.stores.factory import aopen_backends
 from tests.owngraph import TOOLS

@@ -18,7 +18,7 @@ from langgraph.checkpoint.postgres.base import BasePostgresSaver
 from langgraph.store.postgres.base import BasePostgresStore
 
 from agent import build_graph
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import (

@@ -12,7 +12,7 @@ from typing import Any
 from langchain_core.messages.utils import count_tokens_approximately
 
 from agent import Context, build_graph
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import aopen_backends

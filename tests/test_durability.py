@@ -22,7 +22,7 @@ _SCRIPT = """
 import asyncio, json, os, sys
 from agent import build_graph
 from memory.stores.factory import aopen_backends
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from agent import build_graph
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores import aopen_backends

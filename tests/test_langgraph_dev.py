@@ -20,7 +20,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from memory import namespaces
+from agent import namespaces
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
 from agent.loading import AppConfigError
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.settings import Settings
 from server.app import create_app
 from tests.lgserver import langgraph_server, post

@@ -15,8 +15,8 @@ from langchain_core.messages import BaseMessage
 from pydantic import Field
 
 from agent import OfflineChatModel, build_graph
+from agent.namespaces import Owner
 from memory.errors import NotFoundError
-from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores import aopen_backends, open_backends

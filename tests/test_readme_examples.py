@@ -25,7 +25,7 @@ from langchain_core.messages import AIMessage
 
 from agent import build_graph
 from agent.loading import graph_factory
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import aopen_backends, open_backends
@@ -142,7 +142,7 @@ def served(starting: Served) -> Served:
 #: What the examples import, imported once by the interpreter that forks their runs.
 _PRELOADED = (
     "agent",
-    "memory.namespaces",
+    "agent.namespaces",
     "memory.sessions",
     "memory.stores",
     "langgraph.pregel.remote",

@@ -9,7 +9,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from tests.plugins.server import Api, ApiFactory, fresh_id
 
 USERS = ("alice", "bob", "carol")

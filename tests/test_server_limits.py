@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.stores.sessiondb import RateLimit
 from tests.plugins.server import Api, ApiFactory, GatedModel, fresh_id
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.settings import Settings
 from memory.stores.factory import scheme_of
 from server.app import create_app

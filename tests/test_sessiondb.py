@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.settings import Settings
 from memory.stores import aopen_store, open_store
 from memory.stores.factory import sessions_db

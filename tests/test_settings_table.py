@@ -30,6 +30,7 @@ from langchain_core.messages.utils import count_tokens_approximately
 from agent import OfflineChatModel, build_graph, prompts
 from agent.context import Context
 from agent.model import ModelConfigError, load_chat_model
+from agent.namespaces import Owner
 from memory.embeddings import (
     LOCAL_DIMS,
     EmbeddingsUnavailableError,
@@ -37,7 +38,6 @@ from memory.embeddings import (
     load_embeddings,
 )
 from memory.errors import ConflictError
-from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import aopen_backends, default_store_url, index_config, open_backends
@@ -457,7 +457,7 @@ _KILLED_TURN = """
 import os, sys
 from langchain_core.messages import AIMessage
 from agent import build_graph
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import open_backends

@@ -5,8 +5,8 @@ from __future__ import annotations
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.store.memory import InMemoryStore
 
-from memory import namespaces, transcript
-from memory.transcript import BLOCK
+from agent import namespaces, transcript
+from agent.transcript import BLOCK
 
 
 def _append(store: InMemoryStore, key: str, start: int, count: int, tag: str = "m") -> None:

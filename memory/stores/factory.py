@@ -52,8 +52,8 @@ from langgraph.store.postgres import PostgresStore
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.sqlite import SqliteStore
 
+from agent.memories import INDEX_FIELDS
 from memory.embeddings import load_embeddings
-from memory.memories import INDEX_FIELDS
 from memory.settings import Settings, get_settings
 from memory.stores.outages import BoundedSaver, Breaker, bounded, breaker_for
 from memory.stores.retention import with_retention
@@ -358,9 +358,11 @@ class CheckedPostgresStore(PostgresStore):
 
 
 class AsyncCheckedPostgresStore(EarlyPutCheck, AsyncPostgresStore):
-    """Async `CheckedPostgresStore`."""
+    """Async `CheckedPostgresStore`; `breaker` bounds each call (None: no deadline)."""
 
-    breaker: Breaker | None = None
+    def __init__(self, *args: Any, breaker: Breaker | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.breaker = breaker
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """Check the puts, then run the operations within the deadline."""
@@ -518,8 +520,9 @@ async def aopen_checkpointer(
             pool = _apg_pool(url, settings, "memory-agent-checkpoints")
             await pool.open(wait=True, timeout=_open_timeout(settings))
             stack.push_async_callback(pool.close)
-            pg_saver = bounded_saver(AsyncKeyedPostgresSaver)(pool)
-            pg_saver.breaker = breaker_for(url, settings.backend_timeout_seconds)
+            pg_saver = bounded_saver(AsyncKeyedPostgresSaver)(
+                pool, breaker=breaker_for(url, settings.backend_timeout_seconds)
+            )
             async with asetup_lock(url):
                 await pg_saver.setup()
             saver = pg_saver
@@ -530,9 +533,12 @@ async def aopen_checkpointer(
             client = async_redis_client(url, settings.backend_timeout_seconds)
             stack.push_async_callback(client.aclose)
             redis_saver = await stack.enter_async_context(
-                bounded_saver(AsyncListingRedisSaver)(redis_client=client, ttl=saver_ttl(settings))
+                bounded_saver(AsyncListingRedisSaver)(
+                    redis_client=client,
+                    ttl=saver_ttl(settings),
+                    breaker=breaker_for(url, settings.backend_timeout_seconds),
+                )
             )
-            redis_saver.breaker = breaker_for(url, settings.backend_timeout_seconds)
             saver = redis_saver
         yield with_retention(saver, settings.checkpoint_keep)
 
@@ -582,7 +588,7 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
             store = KeyedRedisStore(client, index=index, ttl=ttl)  # type: ignore[arg-type]
             store.setup()
             db = RedisSessionDB(client, settings.ttl_minutes)
-        store.sessions_db = db  # type: ignore[union-attr]
+        _SESSION_DBS[store] = db
         yield store
 
 
@@ -612,9 +618,9 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             pool = _apg_pool(url, settings, "memory-agent-store")
             await pool.open(wait=True, timeout=_open_timeout(settings))
             stack.push_async_callback(pool.close)
-            pg_store = AsyncCheckedPostgresStore(pool, index=index, ttl=ttl)  # type: ignore[arg-type]
-            pg_store.breaker = breaker_for(url, settings.backend_timeout_seconds)
-            db = PostgresSessionDB(pool)
+            breaker = breaker_for(url, settings.backend_timeout_seconds)
+            pg_store = AsyncCheckedPostgresStore(pool, index=index, ttl=ttl, breaker=breaker)  # type: ignore[arg-type]
+            db = PostgresSessionDB(pool, breaker)
             async with asetup_lock(url):
                 await pg_store.setup()
                 await db.asetup()
@@ -626,13 +632,13 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
 
             client = async_redis_client(url, settings.backend_timeout_seconds)
             stack.push_async_callback(client.aclose)
-            redis_store = AsyncKeyedRedisStore(client, index=index, ttl=ttl)  # type: ignore[arg-type]
-            redis_store.breaker = breaker_for(url, settings.backend_timeout_seconds)
+            breaker = breaker_for(url, settings.backend_timeout_seconds)
+            redis_store = AsyncKeyedRedisStore(client, index=index, ttl=ttl, breaker=breaker)  # type: ignore[arg-type]
             stack.push_async_callback(redis_store.aclose)
             await redis_store.setup()
             store = redis_store
-            db = RedisSessionDB(client, settings.ttl_minutes)
-        store.sessions_db = db  # type: ignore[union-attr]
+            db = RedisSessionDB(client, settings.ttl_minutes, breaker)
+        _SESSION_DBS[store] = db
         yield store
 
 
@@ -645,16 +651,21 @@ def _sqlite_sessions(url: str, stack: ExitStack | AsyncExitStack) -> SqliteSessi
     return db
 
 
+#: The session database opened beside each store the factory opened (the store itself
+#: knows nothing of it), kept as long as the store is.
+_SESSION_DBS: weakref.WeakKeyDictionary[BaseStore, SessionDB] = weakref.WeakKeyDictionary()
+
+
 def sessions_db(store: BaseStore) -> SessionDB:
-    """The session database that lives beside `store` (the factory attaches one to every
+    """The session database that lives beside `store` (the factory opens one with every
     store it opens; a bare `InMemoryStore` gets an in-process one).
 
     Raises:
         BackendURLError: `store` was not opened by this factory and is not in memory.
     """
-    db = getattr(store, "sessions_db", None)
+    db = _SESSION_DBS.get(store)
     if db is None and isinstance(store, InMemoryStore):
-        db = store.sessions_db = MemorySessionDB()  # type: ignore[attr-defined]
+        db = _SESSION_DBS[store] = MemorySessionDB()
     if db is None:
         raise BackendURLError(
             f"{type(store).__name__} has no session database: open the store with "

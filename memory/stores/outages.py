@@ -226,12 +226,14 @@ async def bounded(breaker: Breaker | None, call: Awaitable[T]) -> T:
 class BoundedSaver:
     """Mixin for an async saver: each call goes through the database's `Breaker`.
 
-    Put first in the bases of the saver class the factory opens; `breaker` is set on the
-    instance (None leaves calls as they are). Only the methods every saver has are
+    Put first in the bases of the saver class the factory opens and pass `breaker` to its
+    constructor (None leaves calls as they are). Only the methods every saver has are
     wrapped, so capability checks on the optional ones still see the saver's own.
     """
 
-    breaker: Breaker | None = None
+    def __init__(self, *args: Any, breaker: Breaker | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.breaker = breaker
 
     async def aget_tuple(self, config: Any) -> Any:
         """The saver's `aget_tuple`, within the deadline."""

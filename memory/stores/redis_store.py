@@ -709,10 +709,9 @@ class AsyncKeyedRedisStore(_KeyedCore, EarlyPutCheck, AsyncBatchedBaseStore):
         ttl: TTL configuration; items written with a TTL expire in Redis and are never
             returned once expired.
         key_prefix: Prefix of every key the store writes.
+        breaker: Bounds each round trip (see `memory.stores.outages.Breaker`); None: no
+            deadline.
     """
-
-    #: Bounds each round trip (see `memory.stores.outages.Breaker`); None: no deadline.
-    breaker: Breaker | None = None
 
     def __init__(
         self,
@@ -721,9 +720,11 @@ class AsyncKeyedRedisStore(_KeyedCore, EarlyPutCheck, AsyncBatchedBaseStore):
         index: IndexConfig | None = None,
         ttl: TTLConfig | None = None,
         key_prefix: str = DEFAULT_PREFIX,
+        breaker: Breaker | None = None,
     ) -> None:
         super().__init__()
         self._redis = redis_client
+        self.breaker = breaker
         self._configure(index, ttl, key_prefix)
 
     @classmethod

@@ -32,8 +32,9 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from agent.namespaces import Owner
 from memory.errors import ConflictError
-from memory.namespaces import Owner
+from memory.stores.outages import Breaker
 from memory.stores.rundb import MemoryRunDB, RunDB
 
 Record = dict[str, Any]
@@ -114,6 +115,9 @@ class SessionDB:
     shared = False
     #: The LangGraph runs kept beside the sessions, on the same database.
     runs: RunDB
+    #: The database's breaker (Postgres, Redis), which bounds the session service's async
+    #: calls and shares the outage state of every pool and client on that database.
+    breaker: Breaker | None = None
 
     # -- drivers -------------------------------------------------------------------
 

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from memory.namespaces import Owner
+from agent.namespaces import Owner
+from memory.stores.outages import Breaker
 from memory.stores.rundb_redis import RedisRunDB
 from memory.stores.sessiondb import (
     Claim,
@@ -312,8 +313,11 @@ class RedisSessionDB(SessionDB):
     kind = "redis"
     shared = True
 
-    def __init__(self, client: Any, ttl_minutes: float | None = None) -> None:
+    def __init__(
+        self, client: Any, ttl_minutes: float | None = None, breaker: Breaker | None = None
+    ) -> None:
         self.client = client
+        self.breaker = breaker
         self.ttl_ms = int(ttl_minutes * 60_000) if ttl_minutes else 0
         self._scripts = {
             name: client.register_script(_wrapped(lua)) for name, lua in SCRIPTS.items()

@@ -23,8 +23,9 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from agent.namespaces import Owner
 from memory.errors import UnavailableError
-from memory.namespaces import Owner
+from memory.stores.outages import Breaker
 from memory.stores.sessiondb import (
     Claim,
     LeaseLostError,
@@ -458,10 +459,11 @@ class PostgresSessionDB(SqlSessionDB):
     for_share = " FOR SHARE"
     for_key_share = " FOR KEY SHARE"
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, breaker: Breaker | None = None) -> None:
         from memory.stores.rundb_sql import SqlRunDB
 
         self.pool = pool
+        self.breaker = breaker
         self.runs = SqlRunDB(self)
 
     def _owner_lock(self, owner: Owner) -> Steps:

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
+from agent.namespaces import Owner
 from memory.errors import InvalidInputError, NotFoundError
-from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.rundb import Event, Record

@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Response, status
 from langgraph.store.base import PutOp
 
+from agent.namespaces import Owner, label
 from memory.errors import InvalidInputError
-from memory.namespaces import Owner, label
 from memory.stores.values import StoreValueError, check_put
 from server.deps import BackendsDep, OwnerDep
 from server.langgraph_api.schemas import (

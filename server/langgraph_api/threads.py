@@ -8,8 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
+from agent.namespaces import Owner
 from memory.errors import ConflictError, InvalidInputError, NotFoundError
-from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from server.deps import OwnerDep, RunnerDep, SessionsDep, SettingsDep, ThreadId
 from server.langgraph_api import views

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from memory.namespaces import Owner
+from agent.namespaces import Owner
 from memory.sessions import SessionManager
 from server.deps import MemoryKey, OwnerDep, SessionsDep, ThreadId
 from server.schemas import (

@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from agent.namespaces import Owner
 from memory.errors import MemoryAgentError, SessionEndedError
-from memory.namespaces import Owner
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from server.deps import (

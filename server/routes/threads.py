@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response, status
 from langchain_core.messages import BaseMessage
 
-from memory import transcript
+from agent import transcript
 from server.deps import OwnerDep, SessionsDep, SettingsDep, ThreadId
 from server.schemas import (
     Analytics,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.messages import (
     AIMessage,
@@ -24,7 +24,7 @@ from langchain_core.messages import (
 )
 from langgraph.store.base import GetOp, PutOp
 
-from memory import namespaces
+from agent import namespaces
 
 ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 
@@ -33,6 +33,25 @@ ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 #: indexes) or a document (Redis: ~1.7 KB) of overhead for ~0.4 KB of text; blocks spread
 #: that over many messages, and a page is still a read of one or two items.
 BLOCK = 16
+
+#: The `configurable` key under which a run is given its `TranscriptSink` (keys starting
+#: with `__` stay out of checkpoint metadata).
+TRANSCRIPT_KEY = "__memory_agent_transcript"
+
+
+class TranscriptSink(Protocol):
+    """Where a run appends its transcript records when not into the store in blocks: the
+    session database, which the session service passes to every run it makes."""
+
+    def append(
+        self, thread_key: str, start: int, records: Sequence[dict[str, Any]], token: str | None
+    ) -> None:
+        """Write `records` as messages `start...` of the thread (fenced by `token`)."""
+
+    async def aappend(
+        self, thread_key: str, start: int, records: Sequence[dict[str, Any]], token: str | None
+    ) -> None:
+        """`append`, async."""
 
 
 def unrecorded(values: Mapping[str, Any]) -> list[AnyMessage]:
