@@ -31,6 +31,7 @@ from memory.session_steps import (
     _RECENT,
     MIN_MESSAGES_FOR_SUMMARY,
     SWEEP_LEASE,
+    Db,
     Durability,
     Request,
     _Batch,
@@ -146,8 +147,8 @@ class SessionBase:
 
     def _perform(self, request: Request) -> Any:
         match request:
-            case _Db(method, args):
-                return getattr(self.db, method)(*args)
+            case _Db(call):
+                return call(self.db)
             case _Batch(ops):
                 return self.store.batch(ops)
             case _GetState(config):
@@ -173,8 +174,8 @@ class SessionBase:
 
     async def _aperform(self, request: Request) -> Any:
         match request:
-            case _Db(method, args):
-                return await getattr(self.db, f"a{method}")(*args)
+            case _Db(_, acall):
+                return await acall(self.db)
             case _Batch(ops):
                 return await self.store.abatch(ops)
             case _GetState(config):
@@ -250,13 +251,7 @@ class SessionBase:
     @staticmethod
     def _lease_of(request: Request) -> tuple[str, str] | None:
         """The thread key and token of a request that claims or releases a lease."""
-        if not isinstance(request, _Db) or request.method not in ("begin", "acquire", "release"):
-            return None
-        if request.method == "begin":
-            owner, thread_id, token = request.args[:3]
-            return owner.thread_key(thread_id), token
-        key, token = request.args[:2]
-        return key, token
+        return request.lease if isinstance(request, _Db) else None
 
     def _give_back(self, request: Request) -> Callable[[Any], Any] | None:
         """For a claim abandoned at its deadline: release the lease if the database granted
@@ -265,7 +260,7 @@ class SessionBase:
         lease = self._lease_of(request)
         if lease is None:
             return None
-        claims = isinstance(request, _Db) and request.method != "release"
+        claims = isinstance(request, _Db) and request.claims
 
         def settle(result: Any) -> None:
             granted = result is True or (isinstance(result, Claim) and result.claimed)
@@ -340,7 +335,7 @@ class SessionBase:
     def _load(self, owner: Owner, thread_id: str) -> _Steps:
         """The session record, expired first if it has been idle too long."""
         check_id("thread_id", thread_id)
-        record = yield _Db("get", (owner, thread_id))
+        record = yield Db.get(owner, thread_id)
         if record is None:
             raise NotFoundError(f"thread {thread_id!r} not found")
         if self.is_idle(record):
@@ -351,24 +346,24 @@ class SessionBase:
         """Expire an idle session unless a run holds it (a busy session never expires)."""
         thread_id = record["thread_id"]
         key, token = owner.thread_key(thread_id), uuid.uuid4().hex
-        if not (yield _Db("acquire", (key, token, self.lease_ms))):
+        if not (yield Db.acquire(key, token, self.lease_ms)):
             return record
         try:
-            fresh = yield _Db("get", (owner, thread_id))
+            fresh = yield Db.get(owner, thread_id)
             if fresh is None:
                 return record
             if self.is_idle(fresh):
                 fresh = yield from self._expire(owner, fresh)
             return fresh
         finally:
-            yield _Db("release", (key, token))
+            yield Db.release(key, token)
 
     def _ended(self, owner: Owner, record: dict[str, Any], summary: str) -> _Steps:
         """The ended record; a long enough session leaves its summary in long-term memory."""
         thread_id = record["thread_id"]
         ended = {**record, "status": "ended", "ended_at": self.clock().isoformat()}
         if record.get("message_count", 0) >= self.min_messages_for_summary:
-            recent, _ = yield _Db("page", (owner.thread_key(thread_id), -_RECENT, _RECENT))
+            recent, _ = yield Db.page(owner.thread_key(thread_id), -_RECENT, _RECENT)
             lines = transcript.format_context(recent)
             text = (f"{summary}\n{lines}" if summary else lines)[-3000:]
             value = memory_value(
@@ -389,8 +384,8 @@ class SessionBase:
         ended.update(
             end_reason="idle", checkpoints_expired=True, expired_at=self.clock().isoformat()
         )
-        if not (yield _Db("set_status", (owner, ended, "active"))):
-            return (yield _Db("get", (owner, thread_id))) or record
+        if not (yield Db.set_status(owner, ended, "active")):
+            return (yield Db.get(owner, thread_id)) or record
         yield _DeleteThread(owner.thread_key(thread_id))
         return ended
 
@@ -398,17 +393,17 @@ class SessionBase:
         """Take a thread's lease for a transition other than a run: `(record, token)`."""
         check_id("thread_id", thread_id)
         key, token = owner.thread_key(thread_id), uuid.uuid4().hex
-        if not (yield _Db("acquire", (key, token, self.lease_ms))):
-            if (yield _Db("get", (owner, thread_id))) is None:
+        if not (yield Db.acquire(key, token, self.lease_ms)):
+            if (yield Db.get(owner, thread_id)) is None:
                 raise NotFoundError(f"thread {thread_id!r} not found")
             raise ConflictError(f"a run is active on thread {thread_id!r}; retry when it ends")
         try:
-            record = yield _Db("get", (owner, thread_id))
+            record = yield Db.get(owner, thread_id)
         except BaseException:
-            yield _Db("release", (key, token))
+            yield Db.release(key, token)
             raise
         if record is None:
-            yield _Db("release", (key, token))
+            yield Db.release(key, token)
             raise NotFoundError(f"thread {thread_id!r} not found")
         return record, token
 
@@ -418,7 +413,7 @@ class SessionBase:
         """Expire the owner's idle sessions (before refusing a new one at the cap)."""
         if self.idle_timeout is None:
             return 0
-        records, _ = yield _Db("list", (owner, self._cap() + 1, 0, "active"))
+        records, _ = yield Db.list(owner, self._cap() + 1, 0, "active")
         expired = 0
         for record in records:
             if self.is_idle(record):
@@ -431,9 +426,9 @@ class SessionBase:
     ) -> _Steps:
         thread_id = check_id("thread_id", thread_id) if thread_id else str(uuid.uuid4())
         record = self._new_record(owner, thread_id, metadata)
-        outcome = yield _Db("create", (owner, record, self._cap()))
+        outcome = yield Db.create(owner, record, self._cap())
         if outcome == "full" and (yield from self._expire_idle_of(owner)):
-            outcome = yield _Db("create", (owner, record, self._cap()))
+            outcome = yield Db.create(owner, record, self._cap())
         if outcome == "exists":
             raise ConflictError(f"thread {thread_id!r} already exists")
         if outcome == "full":
@@ -458,7 +453,7 @@ class SessionBase:
             # Idle sessions are ended first, so a filtered page and its total agree with
             # the statuses it shows (an idle session is neither listed nor counted as active).
             yield from self._expire_idle_of(owner)
-        records, total = yield _Db("list", (owner, limit, offset, status))
+        records, total = yield Db.list(owner, limit, offset, status)
         out = []
         for record in records:
             if self.is_idle(record):
@@ -475,11 +470,11 @@ class SessionBase:
                 return (yield from self._expire(owner, record))
             summary = (yield from self._state(owner, thread_id)).get("summary", "")
             ended = yield from self._ended(owner, record, summary)
-            if not (yield _Db("set_status", (owner, ended, "active"))):
-                return (yield _Db("get", (owner, thread_id))) or ended
+            if not (yield Db.set_status(owner, ended, "active")):
+                return (yield Db.get(owner, thread_id)) or ended
             return ended
         finally:
-            yield _Db("release", (owner.thread_key(thread_id), token))
+            yield Db.release(owner.thread_key(thread_id), token)
 
     def _remove(self, owner: Owner, thread_id: str) -> _Steps:
         """Delete a thread's checkpoints, session memories, transcript and record (the
@@ -491,20 +486,20 @@ class SessionBase:
         )
         if ops:
             yield _Batch(ops)
-        yield _Db("remove", (owner, thread_id))
+        yield Db.remove(owner, thread_id)
 
     def _delete(self, owner: Owner, thread_id: str) -> _Steps:
         record, token = yield from self._claim(owner, thread_id)
         try:
             yield from self._remove(owner, thread_id)
         finally:
-            yield _Db("release", (owner.thread_key(thread_id), token))
+            yield Db.release(owner.thread_key(thread_id), token)
         return record
 
     def _all(self, owner: Owner) -> _Steps:
         records: list[dict[str, Any]] = []
         while True:
-            page, _ = yield _Db("list", (owner, _PAGE, len(records), None))
+            page, _ = yield Db.list(owner, _PAGE, len(records), None)
             records += page
             if len(page) < _PAGE:
                 return records
@@ -515,7 +510,7 @@ class SessionBase:
         try:
             for record in records:
                 key, token = owner.thread_key(record["thread_id"]), uuid.uuid4().hex
-                if not (yield _Db("acquire", (key, token, self.lease_ms))):
+                if not (yield Db.acquire(key, token, self.lease_ms)):
                     raise ConflictError(
                         f"a run is active on thread {record['thread_id']!r}; retry when it ends"
                     )
@@ -524,7 +519,7 @@ class SessionBase:
                 yield from self._remove(owner, record["thread_id"])
         finally:
             for key, token in held:
-                yield _Db("release", (key, token))
+                yield Db.release(key, token)
         memories = yield from self._clear_memories(owner, None)
         return {"threads": len(records), "memories": memories}
 
@@ -532,12 +527,12 @@ class SessionBase:
         if self.idle_timeout is None:
             return 0
         hold_ms = max(1, int(hold * 1000))
-        if not (yield _Db("acquire", (SWEEP_LEASE, self._sweeper, hold_ms))):
+        if not (yield Db.acquire(SWEEP_LEASE, self._sweeper, hold_ms)):
             return 0  # another process sweeps this round
         cutoff = (self.clock() - self.idle_timeout).isoformat()
         expired = 0
         while True:
-            page = yield _Db("idle", (cutoff, _PAGE))
+            page = yield Db.idle(cutoff, _PAGE)
             progressed = 0
             for record in page:
                 try:
@@ -553,7 +548,7 @@ class SessionBase:
     def _detail(self, owner: Owner, thread_id: str) -> _Steps:
         record = yield from self._load(owner, thread_id)
         summary = (yield from self._state(owner, thread_id)).get("summary", "")
-        running = yield _Db("leased", (owner.thread_key(thread_id),))
+        running = yield Db.leased(owner.thread_key(thread_id))
         return record, summary or record.get("summary", ""), running
 
     def _snapshot(self, owner: Owner, thread_id: str) -> _Steps:

@@ -19,8 +19,8 @@ from memory.errors import (
 )
 from memory.session_base import SessionBase
 from memory.session_steps import (
+    Db,
     RunResult,
-    _Db,
     _GiveBack,
     _Invoke,
     _Renew,
@@ -50,13 +50,11 @@ class SessionCores(SessionBase):
         thread_id = check_id("thread_id", thread_id) if thread_id else str(uuid.uuid4())
         key, token = owner.thread_key(thread_id), uuid.uuid4().hex
         fresh = self._new_record(owner, thread_id, None)
-        claim: Claim = yield _Db(
-            "begin", (owner, thread_id, token, self.lease_ms, self.rate, fresh, self._cap())
+        claim: Claim = yield Db.begin(
+            owner, thread_id, token, self.lease_ms, self.rate, fresh, self._cap()
         )
         if claim.outcome == "full" and (yield from self._expire_idle_of(owner)):
-            claim = yield _Db(
-                "begin", (owner, thread_id, token, self.lease_ms, None, fresh, self._cap())
-            )
+            claim = yield Db.begin(owner, thread_id, token, self.lease_ms, None, fresh, self._cap())
         match claim.outcome:
             case "busy":
                 raise ConflictError(f"a run is already active on thread {thread_id!r}")
@@ -76,7 +74,7 @@ class SessionCores(SessionBase):
                 if self.is_idle(record):
                     yield from self._expire(owner, record)
             finally:
-                yield _Db("release", (key, token))
+                yield Db.release(key, token)
             raise SessionEndedError(f"thread {thread_id!r} has ended; start a new thread")
         run = _Run(owner, record, key, token, record.get("message_count", 0), new)
         run.renewal = yield _Renew(key, token)
@@ -100,7 +98,7 @@ class SessionCores(SessionBase):
         start = min(run.before, after - 1)
         if start < 0:
             return []
-        records, _ = yield _Db("page", (run.key, start, after - start))
+        records, _ = yield Db.page(run.key, start, after - start)
         return records
 
     def _finish_run(
@@ -129,7 +127,7 @@ class SessionCores(SessionBase):
                         transcript.message_to_record(m, after + i) for i, m in enumerate(pending)
                     ]
                     try:
-                        yield _Db("append", (run.key, after, records, run.token))
+                        yield Db.append(run.key, after, records, run.token)
                         after += len(pending)
                     except LeaseLostError:
                         logger.warning("a failed run on %s lost its lease", run.key)
@@ -138,10 +136,10 @@ class SessionCores(SessionBase):
                 after = values.get("transcript_len", run.before)
             added = yield from self._added(run, values, after)
             record = self._touched(run.record, added)
-            if not (yield _Db("save", (run.owner, record, run.token, True))):
+            if not (yield Db.save(run.owner, record, run.token, True)):
                 logger.warning("thread %s changed hands before its run finished", run.key)
         except BaseException:
-            yield _Db("release", (run.key, run.token))
+            yield Db.release(run.key, run.token)
             raise
         reply = next(
             (
@@ -198,7 +196,7 @@ class SessionCores(SessionBase):
             total = max(state.get("transcript_len", 0), record.get("message_count", 0))
             records = [transcript.message_to_record(m, total + i) for i, m in enumerate(new)]
             if new:
-                yield _Db("append", (key, total, records, token))
+                yield Db.append(key, total, records, token)
                 yield _UpdateState(
                     self.config(owner, thread_id),
                     {
@@ -207,9 +205,9 @@ class SessionCores(SessionBase):
                         "recorded_id": new[-1].id,
                     },
                 )
-            yield _Db("save", (owner, self._touched(record, records), token, True))
+            yield Db.save(owner, self._touched(record, records), token, True)
         except BaseException:
-            yield _Db("release", (key, token))
+            yield Db.release(key, token)
             raise
         return total + len(new)
 
@@ -220,7 +218,7 @@ class SessionCores(SessionBase):
         try:
             yield _UpdateState(self.config(owner, thread_id), {"summary": summary})
         finally:
-            yield _Db("release", (owner.thread_key(thread_id), token))
+            yield Db.release(owner.thread_key(thread_id), token)
         return summary
 
     def _summary(self, owner: Owner, thread_id: str) -> _Steps:
@@ -233,18 +231,18 @@ class SessionCores(SessionBase):
         if limit < 0 or offset < 0:
             raise InvalidInputError("limit and offset must not be negative")
         yield from self._load(owner, thread_id)
-        return (yield _Db("page", (owner.thread_key(thread_id), offset, limit)))
+        return (yield Db.page(owner.thread_key(thread_id), offset, limit))
 
     def _newest(self, owner: Owner, thread_id: str, limit: int, skip: int) -> _Steps:
         if limit < 0 or skip < 0:
             raise InvalidInputError("limit and offset must not be negative")
         yield from self._load(owner, thread_id)
         if limit == 0:
-            return [], (yield _Db("page", (owner.thread_key(thread_id), 0, 0)))[1]
-        items, total = yield _Db("page", (owner.thread_key(thread_id), -(limit + skip), limit))
+            return [], (yield Db.page(owner.thread_key(thread_id), 0, 0))[1]
+        items, total = yield Db.page(owner.thread_key(thread_id), -(limit + skip), limit)
         return [r for r in items if r["seq"] < total - skip], total
 
     def _recent_context(self, owner: Owner, thread_id: str, max_messages: int) -> _Steps:
         yield from self._load(owner, thread_id)
-        records, _ = yield _Db("page", (owner.thread_key(thread_id), -max_messages, max_messages))
+        records, _ = yield Db.page(owner.thread_key(thread_id), -max_messages, max_messages)
         return transcript.format_context(records)

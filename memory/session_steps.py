@@ -12,6 +12,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import (
+    Awaitable,
+    Callable,
     Generator,
     Iterable,
     Sequence,
@@ -27,7 +29,7 @@ from langgraph.store.base import Op, PutOp
 from agent import Context, transcript
 from agent.namespaces import Owner
 from memory.errors import InvalidInputError
-from memory.stores.sessiondb import SessionDB
+from memory.stores.sessiondb import RateLimit, Record, SessionDB
 from memory.stores.values import StoreValueError, check_put
 
 logger = logging.getLogger("memory_agent.sessions")
@@ -261,10 +263,114 @@ class RunResult:
 
 @dataclass(frozen=True)
 class _Db:
-    """A call of the session database: `method` or its async twin `a<method>`."""
+    """A call of the session database, in its sync and async forms (made by `Db`)."""
 
-    method: str
-    args: tuple[Any, ...]
+    call: Callable[[SessionDB], Any]
+    acall: Callable[[SessionDB], Awaitable[Any]]
+    #: The thread key and token of a call that claims or releases a lease.
+    lease: tuple[str, str] | None = None
+    #: Whether the call claims that lease (else it releases it).
+    claims: bool = False
+
+
+class Db:
+    """The session database's operations as the requests a core yields, with the same
+    signatures as `SessionDB`'s methods."""
+
+    @staticmethod
+    def get(owner: Owner, thread_id: str) -> _Db:
+        return _Db(lambda d: d.get(owner, thread_id), lambda d: d.aget(owner, thread_id))
+
+    @staticmethod
+    def list(owner: Owner, limit: int, offset: int, status: str | None = None) -> _Db:
+        return _Db(
+            lambda d: d.list(owner, limit, offset, status),
+            lambda d: d.alist(owner, limit, offset, status),
+        )
+
+    @staticmethod
+    def create(owner: Owner, record: Record, cap: int) -> _Db:
+        return _Db(lambda d: d.create(owner, record, cap), lambda d: d.acreate(owner, record, cap))
+
+    @staticmethod
+    def begin(
+        owner: Owner,
+        thread_id: str,
+        token: str,
+        lease_ms: int,
+        rate: RateLimit | None = None,
+        new: Record | None = None,
+        cap: int = 1 << 30,
+    ) -> _Db:
+        return _Db(
+            lambda d: d.begin(owner, thread_id, token, lease_ms, rate, new, cap),
+            lambda d: d.abegin(owner, thread_id, token, lease_ms, rate, new, cap),
+            lease=(owner.thread_key(thread_id), token),
+            claims=True,
+        )
+
+    @staticmethod
+    def save(owner: Owner, record: Record, token: str | None = None, release: bool = False) -> _Db:
+        return _Db(
+            lambda d: d.save(owner, record, token, release),
+            lambda d: d.asave(owner, record, token, release),
+        )
+
+    @staticmethod
+    def set_status(owner: Owner, record: Record, expect: str = "active") -> _Db:
+        return _Db(
+            lambda d: d.set_status(owner, record, expect),
+            lambda d: d.aset_status(owner, record, expect),
+        )
+
+    @staticmethod
+    def remove(owner: Owner, thread_id: str) -> _Db:
+        return _Db(lambda d: d.remove(owner, thread_id), lambda d: d.aremove(owner, thread_id))
+
+    @staticmethod
+    def idle(before: str, limit: int = 500) -> _Db:
+        return _Db(lambda d: d.idle(before, limit), lambda d: d.aidle(before, limit))
+
+    @staticmethod
+    def acquire(key: str, token: str, lease_ms: int) -> _Db:
+        return _Db(
+            lambda d: d.acquire(key, token, lease_ms),
+            lambda d: d.aacquire(key, token, lease_ms),
+            lease=(key, token),
+            claims=True,
+        )
+
+    @staticmethod
+    def release(key: str, token: str) -> _Db:
+        return _Db(
+            lambda d: d.release(key, token), lambda d: d.arelease(key, token), lease=(key, token)
+        )
+
+    @staticmethod
+    def leased(key: str) -> _Db:
+        return _Db(lambda d: d.leased(key), lambda d: d.aleased(key))
+
+    @staticmethod
+    def append(
+        thread_key: str, start: int, records: Sequence[Record], token: str | None = None
+    ) -> _Db:
+        return _Db(
+            lambda d: d.append(thread_key, start, records, token),
+            lambda d: d.aappend(thread_key, start, records, token),
+        )
+
+    @staticmethod
+    def page(thread_key: str, offset: int, limit: int) -> _Db:
+        return _Db(
+            lambda d: d.page(thread_key, offset, limit),
+            lambda d: d.apage(thread_key, offset, limit),
+        )
+
+    @staticmethod
+    def truncate(thread_key: str, start: int = 0) -> _Db:
+        return _Db(
+            lambda d: d.truncate(thread_key, start), lambda d: d.atruncate(thread_key, start)
+        )
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from memory.errors import (
 )
 from memory.session_cores import SessionCores
 from memory.session_steps import (
+    Db,
     _Copy,
-    _Db,
     _DeleteThread,
     _GetState,
     _Steps,
@@ -105,11 +105,11 @@ class SessionStreaming(SessionCores):
         if recent <= 0:
             return []
         if values is None:
-            records, _ = yield _Db("page", (key, -recent, recent))
+            records, _ = yield Db.page(key, -recent, recent)
         else:
             total = values.get("transcript_len", 0)
             count = min(recent, total)
-            records = (yield _Db("page", (key, total - count, count)))[0] if count else []
+            records = (yield Db.page(key, total - count, count))[0] if count else []
         return [transcript.record_to_message(r) for r in records]
 
     def _client_values(
@@ -133,14 +133,14 @@ class SessionStreaming(SessionCores):
         record, token = yield from self._claim(owner, thread_id)
         try:
             updated = {**record, "metadata": {**(record.get("metadata") or {}), **metadata}}
-            if not (yield _Db("save", (owner, updated, token, False))):
+            if not (yield Db.save(owner, updated, token, False)):
                 raise ConflictError(f"thread {thread_id!r} changed meanwhile; retry")
         finally:
-            yield _Db("release", (owner.thread_key(thread_id), token))
+            yield Db.release(owner.thread_key(thread_id), token)
         return updated
 
     def _running(self, owner: Owner, thread_id: str) -> _Steps:
-        return (yield _Db("leased", (owner.thread_key(thread_id),)))
+        return (yield Db.leased(owner.thread_key(thread_id)))
 
     def graph_context(self, owner: Owner, overrides: dict[str, Any] | None = None) -> Context:
         """The run context with a client's `overrides` of its tuning fields; the owner
@@ -256,10 +256,10 @@ class SessionStreaming(SessionCores):
             yield _DeleteThread(key)
         else:
             yield _Copy(config)
-        yield _Db("truncate", (key, length))
+        yield Db.truncate(key, length)
 
     def _release(self, key: str, token: str) -> _Steps:
-        yield _Db("release", (key, token))
+        yield Db.release(key, token)
 
     async def astream_graph(
         self,
