@@ -42,32 +42,25 @@ class SessionStreaming(SessionCores):
         self, owner: Owner, thread_id: str | None, messages: Sequence[Any]
     ) -> AsyncIterator[tuple[str, Any]]:
         """Run like `arun`, yielding `("thread", thread_id)` once the thread is claimed,
-        `("token", text)` as the model writes, then `("done", RunResult)`.
+        `("token", text)` as the model writes, then `("done", RunResult)`: the run of
+        `astream_graph`, read as text.
 
         A consumer that stops early does not lose the turn: the session record is updated
         with whatever the run stored, and the thread is released.
         """
-        run = await self._adrive(self._begin_run(owner, thread_id, messages))
-        config = self.config(owner, run.record["thread_id"], run.token)
-        values: dict[str, Any] | None = None
+        parts = self.astream_graph(
+            owner, thread_id, messages, stream_mode=("messages",), views=False
+        )
         try:
-            yield "thread", run.record["thread_id"]
-            async for mode, payload in self.graph.astream(  # type: ignore[call-overload]
-                {"messages": run.input},
-                config,
-                context=self.run_context(owner),
-                stream_mode=["messages", "values"],
-                durability=self.durability,
-            ):
-                if mode == "values":
-                    values = payload
-                elif text := _token_text(*payload):
+            async for kind, payload in parts:
+                if kind == "thread":
+                    yield "thread", payload["thread_id"]
+                elif kind == "done":
+                    yield "done", payload[0]
+                elif kind == "messages" and (text := _token_text(*payload)):
                     yield "token", text
-        except BaseException as exc:
-            await self._adrive(self._finish_run(run, None, exc))
-            raise
-        result = await self._adrive(self._finish_run(run, values))
-        yield "done", result
+        finally:
+            await parts.aclose()
 
     def stream(
         self, owner: Owner, thread_id: str | None, messages: Sequence[Any]
@@ -271,6 +264,7 @@ class SessionStreaming(SessionCores):
         context: dict[str, Any] | None = None,
         recent: int = 50,
         run_id: str | None = None,
+        views: bool = True,
     ) -> AsyncIterator[tuple[str, Any]]:
         """Run like `arun`, yielding the graph's own stream parts for LangGraph clients.
 
@@ -282,7 +276,9 @@ class SessionStreaming(SessionCores):
         each part of the graph's `stream_mode` (`messages` payloads are `(chunk,
         metadata)`; `values` payloads are what `view_state` shows: the recent transcript
         followed by this run's messages, so summarisation never takes messages off a
-        client's screen), then `("done", (RunResult, last values payload))`.
+        client's screen), then `("done", (RunResult, last values payload))`. With `views`
+        false (a caller that reads no state) the values are not made and the payload is
+        empty.
         """
         graph_context = self.graph_context(owner, context)
         run = await self._adrive(self._begin_run(owner, thread_id, messages))
@@ -294,7 +290,7 @@ class SessionStreaming(SessionCores):
         view: dict[str, Any] = {}
         try:
             yield "thread", run.record
-            earlier = await self._adrive(self._tail(run.key, None, recent))
+            earlier = await self._adrive(self._tail(run.key, None, recent)) if views else []
             async for mode, payload in self.graph.astream(  # type: ignore[call-overload]
                 {"messages": run.input},
                 config,
@@ -304,8 +300,10 @@ class SessionStreaming(SessionCores):
             ):
                 if mode == "values":
                     values = payload
-                    window = payload.get("messages") or []
-                    view = client_values(earlier, _run_part(window, run.input), payload, recent)
+                    if views:
+                        window = payload.get("messages") or []
+                        part = _run_part(window, run.input)
+                        view = client_values(earlier, part, payload, recent)
                     if "values" in stream_mode:
                         yield "values", view
                 else:
