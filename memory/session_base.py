@@ -435,18 +435,23 @@ class SessionBase:
             raise self._full()
         return record
 
-    def _get_or_create(self, owner: Owner, thread_id: str | None) -> _Steps:
+    def _get_or_create(
+        self, owner: Owner, thread_id: str | None, metadata: dict[str, Any] | None = None
+    ) -> _Steps:
         if thread_id:
             try:
                 return (yield from self._load(owner, thread_id)), False
             except NotFoundError:
                 pass
         try:
-            return (yield from self._create(owner, thread_id, None)), True
-        except ConflictError:
+            return (yield from self._create(owner, thread_id, metadata)), True
+        except ConflictError as conflict:
             if not thread_id:
                 raise
-            return (yield from self._load(owner, thread_id)), False  # created meanwhile
+            try:
+                return (yield from self._load(owner, thread_id)), False  # created meanwhile
+            except NotFoundError:
+                raise conflict from None  # the cap of open sessions, not the id
 
     def _list(self, owner: Owner, limit: int, offset: int, status: str | None) -> _Steps:
         if status is not None:

@@ -78,10 +78,10 @@ class SessionManager(SessionStreaming):
         return self._drive(self._load(owner, thread_id))
 
     def get_or_create(
-        self, owner: Owner, thread_id: str | None = None
+        self, owner: Owner, thread_id: str | None = None, metadata: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], bool]:
-        """Resume a session or create it: `(record, created)`."""
-        return self._drive(self._get_or_create(owner, thread_id))
+        """Resume a session or create it (with `metadata`): `(record, created)`."""
+        return self._drive(self._get_or_create(owner, thread_id, metadata))
 
     def list(
         self, owner: Owner, limit: int = 20, offset: int = 0, status: str | None = None
@@ -198,10 +198,10 @@ class SessionManager(SessionStreaming):
         return await self._adrive(self._load(owner, thread_id))
 
     async def aget_or_create(
-        self, owner: Owner, thread_id: str | None = None
+        self, owner: Owner, thread_id: str | None = None, metadata: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], bool]:
         """Async `get_or_create`."""
-        return await self._adrive(self._get_or_create(owner, thread_id))
+        return await self._adrive(self._get_or_create(owner, thread_id, metadata))
 
     async def alist(
         self, owner: Owner, limit: int = 20, offset: int = 0, status: str | None = None

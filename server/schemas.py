@@ -200,6 +200,11 @@ class CreateThread(_Request):
         description=f"Free JSON object: at most {MAX_METADATA_KEYS} keys and "
         f"{MAX_METADATA_CHARS} characters.",
     )
+    if_exists: Literal["raise", "do_nothing"] = Field(
+        default="raise",
+        description="When `thread_id` exists: `raise` answers 409, `do_nothing` answers 200 "
+        "with the existing session (get-or-create in one call; its metadata is unchanged).",
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> CreateThread:

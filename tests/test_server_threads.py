@@ -71,6 +71,32 @@ async def test_create_thread_server_id_client_id_and_conflict(api: Api) -> None:
     assert bobs.status_code == 201
 
 
+async def test_create_if_exists_do_nothing_is_get_or_create(make_api: ApiFactory) -> None:
+    async with make_api(max_open_sessions=2) as api:
+        chosen = fresh_id("shop")
+        body = {"thread_id": chosen, "metadata": {"app": "shop"}, "if_exists": "do_nothing"}
+        made = await api.request("alice", "POST", "/threads", json=body)
+        assert made.status_code == 201
+        assert made.json()["metadata"] == {"app": "shop"}
+        await api.run("alice", chosen, "hello")
+        again = await api.request(
+            "alice", "POST", "/threads", json={**body, "metadata": {"app": "other"}}
+        )
+        assert again.status_code == 200
+        assert again.json()["thread_id"] == chosen
+        assert again.json()["metadata"] == {"app": "shop"}  # the existing session, unchanged
+        assert again.json()["message_count"] == made.json()["message_count"] + 2
+        # At the cap of open sessions a new id is still refused, with the cap's reason.
+        second = await api.request("alice", "POST", "/threads", json={"if_exists": "do_nothing"})
+        assert second.status_code == 201
+        full = await api.request("alice", "POST", "/threads", json={**body, "thread_id": "x1"})
+        assert full.status_code == 409
+        assert "open sessions" in full.json()["detail"]
+        bad = await api.request("alice", "POST", "/threads", json={**body, "if_exists": "merge"})
+        assert bad.status_code == 422
+        assert "if_exists" in str(bad.json())
+
+
 async def test_list_threads_newest_activity_first_with_paging(api: Api) -> None:
     ids = [fresh_id("t") for _ in range(3)]
     for thread in ids:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from agent.namespaces import Owner
-from memory.errors import ConflictError, InvalidInputError, NotFoundError
+from memory.errors import InvalidInputError, NotFoundError
 from memory.sessions import SessionManager
 from server.deps import OwnerDep, RunnerDep, SessionsDep, SettingsDep, ThreadId
 from server.langgraph_api import views
@@ -34,12 +34,10 @@ async def create_thread(
 ) -> LangGraphJSON:
     """Create a thread (409 if `thread_id` exists, unless `if_exists` is `do_nothing`)."""
     body = body or ThreadCreate()
-    try:
+    if body.if_exists == "do_nothing":
+        record, _ = await sessions.aget_or_create(owner, body.thread_id, body.metadata)
+    else:
         record = await sessions.acreate(owner, body.thread_id, body.metadata)
-    except ConflictError:
-        if body.thread_id is None or body.if_exists == "raise":
-            raise
-        record = await sessions.aget(owner, body.thread_id)  # 409 for a full cap stays 409
     return LangGraphJSON(views.thread(record, False))
 
 

@@ -65,14 +65,23 @@ def _message(message: BaseMessage) -> MessageOut:
     "/threads",
     status_code=status.HTTP_201_CREATED,
     response_model=ThreadOut,
-    responses=errors(401, 409, 413, 422),
+    responses={
+        200: {"model": ThreadOut, "description": "It existed (`if_exists`: `do_nothing`)."},
+        **errors(401, 409, 413, 422),
+    },
 )
 async def create_thread(
-    owner: OwnerDep, sessions: SessionsDep, body: CreateThread | None = None
+    owner: OwnerDep, sessions: SessionsDep, response: Response, body: CreateThread | None = None
 ) -> ThreadOut:
-    """Create a session: a random UUID id unless `thread_id` is given (409 if it exists)."""
+    """Create a session: a random UUID id unless `thread_id` is given (409 if it exists, or
+    200 with the existing session when `if_exists` is `do_nothing`)."""
     body = body or CreateThread()
-    record = await sessions.acreate(owner, body.thread_id, body.metadata)
+    if body.if_exists == "do_nothing":
+        record, created = await sessions.aget_or_create(owner, body.thread_id, body.metadata)
+    else:
+        record, created = await sessions.acreate(owner, body.thread_id, body.metadata), True
+    if not created:
+        response.status_code = status.HTTP_200_OK
     return ThreadOut.model_validate(record)
 
 
