@@ -102,7 +102,7 @@ def _where(config: RunnableConfig, store: BaseStore | None) -> _Where:
     return _Where(
         thread_key=configurable.get("thread_id"),
         has_store=store is not None,
-        sink=configurable.get(TRANSCRIPT_KEY),
+        sink=transcript.sink_for(configurable.get(TRANSCRIPT_KEY), store),
         token=configurable.get(LEASE_KEY),
     )
 

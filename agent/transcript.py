@@ -10,6 +10,7 @@ re-recording after a crash writes the same records again instead of duplicating 
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -37,6 +38,23 @@ BLOCK = 16
 #: The `configurable` key under which a run is given its `TranscriptSink` (keys starting
 #: with `__` stay out of checkpoint metadata).
 TRANSCRIPT_KEY = "__memory_agent_transcript"
+
+
+#: The sink that goes with a store (the session database opened beside it), for runs that
+#: were given none in their config: a graph invoked directly, a replay, a fork.
+_SINKS: weakref.WeakKeyDictionary[Any, TranscriptSink] = weakref.WeakKeyDictionary()
+
+
+def attach(store: Any, sink: TranscriptSink) -> None:
+    """Make `sink` where runs on `store` record their transcripts."""
+    _SINKS[store] = sink
+
+
+def sink_for(config_sink: TranscriptSink | None, store: Any) -> TranscriptSink | None:
+    """The run's sink: the one its config names, else the one attached to its store."""
+    if config_sink is not None or store is None:
+        return config_sink
+    return _SINKS.get(store)
 
 
 class TranscriptSink(Protocol):

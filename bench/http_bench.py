@@ -676,7 +676,7 @@ async def in_process(
         owner = Owner(tenant="default", user="local")
 
         def turn_fn(api: str, thread: str) -> Callable[[int], Awaitable[Any]]:
-            config, context = manager.config(owner, thread), manager.run_context(owner)
+            config, context = manager.run_config(owner, thread), manager.run_context(owner)
             if api == "ainvoke":
                 return lambda n: graph.ainvoke(
                     {"messages": [{"role": "user", "content": user_text(n, payload)}]},

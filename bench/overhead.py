@@ -70,7 +70,7 @@ def _agent_sync(url: str, durability: str, warm: int, turns: int, size: int) -> 
         manager = SessionManager(graph)
         owner = Owner(tenant="bench", user=f"u{uuid.uuid4().hex[:8]}")
         manager.create(owner, "t1")
-        config, context = manager.config(owner, "t1"), manager.run_context(owner)
+        config, context = manager.run_config(owner, "t1"), manager.run_context(owner)
         base = {"configurable": {"thread_id": f"bare-{uuid.uuid4().hex[:8]}"}}
         for turn in range(warm + turns):
             text = user_text(turn, size)
@@ -93,7 +93,7 @@ async def _agent_async(url: str, durability: str, warm: int, turns: int, size: i
         manager = SessionManager(graph)
         owner = Owner(tenant="bench", user=f"u{uuid.uuid4().hex[:8]}")
         await manager.acreate(owner, "t1")
-        config, context = manager.config(owner, "t1"), manager.run_context(owner)
+        config, context = manager.run_config(owner, "t1"), manager.run_context(owner)
         base = {"configurable": {"thread_id": f"bare-{uuid.uuid4().hex[:8]}"}}
         for turn in range(warm + turns):
             text = user_text(turn, size)

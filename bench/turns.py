@@ -143,7 +143,7 @@ def run_agent(
         manager.create(owner, thread_id)
         key = owner.thread_key(thread_id)
         recorder = ModelInputs()
-        config: dict[str, Any] = {**manager.config(owner, thread_id), "callbacks": [recorder]}
+        config: dict[str, Any] = {**manager.run_config(owner, thread_id), "callbacks": [recorder]}
         context = manager.run_context(owner)
         # The baseline shares the agent's store, so both search and append to a store of the
         # same size: the difference between them is the checkpointer alone.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Self, assert_never
@@ -51,39 +51,17 @@ from memory.session_steps import (
     _utcnow,
 )
 from memory.settings import Settings
-from memory.stores.factory import sessions_db
+from memory.stores.factory import SessionTranscript, sessions_db
 from memory.stores.outages import (
     DEFAULT_TIMEOUT_SECONDS,
     LOST,
     Breaker,
     as_unavailable,
-    bounded,
     retry_in_background,
     within,
 )
 from memory.stores.sessiondb import Claim, RateLimit, SessionDB
 from memory.stores.values import StoreValueError
-
-
-class _Transcript:
-    """The session database as a run's `agent.transcript.TranscriptSink`: its async
-    appends within the database's deadline, as every call of the graph's stores."""
-
-    __slots__ = ("breaker", "db")
-
-    def __init__(self, db: SessionDB, breaker: Breaker | None) -> None:
-        self.db = db
-        self.breaker = breaker
-
-    def append(
-        self, thread_key: str, start: int, records: Sequence[dict[str, Any]], token: str | None
-    ) -> None:
-        self.db.append(thread_key, start, records, token)
-
-    async def aappend(
-        self, thread_key: str, start: int, records: Sequence[dict[str, Any]], token: str | None
-    ) -> None:
-        await bounded(self.breaker, self.db.aappend(thread_key, start, records, token))
 
 
 class SessionBase:
@@ -124,7 +102,7 @@ class SessionBase:
         #: calls: while that database is down, the service's calls fail at once too.
         self.breaker: Breaker | None = self.db.breaker
         #: Where the runs this service makes record their transcripts.
-        self.transcript = _Transcript(self.db, self.breaker)
+        self.transcript = SessionTranscript(self.db)
         self.clock = clock
         self._sweeper = uuid.uuid4().hex
 
@@ -277,16 +255,21 @@ class SessionBase:
 
     # -- helpers -------------------------------------------------------------------
 
-    def config(self, owner: Owner, thread_id: str, token: str | None = None) -> RunnableConfig:
-        """The LangGraph config of an owner's thread (with a run's lease token), which
-        gives the graph the session database as its transcript sink."""
-        configurable: dict[str, Any] = {
-            "thread_id": owner.thread_key(thread_id),
-            TRANSCRIPT_KEY: self.transcript,
-        }
+    @staticmethod
+    def config(owner: Owner, thread_id: str, token: str | None = None) -> RunnableConfig:
+        """The LangGraph config of an owner's thread (with a run's lease token), to read
+        its state; `run_config` to run the graph."""
+        configurable: dict[str, Any] = {"thread_id": owner.thread_key(thread_id)}
         if token is not None:
             configurable[LEASE_KEY] = token
         return {"configurable": configurable, "recursion_limit": RECURSION_LIMIT}
+
+    def run_config(self, owner: Owner, thread_id: str, token: str | None = None) -> RunnableConfig:
+        """`config`, which also gives the graph this service's session database as its
+        transcript sink: what every run this service makes is given."""
+        config = self.config(owner, thread_id, token)
+        config["configurable"][TRANSCRIPT_KEY] = self.transcript
+        return config
 
     def run_context(self, owner: Owner) -> Context:
         """This manager's default context, acting for `owner`."""

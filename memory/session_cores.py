@@ -153,7 +153,7 @@ class SessionCores(SessionBase):
 
     def _run_steps(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> _Steps:
         run = yield from self._begin_run(owner, thread_id, messages)
-        config = self.config(owner, run.record["thread_id"], run.token)
+        config = self.run_config(owner, run.record["thread_id"], run.token)
         try:
             values = yield _Invoke({"messages": run.input}, config, self.run_context(owner))
         except BaseException as exc:

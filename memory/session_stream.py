@@ -68,7 +68,7 @@ class SessionStreaming(SessionCores):
         """Sync `astream`: `("thread", thread_id)`, `("token", text)` events, then
         `("done", RunResult)`."""
         run = self._drive(self._begin_run(owner, thread_id, messages))
-        config = self.config(owner, run.record["thread_id"], run.token)
+        config = self.run_config(owner, run.record["thread_id"], run.token)
         values: dict[str, Any] | None = None
         try:
             yield "thread", run.record["thread_id"]
@@ -282,7 +282,7 @@ class SessionStreaming(SessionCores):
         """
         graph_context = self.graph_context(owner, context)
         run = await self._adrive(self._begin_run(owner, thread_id, messages))
-        config = self.config(owner, run.record["thread_id"], run.token)
+        config = self.run_config(owner, run.record["thread_id"], run.token)
         if run_id is not None:
             config["metadata"] = {"run_id": run_id}
         modes = list(dict.fromkeys([*stream_mode, "values"]))

@@ -45,7 +45,7 @@ async def test_long_thread_stays_bounded_and_transcript_complete(
             build_graph(saver, backends.store), context=Context(token_budget=BUDGET)
         )
         thread_id = f"long-{uuid.uuid4().hex[:8]}"
-        config = manager.config(owner, thread_id)
+        config = manager.run_config(owner, thread_id)
         window_sizes: list[int] = []
         retained: list[int] = []
         for turn in range(TURNS):
@@ -96,7 +96,7 @@ async def test_a_plain_turn_writes_three_checkpoints_and_a_fold_four(
             build_graph(inner, backends.store), context=Context(token_budget=BUDGET)
         )
         thread_id = f"steps-{uuid.uuid4().hex[:8]}"
-        config = manager.config(owner, thread_id)
+        config = manager.run_config(owner, thread_id)
         written: list[int] = []
         folded: list[bool] = []
         for turn in range(8):
@@ -133,7 +133,7 @@ async def test_postgres_loads_each_channel_blob_by_its_key(
         manager = SessionManager(build_graph(be.checkpointer, be.store))
         for turn in range(5):
             await manager.arun(owner, "keyed", [{"role": "user", "content": _text(turn)}])
-        config = manager.config(owner, "keyed")
+        config = manager.run_config(owner, "keyed")
         snapshot = await manager.graph.aget_state(config)
         assert snapshot.values["transcript_len"] == 10  # the keyed read loads the messages
         thread = config["configurable"]["thread_id"]

@@ -28,7 +28,7 @@ import select
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +52,7 @@ from langgraph.store.postgres import PostgresStore
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.sqlite import SqliteStore
 
+from agent import transcript as agent_transcript
 from agent.memories import INDEX_FIELDS
 from memory.embeddings import load_embeddings
 from memory.settings import Settings, get_settings
@@ -588,7 +589,7 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
             store = KeyedRedisStore(client, index=index, ttl=ttl)  # type: ignore[arg-type]
             store.setup()
             db = RedisSessionDB(client, settings.ttl_minutes)
-        _SESSION_DBS[store] = db
+        _attach(store, db)
         yield store
 
 
@@ -638,7 +639,7 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             await redis_store.setup()
             store = redis_store
             db = RedisSessionDB(client, settings.ttl_minutes, breaker)
-        _SESSION_DBS[store] = db
+        _attach(store, db)
         yield store
 
 
@@ -648,6 +649,34 @@ def _sqlite_sessions(url: str, stack: ExitStack | AsyncExitStack) -> SqliteSessi
     stack.callback(conn.close)
     db = SqliteSessionDB(conn)
     db.setup()
+    return db
+
+
+class SessionTranscript:
+    """The session database as a run's `agent.transcript.TranscriptSink`: its async
+    appends within the database's deadline, as every call of the graph's stores."""
+
+    __slots__ = ("breaker", "db")
+
+    def __init__(self, db: SessionDB) -> None:
+        self.db = db
+        self.breaker = db.breaker
+
+    def append(
+        self, thread_key: str, start: int, records: Sequence[dict[str, Any]], token: str | None
+    ) -> None:
+        self.db.append(thread_key, start, records, token)
+
+    async def aappend(
+        self, thread_key: str, start: int, records: Sequence[dict[str, Any]], token: str | None
+    ) -> None:
+        await bounded(self.breaker, self.db.aappend(thread_key, start, records, token))
+
+
+def _attach(store: BaseStore, db: SessionDB) -> SessionDB:
+    """Record `db` as the session database beside `store`, where runs on it record."""
+    _SESSION_DBS[store] = db
+    agent_transcript.attach(store, SessionTranscript(db))
     return db
 
 
@@ -665,7 +694,7 @@ def sessions_db(store: BaseStore) -> SessionDB:
     """
     db = _SESSION_DBS.get(store)
     if db is None and isinstance(store, InMemoryStore):
-        db = _SESSION_DBS[store] = MemorySessionDB()
+        db = _attach(store, MemorySessionDB())
     if db is None:
         raise BackendURLError(
             f"{type(store).__name__} has no session database: open the store with "
