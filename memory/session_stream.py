@@ -40,16 +40,25 @@ class SessionStreaming(SessionCores):
     # -- streaming ---------------------------------------------------------------
 
     async def astream(
-        self, owner: Owner, thread_id: str | None, messages: Sequence[Any]
+        self,
+        owner: Owner,
+        thread_id: str | None,
+        messages: Sequence[Any],
+        *,
+        run_id: str | None = None,
     ) -> AsyncIterator[tuple[str, Any]]:
         """Run like `arun`, yielding `("thread", thread_id)` once the thread is claimed,
         `("token", text)` as the model writes, then `("done", RunResult)`.
 
         A consumer that stops early does not lose the turn: the session record is updated
-        with whatever the run stored, and the thread is released.
+        with whatever the run stored, and the thread is released. With `run_id`, the
+        checkpoints carry it, as `astream_graph`'s do (a rollback finds what it wrote, and
+        the same run started again resumes from its last checkpoint).
         """
         run = await self._adrive(self._begin_run(owner, thread_id, messages))
         config = self.config(owner, run.record["thread_id"], run.token)
+        if run_id is not None:
+            config["metadata"] = {"run_id": run_id}
         values: dict[str, Any] | None = None
         try:
             yield "thread", run.record["thread_id"]
