@@ -196,6 +196,9 @@ class Runner:
         self._sweep_seconds = min(10.0, settings.run_events_keep_seconds)
         self.local: dict[str, LiveRun] = {}
         self._kick = asyncio.Event()
+        #: Held by this process's claims: the queue poll does not take a run `submit`
+        #: created and is about to claim (create and claim are two calls on Redis).
+        self._claiming = asyncio.Lock()
         self._loop: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -242,7 +245,8 @@ class Runner:
             sessions, runs = opened
             try:
                 while len(self.local) < self.capacity and not self._closing:
-                    claimed = await runs.claim(self.worker, self.lease_ms)
+                    async with self._claiming:
+                        claimed = await runs.claim(self.worker, self.lease_ms)
                     if claimed is None:
                         break
                     self._launch(sessions, claimed, persist=True)
@@ -289,7 +293,8 @@ class Runner:
         runs = sessions.db.runs
         claimed = None
         if delay_seconds <= 0 and len(self.local) < self.capacity:
-            inserted, asked, claimed = await runs.start(run, self.worker, self.lease_ms)
+            async with self._claiming:
+                inserted, asked, claimed = await runs.start(run, self.worker, self.lease_ms)
         else:
             inserted, asked = await runs.create(run, int(delay_seconds * 1000))
         if not inserted:

@@ -66,10 +66,15 @@ def recorded_error(error: dict[str, Any]) -> MemoryAgentError:
 async def _started(live: LiveRun) -> None:
     """Wait until the run holds its thread; raise why it was refused before that."""
     try:
-        await live.started  # a refused run (409, 429, 422) answers with its error here
-    except asyncio.CancelledError:
+        await asyncio.shield(live.started)
+    except BaseException:
         task = asyncio.current_task()
-        if live.started.cancelled() and not (task is not None and task.cancelling()):
+        if not live.started.done() or (task is not None and task.cancelling()):
+            raise  # the request itself was cancelled
+        # Refused (409, 429, 422): answered once its record has ended, so the caller's
+        # next run does not meet it as the thread's active run.
+        await asyncio.shield(live.finished.wait())
+        if live.started.cancelled():
             raise ConflictError("the run was stopped before it started") from None
         raise
 
