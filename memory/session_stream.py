@@ -39,17 +39,24 @@ class SessionStreaming(SessionCores):
     # -- streaming ---------------------------------------------------------------
 
     async def astream(
-        self, owner: Owner, thread_id: str | None, messages: Sequence[Any]
+        self,
+        owner: Owner,
+        thread_id: str | None,
+        messages: Sequence[Any],
+        *,
+        run_id: str | None = None,
     ) -> AsyncIterator[tuple[str, Any]]:
         """Run like `arun`, yielding `("thread", thread_id)` once the thread is claimed,
         `("token", text)` as the model writes, then `("done", RunResult)`: the run of
         `astream_graph`, read as text.
 
         A consumer that stops early does not lose the turn: the session record is updated
-        with whatever the run stored, and the thread is released.
+        with whatever the run stored, and the thread is released. With `run_id`, the
+        checkpoints carry it, as `astream_graph`'s do (a rollback finds what it wrote, and
+        the same run started again resumes from its last checkpoint).
         """
         parts = self.astream_graph(
-            owner, thread_id, messages, stream_mode=("messages",), views=False
+            owner, thread_id, messages, stream_mode=("messages",), views=False, run_id=run_id
         )
         try:
             async for kind, payload in parts:

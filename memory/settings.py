@@ -146,8 +146,8 @@ class Settings(AgentSettings):
         default=16,
         ge=1,
         le=1024,
-        description="LangGraph runs one server process executes at once; more wait in the "
-        "shared database's queue for any process with room.",
+        description="Runs (native and LangGraph) one server process executes at once; more "
+        "wait in the shared database's queue for any process with room.",
     )
     run_events_keep_seconds: float = Field(
         default=600.0,

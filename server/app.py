@@ -31,7 +31,7 @@ from memory.stores.outages import as_unavailable
 from server import openapi
 from server.auth import KeyRing, UnauthorizedError
 from server.langgraph_api import router as langgraph_router
-from server.limits import BackgroundRuns, BodyLimitMiddleware
+from server.limits import BodyLimitMiddleware
 from server.routes import ROUTERS
 from server.runner import Runner
 
@@ -147,7 +147,6 @@ class Connector:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the backends (now, or when the database returns), sweep idle sessions."""
     settings: Settings = app.state.settings
-    app.state.runs = runs = BackgroundRuns()
     app.state.runner = runner = Runner(lambda: getattr(app.state, "sessions", None), settings)
     app.state.connector = connector = Connector(app, settings)
     await connector.start()
@@ -165,8 +164,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
-        await runner.close()
-        await runs.drain()
+        await runner.close()  # waits for the runs this process executes
         await connector.close()
 
 

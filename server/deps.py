@@ -13,7 +13,6 @@ from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import Backends
 from server.auth import KeyRing
-from server.limits import BackgroundRuns
 
 if TYPE_CHECKING:
     from server.runner import Runner
@@ -53,11 +52,6 @@ async def get_sessions(request: Request) -> SessionManager:
     return _opened(request, "sessions")
 
 
-async def get_runs(request: Request) -> BackgroundRuns:
-    """The runs in flight in this process."""
-    return request.app.state.runs
-
-
 async def get_runner(request: Request) -> Runner:
     """The run core of this process: runs as records of the shared database."""
     runner: Runner = request.app.state.runner
@@ -80,7 +74,6 @@ async def get_owner(
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BackendsDep = Annotated[Backends, Depends(get_backends)]
 SessionsDep = Annotated[SessionManager, Depends(get_sessions)]
-RunsDep = Annotated[BackgroundRuns, Depends(get_runs)]
 RunnerDep = Annotated["Runner", Depends(get_runner)]
 OwnerDep = Annotated[Owner, Depends(get_owner)]
 ThreadId = Annotated[

@@ -1,43 +1,9 @@
-"""The runs in flight in this process, and the request body limit."""
+"""The request body limit."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Coroutine
-from typing import Any, TypeVar
-
-T = TypeVar("T")
-
-
-class BackgroundRuns:
-    """The runs this process has in flight, each in a task of its own.
-
-    A run keeps going when its client disconnects, so its messages are recorded whole
-    and the thread is released; shutdown waits for every run to finish. Who may run on a
-    thread is the session service's business, not this registry's.
-    """
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    def start(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        """Run `work` in its own task."""
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-
-        def _done(done: asyncio.Task[Any]) -> None:
-            self._tasks.discard(done)
-            if not done.cancelled():
-                done.exception()  # retrieved here so an unawaited failure is not logged twice
-
-        task.add_done_callback(_done)
-        return task
-
-    async def drain(self) -> None:
-        """Wait for every started run to finish (shutdown, and tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+from typing import Any
 
 
 class BodyLimitMiddleware:

@@ -1,5 +1,5 @@
-"""The run core: every LangGraph run is a record in the shared database, executed by any
-server process, streamed and rejoined from any process.
+"""The run core: every run, of the LangGraph API or the native one, is a record in the
+shared database, executed by any server process, streamed and rejoined from any process.
 
 - `submit` writes the run (`memory.stores.rundb`) under its multitask strategy, then
   claims it at once when this process has room and its thread is free: the caller's own
@@ -13,6 +13,11 @@ server process, streamed and rejoined from any process.
 - Its events go to the callers of this process directly, and to the run's event log in
   small batches (when it is resumable or not streamed to its caller), from which
   `follow` serves callers of other processes and callers that come back (`Last-Event-ID`).
+
+A native run (`native_kwargs`) runs the session service's token stream and emits the
+native routes' events: `metadata` ({thread_id, run_id}), `token` ({text}), then `done`
+(the run's result) or `error` ({detail, status_code}); a LangGraph run emits the graph's
+stream modes.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,6 +73,32 @@ BUSY_WAIT_SECONDS = 2.0
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def native_kwargs(messages: Sequence[dict[str, Any]], *, resumable: bool) -> dict[str, Any]:
+    """The kwargs of a native run of `messages` (each with its id fixed, so a run taken
+    over after a crash resumes with the same messages); a `resumable` one logs its events
+    for callers that rejoin its stream."""
+    fixed = [{**m, "id": m.get("id") or str(uuid.uuid4())} for m in messages]
+    return {"native": True, "input": {"messages": fixed}, "stream_resumable": resumable}
+
+
+def is_native(record: Record) -> bool:
+    """Whether the run is one of the native API's."""
+    return bool((record.get("kwargs") or {}).get("native"))
+
+
+def native_error(exc: BaseException) -> dict[str, Any]:
+    """A native run's recorded error: its class, and the `error` event's detail and
+    status code."""
+    if isinstance(exc, MemoryAgentError):
+        return {"error": type(exc).__name__, "detail": str(exc), "status_code": exc.status_code}
+    return {"error": type(exc).__name__, "detail": "the run failed", "status_code": 500}
+
+
+def error_event(error: dict[str, Any]) -> dict[str, Any]:
+    """The data of a native `error` event for a recorded error."""
+    return {"detail": error["detail"], "status_code": error["status_code"]}
 
 
 @dataclass
@@ -165,6 +196,9 @@ class Runner:
         self._sweep_seconds = min(10.0, settings.run_events_keep_seconds)
         self.local: dict[str, LiveRun] = {}
         self._kick = asyncio.Event()
+        #: Held by this process's claims: the queue poll does not take a run `submit`
+        #: created and is about to claim (create and claim are two calls on Redis).
+        self._claiming = asyncio.Lock()
         self._loop: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -181,6 +215,10 @@ class Runner:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until this process executes no run (shutdown, and tests)."""
         while self.local:
             await asyncio.gather(
                 *(live.finished.wait() for live in list(self.local.values())),
@@ -195,7 +233,9 @@ class Runner:
 
     async def _poll(self) -> None:
         swept = time.monotonic()
-        while True:
+        # `_closing` ends the loop too: Python 3.11's `wait_for` loses a cancellation that
+        # comes as the kick does (a run ending as the server shuts down).
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), POLL_SECONDS)
             self._kick.clear()
@@ -205,7 +245,8 @@ class Runner:
             sessions, runs = opened
             try:
                 while len(self.local) < self.capacity and not self._closing:
-                    claimed = await runs.claim(self.worker, self.lease_ms)
+                    async with self._claiming:
+                        claimed = await runs.claim(self.worker, self.lease_ms)
                     if claimed is None:
                         break
                     self._launch(sessions, claimed, persist=True)
@@ -252,7 +293,8 @@ class Runner:
         runs = sessions.db.runs
         claimed = None
         if delay_seconds <= 0 and len(self.local) < self.capacity:
-            inserted, asked, claimed = await runs.start(run, self.worker, self.lease_ms)
+            async with self._claiming:
+                inserted, asked, claimed = await runs.start(run, self.worker, self.lease_ms)
         else:
             inserted, asked = await runs.create(run, int(delay_seconds * 1000))
         if not inserted:
@@ -280,6 +322,7 @@ class Runner:
         runs = sessions.db.runs
         keeper = asyncio.get_running_loop().create_task(self._keep(runs, live))
         flusher = asyncio.get_running_loop().create_task(self._flush_forever(runs, live))
+        native = is_native(live.record)
         status, result, error = "success", None, None
         try:
             result = await self._stream(sessions, live)
@@ -290,18 +333,29 @@ class Runner:
                 task.uncancel()  # stopped on request: the end below is still recorded
             if not live.started.done():
                 live.started.cancel()
+            if native:
+                stopped = "rolled back" if live.stop == "rollback" else "interrupted"
+                live.emit(
+                    "error",
+                    {"detail": f"the run was {stopped} before it finished", "status_code": 409},
+                )
         except Exception as exc:
             status = "error"
-            if isinstance(exc, MemoryAgentError):
-                message = str(exc)
-            else:
+            if not isinstance(exc, MemoryAgentError):
                 logger.error("run %s failed", live.run_id, exc_info=exc)
+            if native:
+                error = native_error(exc)
+            elif isinstance(exc, MemoryAgentError):
+                error = {"error": type(exc).__name__, "message": str(exc)}
+            else:
                 message = "the run failed; the server log has the details"
-            error = {"error": type(exc).__name__, "message": message}
+                error = {"error": type(exc).__name__, "message": message}
             if not live.started.done():  # refused before it started: the caller answers it
                 live.started.set_exception(exc)
+                if native:  # and so does the event, for a caller following it from the queue
+                    live.emit("error", error_event(error))
             else:
-                live.emit("error", error)
+                live.emit("error", error_event(error) if native else error)
         finally:
             keeper.cancel()
             flusher.cancel()
@@ -320,6 +374,8 @@ class Runner:
         delay = 0.02
         while True:
             try:
+                if is_native(record):
+                    return await self._stream_native(sessions, live, owner)
                 return await self._stream_once(sessions, live, owner, modes, graph_modes)
             except ConflictError as exc:
                 if live.started.done() or "already active" not in str(exc):
@@ -360,6 +416,25 @@ class Runner:
                 live.emit("messages", [chunk, self._message_metadata(live, meta)])
             elif kind in modes:
                 live.emit(kind, payload)
+        return result
+
+    async def _stream_native(
+        self, sessions: SessionManager, live: LiveRun, owner: Owner
+    ) -> dict[str, Any] | None:
+        record = live.record
+        result: dict[str, Any] | None = None
+        async for kind, value in sessions.astream(
+            owner, record["thread_id"], record["kwargs"]["input"]["messages"], run_id=live.run_id
+        ):
+            if kind == "thread":
+                live.emit("metadata", {"thread_id": value, "run_id": live.run_id})
+                if not live.started.done():
+                    live.started.set_result(None)
+            elif kind == "token":
+                live.emit("token", {"text": value})
+            else:
+                result = asdict(value)
+                live.emit("done", result)
         return result
 
     @staticmethod
@@ -433,7 +508,7 @@ class Runner:
         except Exception as exc:  # the record stays running; its lease lapses
             logger.warning("recording the end of run %s failed: %s", live.run_id, exc)
         finally:
-            record.update(status=status, result=result, error=error)
+            record.update(status=status, result=result, error=error, cancel=live.stop)
             live.done = True
             live.finished.set()
             live.notify()

@@ -6,6 +6,7 @@ import json
 import math
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from agent.namespaces import ID_PATTERN
@@ -55,6 +56,7 @@ def check_json(value: Any, depth: int = 0) -> Any:
 SafeText = Annotated[str, AfterValidator(check_text)]
 JsonValue = Annotated[Any, AfterValidator(check_json)]
 ThreadIdField = Annotated[str, Field(pattern=ID_PATTERN, description="1-128 of A-Z a-z 0-9 _-:@")]
+RunId = Annotated[str, Path(min_length=1, max_length=256, description="The run's id.")]
 
 
 class _Request(BaseModel):
@@ -102,8 +104,8 @@ class ExchangeMessageIn(MessageIn):
     )
 
 
-class RunRequest(_Request):
-    """One message (`message`) or several (`messages`) to send to the agent."""
+class MessagesIn(_Request):
+    """One message (`message`) or several (`messages`)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -121,7 +123,7 @@ class RunRequest(_Request):
     )
 
     @model_validator(mode="after")
-    def _one_of(self) -> RunRequest:
+    def _one_of(self) -> MessagesIn:
         if (self.message is None) == (self.messages is None):
             raise ValueError("send exactly one of `message` or `messages`")
         return self
@@ -156,7 +158,18 @@ class RunRequest(_Request):
         return [m.model_dump(exclude_none=True) for m in items]
 
 
-class AppendMessages(RunRequest):
+class RunRequest(MessagesIn):
+    """One message (`message`) or several (`messages`) to send to the agent."""
+
+    multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = Field(
+        default=None,
+        description="What the run does when its thread has one active: `reject` (the "
+        "default) answers 409, `enqueue` runs after it, `interrupt` stops it keeping what it "
+        "did, `rollback` stops it and removes what it did.",
+    )
+
+
+class AppendMessages(MessagesIn):
     """Messages to append to a thread without running the model (`message` is a user one)."""
 
     messages: list[ExchangeMessageIn] | None = Field(  # type: ignore[assignment]

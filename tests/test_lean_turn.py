@@ -86,7 +86,7 @@ async def test_a_plain_turn_makes_four_calls_besides_the_savers(
 
         second = await api.run("alice", thread, "What is my name?")
         assert second.status_code == 200
-        await api.app.state.runs.drain()
+        await api.app.state.runner.drain()
 
         assert _besides_saver(calls) <= 4, calls
         assert calls["db.abegin"] == 1 and calls["db.asave"] == 1, calls

@@ -58,7 +58,8 @@ async def test_stream_sends_tokens_then_the_full_result(api: Api) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     events = sse_events(response.text)
-    assert events[0] == ("metadata", {"thread_id": thread})
+    run_id = response.headers["content-location"].split("/")[-2]
+    assert events[0] == ("metadata", {"thread_id": thread, "run_id": run_id})
     tokens = [data["text"] for name, data in events if name == "token"]
     assert len(tokens) > 1
     name, done = events[-1]

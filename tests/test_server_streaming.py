@@ -85,7 +85,7 @@ async def test_disconnect_mid_stream_leaves_the_thread_usable(
         busy = await client.post(f"/threads/{thread}/runs", json={"message": "hello?"})
         assert busy.status_code == 409
         model.gate.set()
-        await asyncio.wait_for(app.state.runs.drain(), _DEADLOCK_GUARD_SECONDS)
+        await asyncio.wait_for(app.state.runner.drain(), _DEADLOCK_GUARD_SECONDS)
 
         transcript = (await client.get(f"/threads/{thread}/messages")).json()
         assert transcript["total"] == 2

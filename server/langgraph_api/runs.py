@@ -13,31 +13,26 @@ from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from agent.namespaces import Owner
-from memory.errors import InvalidInputError, NotFoundError
+from memory.errors import NotFoundError
 from memory.sessions import SessionManager
 from memory.settings import Settings
-from memory.stores.rundb import Event, Record
+from memory.stores.rundb import Record
+from server import sse
 from server.deps import OwnerDep, RunnerDep, SessionsDep, SettingsDep, ThreadId
 from server.langgraph_api import views
-from server.langgraph_api.schemas import RunCreate, RunId, RunsCancel
+from server.langgraph_api.schemas import RunCreate, RunsCancel
 from server.langgraph_api.views import LangGraphJSON
 from server.runner import LiveRun, Runner
-from server.schemas import errors
+from server.schemas import RunId, errors
 
 router = APIRouter(tags=["langgraph: runs"])
 
-#: Seconds of silence after which a stream sends a heartbeat comment.
-HEARTBEAT_SECONDS = 5.0
 _RUN_ERRORS = errors(401, 404, 409, 413, 422, 429)
-_STREAM_DOC: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "Server-sent events, each with an `id`: `metadata` ({run_id, attempt}) "
-        "first, then the stream modes asked for (`values`, `updates`, `messages` as [chunk, "
-        "metadata], `custom`), `error` ({error, message}) on failure; `: heartbeat` comments.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    }
-}
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_STREAM_DOC = sse.stream_doc(
+    "Server-sent events, each with an `id`: `metadata` ({run_id, attempt}) first, then the "
+    "stream modes asked for (`values`, `updates`, `messages` as [chunk, metadata], `custom`), "
+    "`error` ({error, message}) on failure; `: heartbeat` comments."
+)
 
 
 def location(thread_id: str, run_id: str) -> str:
@@ -72,13 +67,6 @@ def final_body(record: Record) -> dict[str, Any]:
     if record.get("error") is not None:
         return {"__error__": record["error"]}
     return record.get("result") or {}
-
-
-def sse_text(event: Event | None) -> str:
-    """One server-sent event with its id (None: a heartbeat comment)."""
-    if event is None:
-        return views.HEARTBEAT
-    return f"event: {event.event}\ndata: {event.data}\nid: {event.id}\n\n"
 
 
 async def _start(
@@ -127,39 +115,14 @@ async def _start(
 
 
 def _stream_response(events: AsyncIterator[str], thread_id: str, run_id: str) -> StreamingResponse:
-    return StreamingResponse(
+    return sse.response(
         events,
-        media_type="text/event-stream",
-        headers={
-            **_SSE_HEADERS,
+        {
             "Content-Location": location(thread_id, run_id),
             # Relative to the API root, as the SDKs join it to their URL to reconnect.
             "Location": f"/threads/{thread_id}/runs/{run_id}/stream",
         },
     )
-
-
-async def _sse(
-    runner: Runner,
-    sessions: SessionManager,
-    owner: Owner,
-    thread_id: str,
-    run_id: str,
-    *,
-    after: int = 0,
-    live: LiveRun | None = None,
-    cancel_on_disconnect: bool = False,
-) -> AsyncIterator[str]:
-    finished = False
-    try:
-        async for event in runner.follow(
-            sessions, owner, thread_id, run_id, after, live, HEARTBEAT_SECONDS
-        ):
-            yield sse_text(event)
-        finished = True
-    finally:
-        if not finished and cancel_on_disconnect:
-            await runner.cancel(sessions, owner, thread_id, [run_id], "interrupt")
 
 
 @router.post(
@@ -178,7 +141,7 @@ async def stream_run(
     """Run and stream its events (queued behind the thread's active run by default); the
     run continues if the client goes away (unless `on_disconnect` is `cancel`)."""
     record, live = await _start(thread_id, body, owner, sessions, settings, runner, streamed=True)
-    events = _sse(
+    events = sse.run_events(
         runner,
         sessions,
         owner,
@@ -279,18 +242,6 @@ async def join_run(
     )
 
 
-def _last_event_id(value: str | None) -> int:
-    if not value:
-        return 0
-    try:
-        parsed = int(value)
-    except ValueError:
-        raise InvalidInputError("Last-Event-ID must be an event id this server sent") from None
-    if parsed < 0:
-        raise InvalidInputError("Last-Event-ID must be an event id this server sent")
-    return parsed
-
-
 @router.get(
     "/threads/{thread_id}/runs/{run_id}/stream",
     response_class=StreamingResponse,
@@ -308,10 +259,10 @@ async def join_stream(
 ) -> StreamingResponse:
     """Rejoin the run's stream, from any process: the events after `Last-Event-ID` (all
     of them without it), then the rest as they come, until the run ends."""
-    after = _last_event_id(last_event_id)
+    after = sse.last_event_id(last_event_id)
     await sessions.aget(owner, thread_id)
     await runner.get(sessions, owner, thread_id, run_id)
-    events = _sse(
+    events = sse.run_events(
         runner,
         sessions,
         owner,
@@ -337,7 +288,7 @@ async def thread_stream(
 ) -> StreamingResponse:
     """The thread's runs in turn, as they start, while the client stays (the active run's
     events after `Last-Event-ID` first)."""
-    after = _last_event_id(last_event_id)
+    after = sse.last_event_id(last_event_id)
     await sessions.aget(owner, thread_id)
     key = owner.thread_key(thread_id)
 
@@ -348,21 +299,27 @@ async def thread_stream(
         while True:
             active = [r for r in await sessions.db.runs.active(key) if r["run_id"] not in seen]
             if not active:
-                if time.monotonic() - quiet_since >= HEARTBEAT_SECONDS:
-                    yield views.HEARTBEAT
+                if time.monotonic() - quiet_since >= sse.HEARTBEAT_SECONDS:
+                    yield sse.HEARTBEAT
                     quiet_since = time.monotonic()
                 await asyncio.sleep(0.2)
                 continue
             run_id = active[0]["run_id"]
             seen.add(run_id)
             async for event in runner.follow(
-                sessions, owner, thread_id, run_id, after if first else 0, None, HEARTBEAT_SECONDS
+                sessions,
+                owner,
+                thread_id,
+                run_id,
+                after if first else 0,
+                None,
+                sse.HEARTBEAT_SECONDS,
             ):
-                yield sse_text(event)
+                yield sse.event_text(event)
             first = False
             quiet_since = time.monotonic()
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers=_SSE_HEADERS)
+    return sse.response(events())
 
 
 _CANCEL_ACTION = Annotated[str, Query(pattern="^(interrupt|rollback)$")]

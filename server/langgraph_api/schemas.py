@@ -36,7 +36,6 @@ PageLimit = Annotated[int, Field(ge=1, le=1000)]
 AssistantId = Annotated[
     str, Path(min_length=1, max_length=256, description="`agent`, or the assistant's id.")
 ]
-RunId = Annotated[str, Path(min_length=1, max_length=256, description="The run's id.")]
 CheckpointId = Annotated[
     str, Path(min_length=1, max_length=256, description="The checkpoint's id.")
 ]

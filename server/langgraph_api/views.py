@@ -46,14 +46,6 @@ class LangGraphJSON(JSONResponse):
         return dumps(content).encode()
 
 
-def sse(event: str, data: Any) -> str:
-    """One server-sent event."""
-    return f"event: {event}\ndata: {dumps(data)}\n\n"
-
-
-HEARTBEAT = ": heartbeat\n\n"
-
-
 def assistant(graph: CompiledStateGraph) -> dict[str, Any]:
     """The one assistant: the agent graph with the deployment's configuration."""
     return {

@@ -1,0 +1,92 @@
+"""The one server-sent-events writer of the native and `/langgraph` run streams: event
+text with ids, heartbeats, `Last-Event-ID` and the response headers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from fastapi.responses import StreamingResponse
+
+from agent.namespaces import Owner
+from memory.errors import InvalidInputError
+from memory.sessions import SessionManager
+from memory.stores.rundb import Event
+
+if TYPE_CHECKING:  # the runner imports the LangGraph views, whose package imports this
+    from server.runner import LiveRun, Runner
+
+#: Seconds of silence after which a stream sends a heartbeat comment.
+HEARTBEAT_SECONDS = 5.0
+#: A heartbeat: a comment line, which clients skip.
+HEARTBEAT = ": heartbeat\n\n"
+#: What every event stream is answered with, so proxies pass events on at once.
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def event_text(event: Event | None) -> str:
+    """One server-sent event with its id (None: a heartbeat comment)."""
+    if event is None:
+        return HEARTBEAT
+    return f"event: {event.event}\ndata: {event.data}\nid: {event.id}\n\n"
+
+
+def last_event_id(value: str | None) -> int:
+    """The id a rejoining client sent in `Last-Event-ID` (0 without one).
+
+    Raises:
+        InvalidInputError: not an id this server could have sent.
+    """
+    if not value:
+        return 0
+    try:
+        parsed = int(value)
+    except ValueError:
+        raise InvalidInputError("Last-Event-ID must be an event id this server sent") from None
+    if parsed < 0:
+        raise InvalidInputError("Last-Event-ID must be an event id this server sent")
+    return parsed
+
+
+async def run_events(
+    runner: Runner,
+    sessions: SessionManager,
+    owner: Owner,
+    thread_id: str,
+    run_id: str,
+    *,
+    after: int = 0,
+    live: LiveRun | None = None,
+    cancel_on_disconnect: bool = False,
+) -> AsyncIterator[str]:
+    """A run's events after id `after` as SSE text, with heartbeats, until it ends (from
+    this process's live run, or the run's log when another process executes it)."""
+    finished = False
+    try:
+        async for event in runner.follow(
+            sessions, owner, thread_id, run_id, after, live, HEARTBEAT_SECONDS
+        ):
+            yield event_text(event)
+        finished = True
+    finally:
+        if not finished and cancel_on_disconnect:
+            await runner.cancel(sessions, owner, thread_id, [run_id], "interrupt")
+
+
+def response(
+    events: AsyncIterator[str], headers: dict[str, str] | None = None
+) -> StreamingResponse:
+    """An event-stream response of `events`, with the stream headers and `headers`."""
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={**HEADERS, **(headers or {})}
+    )
+
+
+def stream_doc(description: str) -> dict[int | str, dict[str, Any]]:
+    """The documented 200 of an event-stream route."""
+    return {
+        200: {
+            "description": description,
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    }
