@@ -377,9 +377,10 @@ def _drive(
             if isinstance(request, _Batch):
                 result = store.batch(request.ops) if store is not None else []
             elif isinstance(request, _Append):
-                result = request.sink.append(
+                request.sink.append(
                     request.thread_key, request.start, request.records, request.token
                 )
+                result = None
             elif isinstance(request, _RunTools):
                 result = [_run_tool(t, c, request.timeout, config) for t, c in request.calls]
             else:
@@ -402,9 +403,10 @@ async def _adrive(
             if isinstance(request, _Batch):
                 result = await store.abatch(request.ops) if store is not None else []
             elif isinstance(request, _Append):
-                result = await request.sink.aappend(
+                await request.sink.aappend(
                     request.thread_key, request.start, request.records, request.token
                 )
+                result = None
             elif isinstance(request, _RunTools):
                 result = await asyncio.gather(
                     *(_arun_tool(t, c, request.timeout, config) for t, c in request.calls)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterator,
     Iterator,
     Sequence,
@@ -272,7 +273,7 @@ class SessionStreaming(SessionCores):
         recent: int = 50,
         run_id: str | None = None,
         views: bool = True,
-    ) -> AsyncIterator[tuple[str, Any]]:
+    ) -> AsyncGenerator[tuple[str, Any], None]:
         """Run like `arun`, yielding the graph's own stream parts for LangGraph clients.
 
         With `run_id`, the checkpoints carry it in their metadata, and the same run started
