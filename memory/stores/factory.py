@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import heapq
+import json
 import logging
 import math
 import select
@@ -62,7 +63,7 @@ from memory.stores.sessiondb import MemorySessionDB, SessionDB
 from memory.stores.sessiondb_redis import RedisSessionDB
 from memory.stores.sessiondb_sql import PostgresSessionDB, SqliteSessionDB
 from memory.stores.sqlite_saver import InlineSqliteSaver, retry_async, retry_sync
-from memory.stores.values import EarlyPutCheck, checked
+from memory.stores.values import EarlyPutCheck, checked, matches_filter
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +187,14 @@ class ExpiringInMemoryStore(InMemoryStore):
         self._expiry: dict[tuple[tuple[str, ...], str], tuple[float, float]] = {}
         self._due: list[tuple[float, tuple[str, ...], str]] = []
 
+    def _filter_items(self, op: SearchOp) -> list[tuple[Item, list[list[float]]]]:
+        """The items under the prefix that match the filter, as the SQL stores match it
+        (LangGraph's matcher fails on an absent or non-numeric field compared with `$gt`)."""
+        if not op.filter:
+            return super()._filter_items(op)
+        found = super()._filter_items(op._replace(filter=None, limit=-1))
+        return [(item, vectors) for item, vectors in found if matches_filter(item.value, op.filter)]
+
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Check the puts, drop expired items, then run the operations."""
         ops = checked(ops)
@@ -290,12 +299,27 @@ def _sqlite_connect(path: str, *, store: bool = False) -> Any:
 _SQLITE_DUE = "expires_at IS NOT NULL AND expires_at <= ?"
 
 
+#: The SQL of each comparison operator of a search filter.
+_SQL_COMPARISONS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
 def _sqlite_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 class ExpiringSqliteStore(SqliteStore):
     """LangGraph's SQLite store with checked puts; expired items are deleted before each batch."""
+
+    def _get_filter_condition(self, key: str, op: str, value: Any) -> tuple[str, list[Any]]:
+        """LangGraph's conditions, except that comparisons read JSON numbers only (a string
+        field would be cast to 0.0); `check_filter` has passed the key and operand."""
+        if op in _SQL_COMPARISONS:
+            number = f"json_extract(value, '$.{key}')"
+            typed = (
+                f"CASE WHEN json_type(value, '$.{key}') IN ('integer', 'real') THEN {number} END"
+            )
+            return f"({typed}) {_SQL_COMPARISONS[op]} ?", [float(value)]
+        return super()._get_filter_condition(key, op, value)
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Check the puts, delete expired items, then run the operations."""
@@ -350,7 +374,24 @@ class InlineSqliteStore(ExpiringSqliteStore):
 # --------------------------------------------------------------------------- postgres
 
 
-class CheckedPostgresStore(PostgresStore):
+class _PostgresFilters:
+    """LangGraph's Postgres conditions, except that comparisons are numeric (LangGraph
+    compares the text: `10 > 9` was false) and `$ne` passes over JSON nulls as the other
+    stores do; `check_filter` has passed the key and operand."""
+
+    def _get_filter_condition(self, key: str, op: str, value: Any) -> tuple[str, list[Any]]:
+        if op in _SQL_COMPARISONS:
+            typed = "CASE WHEN jsonb_typeof(value->%s) = 'number' THEN (value->>%s)::float8 END"
+            return f"({typed}) {_SQL_COMPARISONS[op]} %s", [key, key, float(value)]
+        if op == "$ne":
+            return (
+                "(value->%s != %s::jsonb AND jsonb_typeof(value->%s) <> 'null')",
+                [key, json.dumps(value), key],
+            )
+        return super()._get_filter_condition(key, op, value)  # type: ignore[misc]
+
+
+class CheckedPostgresStore(_PostgresFilters, PostgresStore):
     """LangGraph's Postgres store with checked puts (it filters expired items itself)."""
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
@@ -358,7 +399,7 @@ class CheckedPostgresStore(PostgresStore):
         return super().batch(checked(ops))
 
 
-class AsyncCheckedPostgresStore(EarlyPutCheck, AsyncPostgresStore):
+class AsyncCheckedPostgresStore(EarlyPutCheck, _PostgresFilters, AsyncPostgresStore):
     """Async `CheckedPostgresStore`; `breaker` bounds each call (None: no deadline)."""
 
     def __init__(self, *args: Any, breaker: Breaker | None = None, **kwargs: Any) -> None:

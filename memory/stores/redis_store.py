@@ -71,7 +71,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError, ResponseError
 
 from memory.stores.outages import Breaker, bounded
-from memory.stores.values import EarlyPutCheck, checked
+from memory.stores.values import EarlyPutCheck, checked, matches_filter
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -165,46 +165,6 @@ def _scope(namespace_prefix: Sequence[str], now_ms: int) -> str:
     if not namespace_prefix:
         return _alive(now_ms)
     return f"@ns_path:{{{_digest(list(namespace_prefix))}}} {_alive(now_ms)}"
-
-
-def _matches_filter(value: Any, wanted: dict[str, Any]) -> bool:
-    """Whether an item value satisfies a search filter (the semantics of the other stores)."""
-    return all(_compare(value.get(key), expected) for key, expected in wanted.items())
-
-
-def _compare(actual: Any, expected: Any) -> bool:
-    if isinstance(expected, dict):
-        if any(key.startswith("$") for key in expected):
-            return all(_operator(actual, op, operand) for op, operand in expected.items())
-        return isinstance(actual, dict) and all(
-            _compare(actual.get(key), sub) for key, sub in expected.items()
-        )
-    if isinstance(expected, list | tuple):
-        return (
-            isinstance(actual, list | tuple)
-            and len(actual) == len(expected)
-            and all(_compare(a, e) for a, e in zip(actual, expected, strict=True))
-        )
-    return bool(actual == expected)
-
-
-def _operator(actual: Any, op: str, operand: Any) -> bool:
-    if op == "$eq":
-        return bool(actual == operand)
-    if op == "$ne":
-        return bool(actual != operand)
-    if op not in ("$gt", "$gte", "$lt", "$lte"):
-        raise ValueError(f"unsupported filter operator {op!r}: use $eq, $ne, $gt, $gte, $lt, $lte")
-    try:
-        left, right = float(actual), float(operand)
-    except (TypeError, ValueError):
-        return False
-    return {
-        "$gt": left > right,
-        "$gte": left >= right,
-        "$lt": left < right,
-        "$lte": left <= right,
-    }[op]
 
 
 def _namespace_matches(namespace: tuple[str, ...], condition: MatchCondition) -> bool:
@@ -458,7 +418,7 @@ class _KeyedCore:
         start = 0
         while len(matched) < wanted:
             page = yield from self._fetch_page(query, start, _SCAN_PAGE)
-            matched += [s for s in page if _matches_filter(s.item.value, op.filter)]
+            matched += [s for s in page if matches_filter(s.item.value, op.filter)]
             if len(page) < _SCAN_PAGE:
                 break
             start += _SCAN_PAGE
@@ -496,7 +456,7 @@ class _KeyedCore:
             for key, fields in rows:
                 score = self._score(float(_text(fields["dist"])))
                 stored = self._parse_doc(key, fields.get("$"), score=score)
-                if stored and (not op.filter or _matches_filter(stored.item.value, op.filter)):
+                if stored and (not op.filter or matches_filter(stored.item.value, op.filter)):
                     found.append(stored)
             if len(found) >= wanted or len(rows) < k:
                 return found[op.offset : wanted]
