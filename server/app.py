@@ -34,6 +34,7 @@ from server.langgraph_api import router as langgraph_router
 from server.limits import BodyLimitMiddleware
 from server.routes import ROUTERS
 from server.runner import Runner
+from server.schemas import json_path
 
 logger = logging.getLogger("memory_agent.server")
 
@@ -188,13 +189,28 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _loc(error: Any) -> list[Any]:
+    """Where the error is: the field, then the path inside its value of a value no backend
+    can store or a filter part no store answers (`JsonValueError.path`, `StoreValueError`)."""
+    cause = (error.get("ctx") or {}).get("error")
+    return [*error.get("loc", ()), *getattr(cause, "path", ())]
+
+
+def _msg(error: Any) -> str:
+    """The message, naming the value's path in the body when the error has one."""
+    cause = (error.get("ctx") or {}).get("error")
+    if not getattr(cause, "path", None):
+        return str(error.get("msg", ""))
+    loc = _loc(error)
+    return f"{json_path(tuple(loc[1:] if loc[:1] == ['body'] else loc))}: {cause}"
+
+
 async def _validation_error(request: Request, exc: Exception) -> ErrorResponse:
     assert isinstance(exc, RequestValidationError)
     # The field path and message only: echoing the rejected input back could be large,
     # and may be exactly what cannot be rendered (NaN, unpaired surrogates).
     detail = [
-        {"loc": _finite(list(e.get("loc", ()))), "msg": e.get("msg", ""), "type": e.get("type")}
-        for e in exc.errors()
+        {"loc": _finite(_loc(e)), "msg": _msg(e), "type": e.get("type")} for e in exc.errors()
     ]
     return ErrorResponse({"detail": detail}, status_code=422)
 

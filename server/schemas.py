@@ -22,35 +22,80 @@ MAX_QUERY_CHARS = 2000
 INT64 = (-(2**63), 2**63 - 1)
 
 
-def check_text(value: str, field: str = "text") -> str:
-    """Reject text no backend can store: NUL characters and unpaired surrogates."""
+class JsonValueError(ValueError):
+    """A value no backend can store; `path` locates it inside the value validated."""
+
+    def __init__(self, problem: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(problem)
+        self.path = path
+
+
+def json_path(path: tuple[str | int, ...]) -> str:
+    """`("a", 0, "b")` as `a[0].b`."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _text_problem(value: str, what: str) -> str | None:
     if "\x00" in value:
-        raise ValueError(f"{field} must not contain NUL characters")
+        return f"{what} must not contain NUL characters"
     try:
         value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"{field} is not valid Unicode (unpaired surrogate)") from exc
+    except UnicodeEncodeError:
+        return f"{what} is not valid Unicode (unpaired surrogate)"
+    return None
+
+
+def check_text(value: str, field: str = "text") -> str:
+    """Reject text no backend can store: NUL characters and unpaired surrogates."""
+    if problem := _text_problem(value, field):
+        raise ValueError(problem)
     return value
 
 
-def check_json(value: Any, depth: int = 0) -> Any:
-    """Reject JSON no backend can store or render: NaN/Infinity, NUL, bad Unicode, deep nesting."""
-    if depth > MAX_JSON_DEPTH:
-        raise ValueError(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+def _scalar_problem(value: Any) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("numbers must be finite (no NaN or Infinity)")
+        return "numbers must be finite (no NaN or Infinity)"
     if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
-        raise ValueError("integers must fit in 64 bits (-2**63 to 2**63-1)")
+        return "integers must fit in 64 bits (-2**63 to 2**63-1)"
     if isinstance(value, str):
-        check_text(value, "strings")
-    elif isinstance(value, list):
-        for item in value:
-            check_json(item, depth + 1)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_text(key, "keys")
-            check_json(item, depth + 1)
+        return _text_problem(value, "strings")
+    return None
+
+
+def check_json(
+    value: Any, depth: int = 0, path: tuple[str | int, ...] = (), max_depth: int | None = None
+) -> Any:
+    """Reject JSON that not every backend (Postgres jsonb, SQLite, RedisJSON) can store:
+    NaN/Infinity, integers past 64 bits, NUL, unpaired surrogates, nesting deeper than
+    `max_depth` levels below `value` (default `MAX_JSON_DEPTH`; -1: any depth).
+
+    Raises:
+        JsonValueError: the problem, with the path of the bad value inside `value`.
+    """
+    limit = MAX_JSON_DEPTH if max_depth is None else max_depth
+    pending: list[tuple[Any, int, tuple[str | int, ...]]] = [(value, depth, path)]
+    while pending:
+        node, level, where = pending.pop()
+        if 0 <= limit < level:
+            raise JsonValueError(f"JSON is nested deeper than {limit} levels", where)
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if isinstance(key, str) and (problem := _text_problem(key, "keys")):
+                    raise JsonValueError(problem, (*where, key))
+                pending.append((item, level + 1, (*where, key)))
+        elif isinstance(node, list | tuple):
+            pending.extend((item, level + 1, (*where, i)) for i, item in enumerate(node))
+        elif problem := _scalar_problem(node):
+            raise JsonValueError(problem, where)
     return value
+
+
+def check_storable(value: Any) -> Any:
+    """`check_json` at any depth: a whole request body, before its fields are read."""
+    return check_json(value, max_depth=-1)
 
 
 SafeText = Annotated[str, AfterValidator(check_text)]
@@ -59,7 +104,17 @@ ThreadIdField = Annotated[str, Field(pattern=ID_PATTERN, description="1-128 of A
 RunId = Annotated[str, Path(min_length=1, max_length=256, description="The run's id.")]
 
 
-class _Request(BaseModel):
+class StorableBody(BaseModel):
+    """A request body: every value in it, known field or not, is JSON that every backend
+    can store (answered 422 with the value's path otherwise)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return check_storable(data)
+
+
+class _Request(StorableBody):
     # Unknown fields are rejected, so nothing in a body can reach the owner or run config.
     model_config = ConfigDict(extra="forbid")
 

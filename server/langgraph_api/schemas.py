@@ -12,15 +12,17 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from memory.errors import InvalidInputError
+from memory.stores.values import check_filter
 from server.schemas import (
     MAX_METADATA_CHARS,
     MAX_METADATA_KEYS,
     MAX_QUERY_CHARS,
     JsonValue,
     SafeText,
+    StorableBody,
     ThreadIdField,
     check_json,
 )
@@ -72,7 +74,7 @@ def check_namespace(
     return tuple(labels)
 
 
-class _Body(BaseModel):
+class _Body(StorableBody):
     model_config = ConfigDict(extra="ignore")
 
 
@@ -157,7 +159,7 @@ class StateAt(_Body):
 class StateUpdate(_Body):
     """`POST /threads/{id}/state`: add messages and/or replace the summary."""
 
-    values: dict[str, Any] | None = None
+    values: dict[str, JsonValue] | None = None
     as_node: SafeText | None = None
     checkpoint: CheckpointRef | None = None
     checkpoint_id: SafeText | None = None
@@ -216,7 +218,7 @@ class RunCreate(_Body):
     command: dict[str, Any] | None = None
     checkpoint: CheckpointRef | None = None
     checkpoint_id: SafeText | None = None
-    config: dict[str, Any] | None = None
+    config: dict[str, JsonValue] | None = None
     context: RunContext | None = None
     metadata: Metadata = None
     stream_mode: str | list[str] = "values"
@@ -261,6 +263,10 @@ class RunCreate(_Body):
             self.input = {"messages": [messages]}
         elif not isinstance(messages, list):
             raise ValueError("input.messages must be a list of messages")
+        for i, item in enumerate(self.input["messages"]):
+            if not isinstance(item, dict):
+                raise ValueError(f"input.messages[{i}] must be an object")
+            check_json(item, path=("input", "messages", i))
         for mode in self.modes:
             if mode not in STREAM_MODES:
                 raise ValueError(
@@ -289,9 +295,6 @@ class RunCreate(_Body):
                 f"input.messages holds {len(items)} messages; the limit is {max_messages}"
             )
         for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise InvalidInputError(f"input.messages[{i}] must be an object")
-            check_json(item)
             content = item.get("content", "")
             size = len(content) if isinstance(content, str) else len(json.dumps(content))
             if size > max_chars:
@@ -327,6 +330,8 @@ class StoreSearch(_Body):
     offset: Offset = 0
     query: SafeText | None = Field(default=None, max_length=MAX_QUERY_CHARS)
 
+    _filter = field_validator("filter")(check_filter)
+
 
 class StoreNamespaces(_Body):
     """`POST /store/namespaces`."""
@@ -342,7 +347,7 @@ class AssistantSearch(_Body):
     """`POST /assistants/search`."""
 
     graph_id: SafeText | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata = None
     name: SafeText | None = None
     limit: PageLimit = 10
     offset: Offset = 0
