@@ -546,7 +546,10 @@ def route_model_output(state: State) -> Literal["save_memories", "__end__"]:
     `add_conditional_edges("call_model", route_model_output, {"save_memories": "tools",
     "__end__": END})`.
     """
-    last = state["messages"][-1]
+    # A thread that never ran has no messages: an update of its summary (`update_state`
+    # as `call_model`) routes from here with an empty window, and ends.
+    messages = state.get("messages") or []
+    last = messages[-1] if messages else None
     if isinstance(last, AIMessage) and last.tool_calls:
         return "save_memories"
     return "__end__"
