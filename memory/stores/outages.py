@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
 from typing import Any, TypeVar
 
 from memory.errors import UnavailableError
+from memory.stores.sqlite_saver import OPERATIONAL_ERRORS, is_locked
 
 logger = logging.getLogger("memory_agent.outages")
 
@@ -50,7 +50,11 @@ def as_unavailable(exc: BaseException) -> UnavailableError | None:
     """The 503 an outage deserves, or None for any other error."""
     if isinstance(exc, UnavailableError):
         return exc
-    if isinstance(exc, sqlite3.OperationalError) and "locked" not in str(exc).lower():
+    if is_locked(exc):  # a lock no retry outlasted (or a statement outside the retries)
+        error = UnavailableError("the SQLite database is locked by another writer; retry shortly")
+        error.__cause__ = exc
+        return error
+    if isinstance(exc, OPERATIONAL_ERRORS):
         return None  # a SQLite error is a bug or a bad file, not an outage to wait out
     if not isinstance(exc, outage_errors()) and isinstance(exc.__cause__, outage_errors()):
         exc = exc.__cause__  # a library's wrapper (redisvl's RedisSearchError) of an outage

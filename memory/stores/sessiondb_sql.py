@@ -632,5 +632,5 @@ def _locked(exc: BaseException) -> bool:
 
 def _busy(timeout: float) -> SessionDBBusyError:
     return SessionDBBusyError(
-        f"the SQLite database stayed locked by another process for over {timeout:g}s"
+        f"the SQLite database stayed locked by another process for over {timeout:g}s; retry shortly"
     )

@@ -42,13 +42,32 @@ class SqliteLockTimeoutError(UnavailableError, sqlite3.OperationalError):
     """Another process held the SQLite write lock for longer than the timeout."""
 
 
-def _locked(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower()
+def _operational_errors() -> tuple[type[Exception], ...]:
+    """`OperationalError` of each SQLite module in use: the store's connections come from
+    pysqlite3 where this Python's sqlite3 cannot load extensions, and its errors are not
+    `sqlite3` errors."""
+    try:
+        import pysqlite3.dbapi2 as pysqlite3  # type: ignore[import-not-found]
+    except ImportError:
+        return (sqlite3.OperationalError,)
+    return (sqlite3.OperationalError, pysqlite3.OperationalError)
+
+
+#: What a SQLite statement refused for a lock raises, whichever module ran it.
+OPERATIONAL_ERRORS = _operational_errors()
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite refusing a statement because another connection holds a lock."""
+    return isinstance(exc, OPERATIONAL_ERRORS) and "locked" in str(exc).lower()
+
+
+_locked = is_locked
 
 
 def _timeout() -> SqliteLockTimeoutError:
     return SqliteLockTimeoutError(
-        f"the SQLite database stayed locked by another process for over {LOCK_TIMEOUT_SECONDS:g}s"
+        f"the SQLite database stayed locked by another process for over {LOCK_TIMEOUT_SECONDS:g}s; retry shortly"
     )
 
 
@@ -59,7 +78,7 @@ def retry_sync(call: Callable[[], T]) -> T:
     while True:
         try:
             return call()
-        except sqlite3.OperationalError as exc:
+        except OPERATIONAL_ERRORS as exc:
             if not _locked(exc):
                 raise
             if time.monotonic() > deadline:
@@ -75,7 +94,7 @@ async def retry_async(call: Callable[[], T]) -> T:
     while True:
         try:
             return call()
-        except sqlite3.OperationalError as exc:
+        except OPERATIONAL_ERRORS as exc:
             if not _locked(exc):
                 raise
             if time.monotonic() > deadline:
