@@ -42,10 +42,20 @@ class SessionCores(SessionBase):
 
     # -- cores: runs -------------------------------------------------------------------
 
-    def _begin_run(self, owner: Owner, thread_id: str | None, messages: Sequence[Any]) -> _Steps:
-        """Validate a run, claim its thread (created if new) and start renewing the lease."""
+    def _begin_run(
+        self,
+        owner: Owner,
+        thread_id: str | None,
+        messages: Sequence[Any],
+        *,
+        resuming: bool = False,
+    ) -> _Steps:
+        """Validate a run, claim its thread (created if new) and start renewing the lease.
+
+        A run needs at least one message unless it is `resuming` a checkpoint (it then
+        continues what the checkpoint has left to do)."""
         new = to_messages(messages)
-        if not new:
+        if not new and not resuming:
             raise InvalidInputError("a run needs at least one message")
         thread_id = check_id("thread_id", thread_id) if thread_id else str(uuid.uuid4())
         key, token = owner.thread_key(thread_id), uuid.uuid4().hex
@@ -84,6 +94,11 @@ class SessionCores(SessionBase):
         """The records of the run's input and what followed it: from its final window,
         where they are the last `after` recorded, or, when summarisation folded some
         away, from the transcript."""
+        if not run.input:  # a run resumed from a checkpoint: what it recorded past it
+            if after <= run.before:
+                return []
+            records, _ = yield Db.page(run.key, run.before, after - run.before)
+            return records
         window = values.get("messages") or []
         first = run.input[0].id
         for index in range(len(window) - 1, -1, -1):

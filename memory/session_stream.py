@@ -29,6 +29,7 @@ from memory.session_steps import (
     _Copy,
     _DeleteThread,
     _GetState,
+    _Run,
     _Steps,
     _token_text,
 )
@@ -111,6 +112,14 @@ class SessionStreaming(SessionCores):
             total = values.get("transcript_len", 0)
             count = min(recent, total)
             records = (yield Db.page(key, total - count, count))[0] if count else []
+            marker = values.get("recorded_id")
+            if count and marker is not None and (not records or records[-1].get("id") != marker):
+                # A checkpoint of an earlier branch (the thread was forked before it): the
+                # transcript holds the later branch there; the checkpoint's own window
+                # shows what it recorded.
+                window = values.get("messages") or []
+                ids = [m.id for m in window]
+                return list(window[: ids.index(marker) + 1]) if marker in ids else []
         return [transcript.record_to_message(r) for r in records]
 
     def _client_values(
@@ -262,6 +271,38 @@ class SessionStreaming(SessionCores):
     def _release(self, key: str, token: str) -> _Steps:
         yield Db.release(key, token)
 
+    def _fork(
+        self, run: _Run, config: RunnableConfig, checkpoint_id: str, run_id: str | None
+    ) -> _Steps:
+        """Point the claimed `run` at `checkpoint_id` of its thread.
+
+        The thread's latest checkpoint changes nothing. An earlier one is a fork: the
+        transcript goes back to that checkpoint's length (the branch the thread continues
+        on reads back complete and in order; the messages after it stay readable in the
+        earlier branch's checkpoints while they are kept), and the run's checkpoints
+        follow that one, as LangGraph's own forks do. A run taken over after its process
+        died continues from its own latest checkpoint instead of forking again.
+
+        Raises:
+            NotFoundError: the thread has no such checkpoint (any more).
+        """
+        head = yield _GetState(config)
+        if run_id is not None and (head.metadata or {}).get("run_id") == run_id:
+            return
+        if head.config["configurable"].get("checkpoint_id") == checkpoint_id:
+            return
+        at_config = RunnableConfig(
+            configurable={**config["configurable"], "checkpoint_id": checkpoint_id}
+        )
+        at = yield _GetState(at_config)
+        if at.created_at is None:
+            thread_id = run.record["thread_id"]
+            raise NotFoundError(f"checkpoint {checkpoint_id!r} not found on thread {thread_id!r}")
+        length = (at.values or {}).get("transcript_len", 0)
+        yield Db.truncate(run.key, length)
+        run.before = length
+        config["configurable"]["checkpoint_id"] = checkpoint_id
+
     async def astream_graph(
         self,
         owner: Owner,
@@ -272,6 +313,7 @@ class SessionStreaming(SessionCores):
         context: dict[str, Any] | None = None,
         recent: int = 50,
         run_id: str | None = None,
+        checkpoint_id: str | None = None,
         views: bool = True,
     ) -> AsyncGenerator[tuple[str, Any], None]:
         """Run like `arun`, yielding the graph's own stream parts for LangGraph clients.
@@ -287,9 +329,16 @@ class SessionStreaming(SessionCores):
         client's screen), then `("done", (RunResult, last values payload))`. With `views`
         false (a caller that reads no state) the values are not made and the payload is
         empty.
+
+        With `checkpoint_id`, the run starts from that checkpoint of the thread: the
+        latest one is the plain case; an earlier one forks the thread there (see
+        `_fork`). `messages` may then be empty: the run continues what the checkpoint had
+        left to do (a regenerated reply).
         """
         graph_context = self.graph_context(owner, context)
-        run = await self._adrive(self._begin_run(owner, thread_id, messages))
+        run = await self._adrive(
+            self._begin_run(owner, thread_id, messages, resuming=checkpoint_id is not None)
+        )
         config = self.run_config(owner, run.record["thread_id"], run.token)
         if run_id is not None:
             config["metadata"] = {"run_id": run_id}
@@ -298,9 +347,11 @@ class SessionStreaming(SessionCores):
         view: dict[str, Any] = {}
         try:
             yield "thread", run.record
+            if checkpoint_id is not None:
+                await self._adrive(self._fork(run, config, checkpoint_id, run_id))
             earlier = await self._adrive(self._tail(run.key, None, recent)) if views else []
             async for mode, payload in self.graph.astream(  # type: ignore[call-overload]
-                {"messages": run.input},
+                {"messages": run.input} if run.input else None,
                 config,
                 context=graph_context,
                 stream_mode=modes,

@@ -404,6 +404,7 @@ class Runner:
             context=kwargs.get("context") or {},
             recent=int(kwargs.get("recent", 50)),
             run_id=live.run_id,
+            checkpoint_id=kwargs.get("checkpoint_id"),
         ):
             if kind == "thread":
                 live.emit("metadata", {"run_id": live.run_id, "attempt": record["attempt"]})

@@ -3,8 +3,9 @@
 `tests/js/usestream.mjs` lists the threads, creates one, loads its history, streams two runs,
 stops a third half way and sends a fourth, leaves a fifth mid-reply and rejoins it (a page
 reload), aborts a sixth and sends a seventh at once (Stop, then send), then prints a JSON
-summary; this test starts a real
-server for it and checks the summary. The SDK is installed from `tests/js/package-lock.json`
+summary; this test starts a real server for it and checks the summary. `tests/js/forks.mjs`
+sends the checkpoints agent-chat-ui sends (the latest with every message; Regenerate's and
+Edit's earlier ones), with the newest SDK and with 1.8.10, the one the UI pins. The SDK is installed from `tests/js/package-lock.json`
 (`npm ci`) when `tests/js/node_modules` is missing or older than the lockfile.
 """
 
@@ -14,12 +15,13 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.lgserver import langgraph_server
+from tests.lgserver import LangGraphServer, langgraph_server
 
 pytestmark = pytest.mark.slow
 
@@ -175,3 +177,40 @@ def test_stop_then_send_at_once_queues_and_answers_both(summary: dict[str, Any])
     assert state["valueKeys"] == ["messages", "summary", "transcript_len"]
     assert state["reply"] == "Your name is Sam."
     assert state["messages"] == len(sent["messageTypes"])
+
+
+@pytest.fixture(scope="module")
+def fork_server(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LangGraphServer]:
+    """A server on SQLite for the fork scripts, with the offline model at full speed."""
+    tmp = tmp_path_factory.mktemp("lg-js-forks")
+    with langgraph_server(
+        f"sqlite:///{tmp / 'agent.sqlite'}", tmp, runs_per_minute="1000"
+    ) as server:
+        yield server
+
+
+@pytest.mark.parametrize("sdk", ["@langchain/langgraph-sdk", "sdk-1-8"])
+def test_chat_ui_checkpoints_continue_regenerate_and_edit(
+    node: str, fork_server: LangGraphServer, sdk: str
+) -> None:
+    done = subprocess.run(
+        [node, str(JS_DIR / "forks.mjs"), sdk, fork_server.url, fork_server.keys["alice"]],
+        capture_output=True,
+        text=True,
+        timeout=_SCRIPT_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    pinned = json.loads((JS_DIR / "package.json").read_text())["dependencies"][sdk]
+    assert pinned.removeprefix("npm:@langchain/langgraph-sdk@") == summary["sdkVersion"]
+    assert summary["errors"] == []
+    # Each submit with the latest checkpoint went on with the conversation.
+    assert [len(m) for m in summary["latest"]] == [2, 4, 6]
+    assert summary["latest"][-1][::2] == ["one", "two", "three"]
+    # Regenerate: a new reply in place of the last one; the old one kept in its branch.
+    assert summary["regenerate"] == {"messages": 6, "sameText": True, "newId": True, "type": "ai"}
+    assert summary["oldBranchLast"] is True
+    # Edit: the branch goes on from "one"'s reply with the edited message.
+    assert [t for _, t in summary["edit"]][::2] == ["one", "two, edited"]
+    assert [r for r, _ in summary["transcript"]] == ["user", "assistant"] * 2
+    assert [t for _, t in summary["transcript"]][::2] == ["one", "two, edited"]

@@ -84,7 +84,10 @@ async def _start(
     messages = body.messages(settings.max_message_chars, settings.max_messages_per_request)
     context = body.context.overrides() if body.context else {}
     sessions.graph_context(owner, context)  # a bad override is a 422 before anything starts
-    if body.if_not_exists == "reject":
+    checkpoint_id = body.from_checkpoint
+    if checkpoint_id is not None:  # a checkpoint of another thread, or none: 404 now
+        await sessions.aview_state(owner, thread_id, checkpoint_id, recent=0)
+    elif body.if_not_exists == "reject":
         await sessions.aget(owner, thread_id)
     # Ids fixed now, so a run taken over after a crash resumes with the same messages.
     messages = [{**m, "id": m.get("id") or str(uuid.uuid4())} for m in messages]
@@ -94,6 +97,7 @@ async def _start(
         thread_id,
         kwargs={
             "input": {"messages": messages},
+            "checkpoint_id": checkpoint_id,
             "context": context,
             "stream_mode": body.modes,
             "stream_resumable": body.stream_resumable,

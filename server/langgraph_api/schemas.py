@@ -248,15 +248,15 @@ class RunCreate(_Body):
     def _supported(self) -> RunCreate:
         if self.command:
             raise ValueError("command is not supported: this graph never interrupts")
-        if self.checkpoint_id or (self.checkpoint and self.checkpoint.checkpoint_id):
-            raise ValueError("runs from an earlier checkpoint are not supported")
         if self.interrupt_before or self.interrupt_after:
             raise ValueError("interrupt_before and interrupt_after are not supported")
         if self.webhook:
             raise ValueError("webhook is not supported")
         if self.input is None:
-            raise ValueError("input is required: {'messages': [...]}")
-        if set(self.input) != {"messages"}:
+            if self.from_checkpoint is None:
+                raise ValueError("input is required: {'messages': [...]}")
+            self.input = {"messages": []}  # continue what the checkpoint left to do
+        elif set(self.input) != {"messages"}:
             raise ValueError("input must hold exactly one key, messages")
         messages = self.input["messages"]
         if isinstance(messages, dict):
@@ -275,6 +275,14 @@ class RunCreate(_Body):
         return self
 
     @property
+    def from_checkpoint(self) -> str | None:
+        """The checkpoint the run starts from (`checkpoint_id`, or `checkpoint`'s); None:
+        the thread's latest."""
+        if self.checkpoint_id:
+            return self.checkpoint_id
+        return self.checkpoint.checkpoint_id if self.checkpoint else None
+
+    @property
     def modes(self) -> list[str]:
         """The stream modes asked for, each once."""
         modes = [self.stream_mode] if isinstance(self.stream_mode, str) else self.stream_mode
@@ -288,7 +296,7 @@ class RunCreate(_Body):
         """
         assert self.input is not None
         items = self.input["messages"]
-        if not items:
+        if not items and self.from_checkpoint is None:
             raise InvalidInputError("input.messages must hold at least one message")
         if len(items) > max_messages:
             raise InvalidInputError(
