@@ -43,6 +43,7 @@ from memory.errors import (
 )
 from memory.sessions import SessionManager
 from memory.settings import Settings
+from memory.stores.outages import as_unavailable
 from memory.stores.rundb import (
     FINAL,
     CancelAction,
@@ -66,6 +67,8 @@ FOLLOW_SECONDS = 0.1
 #: Seconds a run's new events wait to be written to its log together (the last go with
 #: its end).
 FLUSH_SECONDS = 0.2
+#: Seconds between two tries at recording a run's end that an outage held up.
+END_RETRY_SECONDS = 0.25
 #: How long a new run waits for its thread when something else holds it briefly (a
 #: session transition of the native API), before it is refused as busy.
 BUSY_WAIT_SECONDS = 2.0
@@ -201,6 +204,8 @@ class Runner:
         self._claiming = asyncio.Lock()
         self._loop: asyncio.Task[None] | None = None
         self._closing = False
+        #: Ends of runs an outage kept from being recorded, retried until it is over.
+        self._later: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -216,6 +221,9 @@ class Runner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
         await self.drain()
+        for task in list(self._later):  # their runs' leases lapse: another process ends them
+            task.cancel()
+        await asyncio.gather(*self._later, return_exceptions=True)
 
     async def drain(self) -> None:
         """Wait until this process executes no run (shutdown, and tests)."""
@@ -339,8 +347,9 @@ class Runner:
                     "error",
                     {"detail": f"the run was {stopped} before it finished", "status_code": 409},
                 )
-        except Exception as exc:
+        except Exception as failure:
             status = "error"
+            exc = as_unavailable(failure) or failure  # an outage met inside the graph: a 503
             if not isinstance(exc, MemoryAgentError):
                 logger.error("run %s failed", live.run_id, exc_info=exc)
             if native:
@@ -490,24 +499,21 @@ class Runner:
         result: Any,
         error: Any,
     ) -> None:
-        runs = sessions.db.runs
         record = live.record
-        owner = Owner(tenant=record["tenant"], user=record["user"])
         result = json.loads(views.dumps(result)) if result is not None else None
         try:
-            if status == "interrupted" and live.stop == "rollback":
-                await sessions.arollback(owner, record["thread_id"], live.run_id)
-            rest = live.since(live.flushed) if live.persist else []
-            done = await runs.finish(
-                live.run_id, self.worker, status, result, error, self.keep_ms, _now(), rest
-            )
-            live.flushed += len(rest)
-            if not done:
-                logger.warning("run %s changed hands before it finished here", live.run_id)
-            if live.stop == "rollback":
-                await runs.delete(record["thread_key"], live.run_id)
-        except Exception as exc:  # the record stays running; its lease lapses
-            logger.warning("recording the end of run %s failed: %s", live.run_id, exc)
+            await self._record_end(sessions, live, status, result, error)
+        except Exception as exc:
+            if as_unavailable(exc) is None:  # the record stays running; its lease lapses
+                logger.warning("recording the end of run %s failed: %s", live.run_id, exc)
+            else:  # recorded as soon as the database answers, so the thread comes free
+                logger.warning("recording the end of run %s waits: %s", live.run_id, exc)
+                task = asyncio.get_running_loop().create_task(
+                    self._end_later(sessions, live, status, result, error),
+                    name=f"end of run {live.run_id}",
+                )
+                self._later.add(task)
+                task.add_done_callback(self._later.discard)
         finally:
             record.update(status=status, result=result, error=error, cancel=live.stop)
             live.done = True
@@ -515,6 +521,41 @@ class Runner:
             live.notify()
             self.local.pop(live.run_id, None)
             self._kick.set()
+
+    async def _record_end(
+        self, sessions: SessionManager, live: LiveRun, status: str, result: Any, error: Any
+    ) -> None:
+        runs = sessions.db.runs
+        record = live.record
+        if status == "interrupted" and live.stop == "rollback":
+            owner = Owner(tenant=record["tenant"], user=record["user"])
+            await sessions.arollback(owner, record["thread_id"], live.run_id)
+        rest = live.since(live.flushed) if live.persist else []
+        done = await runs.finish(
+            live.run_id, self.worker, status, result, error, self.keep_ms, _now(), rest
+        )
+        live.flushed += len(rest)
+        if not done:
+            logger.warning("run %s changed hands before it finished here", live.run_id)
+        if live.stop == "rollback":
+            await runs.delete(record["thread_key"], live.run_id)
+
+    async def _end_later(
+        self, sessions: SessionManager, live: LiveRun, status: str, result: Any, error: Any
+    ) -> None:
+        """Retry recording a run's end while the lease it holds lasts (after that, the
+        process that takes the run over ends it)."""
+        deadline = time.monotonic() + self.lease_ms / 1000
+        while time.monotonic() < deadline:
+            await asyncio.sleep(END_RETRY_SECONDS)
+            try:
+                await self._record_end(sessions, live, status, result, error)
+                return
+            except Exception as exc:
+                if as_unavailable(exc) is None:
+                    logger.warning("recording the end of run %s failed: %s", live.run_id, exc)
+                    return
+        logger.warning("the end of run %s was not recorded; its lease lapses", live.run_id)
 
     # -- reading --------------------------------------------------------------------
 

@@ -227,6 +227,21 @@ async def bounded(breaker: Breaker | None, call: Awaitable[T]) -> T:
     return await breaker.call(call)
 
 
+async def guarded(breaker: Breaker | None, call: Awaitable[T]) -> T:
+    """`call` as `bounded` makes it, with an outage it meets raised as its 503
+    (`UnavailableError`): for callers outside the session service, whose driver does this
+    for its own calls."""
+    try:
+        return await bounded(breaker, call)
+    except UnavailableError:
+        raise
+    except Exception as exc:
+        outage = as_unavailable(exc)
+        if outage is None:
+            raise
+        raise outage from exc
+
+
 class BoundedSaver:
     """Mixin for an async saver: each call goes through the database's `Breaker`.
 

@@ -37,6 +37,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
+from memory.stores.outages import Breaker, guarded
 from memory.stores.rundb import (
     CancelAction,
     Control,
@@ -400,8 +401,11 @@ class RedisRunDB(RunDB):
 
     kind = "redis"
 
-    def __init__(self, client: Any, ttl_ms: int = 0, prefix: str = PREFIX) -> None:
+    def __init__(
+        self, client: Any, ttl_ms: int = 0, prefix: str = PREFIX, breaker: Breaker | None = None
+    ) -> None:
         self.client = client
+        self.breaker = breaker
         self.ttl_ms = ttl_ms
         self.prefix = prefix
         self._scripts = {
@@ -409,6 +413,10 @@ class RedisRunDB(RunDB):
         }
 
     async def _call(self, name: str, *args: Any) -> Any:
+        """One script, within the database's deadline and breaker."""
+        return await guarded(self.breaker, self._script(name, *args))
+
+    async def _script(self, name: str, *args: Any) -> Any:
         reply = self._scripts[name](keys=(), args=(self.prefix, *args, self.ttl_ms))
         return await reply if inspect.isawaitable(reply) else reply
 

@@ -19,6 +19,7 @@ import builtins
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from memory.stores.outages import guarded
 from memory.stores.rundb import (
     CancelAction,
     Control,
@@ -60,6 +61,10 @@ class SqlRunDB(RunDB):
         self.kind = db.kind
 
     # ------------------------------------------------------------------ helpers
+
+    async def _adrive(self, steps: Steps, write: bool) -> Any:
+        """One transaction of the session database, within its deadline and breaker."""
+        return await guarded(self.db.breaker, self.db._adrive(steps, write))
 
     def _lock_thread(self, thread_key: str, wait: bool = True) -> Steps:
         return (yield from self.db._xact_lock(f"memory-agent-runs:{thread_key}", wait))
@@ -295,16 +300,16 @@ class SqlRunDB(RunDB):
     # ------------------------------------------------------------------ interface
 
     async def create(self, run: Record, delay_ms: int = 0) -> tuple[bool, builtins.list[str]]:
-        inserted, asked = await self.db._adrive(self._create(run, delay_ms), True)
+        inserted, asked = await self._adrive(self._create(run, delay_ms), True)
         return inserted, asked
 
     async def start(
         self, run: Record, worker: str, lease_ms: int
     ) -> tuple[bool, builtins.list[str], Record | None]:
-        return await self.db._adrive(self._start(run, worker, lease_ms), True)
+        return await self._adrive(self._start(run, worker, lease_ms), True)
 
     async def get(self, thread_key: str, run_id: str) -> Record | None:
-        runs = await self.db._adrive(
+        runs = await self._adrive(
             self._select("run_id = %s AND thread_key = %s", (run_id, thread_key)), False
         )
         return runs[0] if runs else None
@@ -314,7 +319,7 @@ class SqlRunDB(RunDB):
     ) -> builtins.list[Record]:
         where = "thread_key = %s" + ("" if status is None else " AND status = %s")
         params = (thread_key,) if status is None else (thread_key, status)
-        rows = await self.db._adrive(
+        rows = await self._adrive(
             self._rows(
                 f"SELECT record FROM {_RUNS} WHERE {where} ORDER BY seq DESC LIMIT %s OFFSET %s",
                 (*params, limit, offset),
@@ -324,17 +329,17 @@ class SqlRunDB(RunDB):
         return [loads(row[0]) for row in rows]
 
     async def active(self, thread_key: str) -> builtins.list[Record]:
-        return await self.db._adrive(
+        return await self._adrive(
             self._select(f"thread_key = %s AND {_ACTIVE}", (thread_key,)), False
         )
 
     async def claim(self, worker: str, lease_ms: int, run_id: str | None = None) -> Record | None:
-        if run_id is None and not await self.db._adrive(self._any_claimable(), False):
+        if run_id is None and not await self._adrive(self._any_claimable(), False):
             return None  # the idle poll of every process reads, and takes no write lock
-        return await self.db._adrive(self._claim(worker, lease_ms, run_id), True)
+        return await self._adrive(self._claim(worker, lease_ms, run_id), True)
 
     async def renew(self, run_id: str, worker: str, lease_ms: int) -> Control:
-        return await self.db._adrive(self._renew(run_id, worker, lease_ms), True)
+        return await self._adrive(self._renew(run_id, worker, lease_ms), True)
 
     async def finish(
         self,
@@ -348,25 +353,25 @@ class SqlRunDB(RunDB):
         events: Sequence[Event] = (),
     ) -> bool:
         core = self._finish(run_id, worker, status, result, error, keep_ms, updated_at, events)
-        return await self.db._adrive(core, True)
+        return await self._adrive(core, True)
 
     async def cancel(
         self, thread_key: str, run_ids: Sequence[str] | None, action: CancelAction, updated_at: str
     ) -> builtins.list[Record]:
-        return await self.db._adrive(self._cancel(thread_key, run_ids, action, updated_at), True)
+        return await self._adrive(self._cancel(thread_key, run_ids, action, updated_at), True)
 
     async def delete(self, thread_key: str, run_id: str) -> bool:
-        return await self.db._adrive(self._delete(thread_key, run_id), True)
+        return await self._adrive(self._delete(thread_key, run_id), True)
 
     async def delete_thread(self, thread_key: str) -> int:
-        return await self.db._adrive(self._delete_thread(thread_key), True)
+        return await self._adrive(self._delete_thread(thread_key), True)
 
     async def add_events(self, run_id: str, events: Sequence[Event]) -> None:
         if events:
-            await self.db._adrive(self._add_events(run_id, events), True)
+            await self._adrive(self._add_events(run_id, events), True)
 
     async def events(self, run_id: str, after: int, limit: int = 1000) -> builtins.list[Event]:
-        rows = await self.db._adrive(
+        rows = await self._adrive(
             self._rows(
                 f"SELECT id, event, data FROM {_EVENTS} WHERE run_id = %s AND id > %s "
                 "ORDER BY id LIMIT %s",
@@ -377,10 +382,10 @@ class SqlRunDB(RunDB):
         return [Event(int(i), event, data) for i, event, data in rows]
 
     async def last_event_id(self, run_id: str) -> int:
-        rows = await self.db._adrive(
+        rows = await self._adrive(
             self._rows(f"SELECT max(id) FROM {_EVENTS} WHERE run_id = %s", (run_id,)), False
         )
         return int(rows[0][0] or 0)
 
     async def sweep(self) -> int:
-        return await self.db._adrive(self._sweep(), True)
+        return await self._adrive(self._sweep(), True)

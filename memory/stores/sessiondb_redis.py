@@ -322,7 +322,7 @@ class RedisSessionDB(SessionDB):
         self._scripts = {
             name: client.register_script(_wrapped(lua)) for name, lua in SCRIPTS.items()
         }
-        self.runs = RedisRunDB(client, self.ttl_ms, PREFIX)
+        self.runs = RedisRunDB(client, self.ttl_ms, PREFIX, breaker)
 
     def setup(self) -> None:
         """Nothing to create: keys appear as they are written."""
