@@ -18,6 +18,7 @@ from memory.errors import (
     NotFoundError,
     RateLimitedError,
     SessionEndedError,
+    UnavailableError,
 )
 from memory.sessions import SessionManager
 from memory.settings import Settings
@@ -58,6 +59,8 @@ def recorded_error(error: dict[str, Any]) -> MemoryAgentError:
         return RateLimitedError(detail, retry_after=1)
     if status_code == 409:
         return ConflictError(detail)
+    if status_code == 503:
+        return UnavailableError(detail)
     failed = MemoryAgentError(detail)
     failed.status_code = status_code if isinstance(status_code, int) else 500
     return failed
