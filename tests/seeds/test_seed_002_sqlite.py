@@ -142,7 +142,8 @@ async def test_seed_002_shopping_sessions(shop_backend: tuple[str, dict[str, Any
             "shopper", "POST", f"/threads/{SESSION_ID}/runs/stream", json={"message": QUERIES[2]}
         )
         events = sse_events(streamed.text)
-        assert events[0] == ("metadata", {"thread_id": SESSION_ID})
+        assert events[0][0] == "metadata" and events[0][1]["thread_id"] == SESSION_ID
+        assert events[0][1]["run_id"] == streamed.headers["content-location"].rsplit("/", 2)[1]
         done = [data for name, data in events if name == "done"]
         assert len(done) == 1 and done[0]["messages"][0]["content"] == QUERIES[2]
         assert "".join(d["text"] for n, d in events if n == "token") == done[0]["reply"]
