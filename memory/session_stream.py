@@ -314,6 +314,8 @@ class SessionStreaming(SessionCores):
         recent: int = 50,
         run_id: str | None = None,
         checkpoint_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        graph_config: dict[str, Any] | None = None,
         views: bool = True,
     ) -> AsyncGenerator[tuple[str, Any], None]:
         """Run like `arun`, yielding the graph's own stream parts for LangGraph clients.
@@ -333,15 +335,24 @@ class SessionStreaming(SessionCores):
         With `checkpoint_id`, the run starts from that checkpoint of the thread: the
         latest one is the plain case; an earlier one forks the thread there (see
         `_fork`). `messages` may then be empty: the run continues what the checkpoint had
-        left to do (a regenerated reply).
+        left to do (a regenerated reply). `metadata` goes into the metadata of every
+        checkpoint the run writes, beside `run_id`. `graph_config` is the caller's part
+        of the run's config (`recursion_limit`, `tags`, `run_name`, `configurable` keys
+        beside the service's own, which it cannot replace).
         """
         graph_context = self.graph_context(owner, context)
         run = await self._adrive(
             self._begin_run(owner, thread_id, messages, resuming=checkpoint_id is not None)
         )
         config = self.run_config(owner, run.record["thread_id"], run.token)
-        if run_id is not None:
-            config["metadata"] = {"run_id": run_id}
+        if run_id is not None or metadata:
+            ids = {"run_id": run_id} if run_id is not None else {}
+            config["metadata"] = {**(metadata or {}), **ids}
+        for key, value in (graph_config or {}).items():
+            if key == "configurable":
+                config["configurable"] = {**value, **config["configurable"]}
+            elif key in ("recursion_limit", "tags", "run_name"):
+                config[key] = value  # type: ignore[literal-required]
         modes = list(dict.fromkeys([*stream_mode, "values"]))
         values: dict[str, Any] | None = None
         view: dict[str, Any] = {}

@@ -414,6 +414,13 @@ class Runner:
             recent=int(kwargs.get("recent", 50)),
             run_id=live.run_id,
             checkpoint_id=kwargs.get("checkpoint_id"),
+            graph_config=kwargs.get("config"),
+            metadata={
+                **(record.get("metadata") or {}),
+                "graph_id": views.GRAPH_ID,
+                "assistant_id": views.ASSISTANT_ID,
+                "run_attempt": record["attempt"],
+            },
         ):
             if kind == "thread":
                 live.emit("metadata", {"run_id": live.run_id, "attempt": record["attempt"]})

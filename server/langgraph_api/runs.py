@@ -98,6 +98,7 @@ async def _start(
         kwargs={
             "input": {"messages": messages},
             "checkpoint_id": checkpoint_id,
+            "config": body.config.graph_config() if body.config else {},
             "context": context,
             "stream_mode": body.modes,
             "stream_resumable": body.stream_resumable,
@@ -170,9 +171,15 @@ async def wait_run(
     # The caller is there for the end, as a stream's is: the events are logged only when
     # the run is resumable.
     record, _ = await _start(thread_id, body, owner, sessions, settings, runner, streamed=True)
-    final = await runner.wait(sessions, owner, thread_id, record["run_id"])
+    run_id = record["run_id"]
+    final = await runner.wait(sessions, owner, thread_id, run_id)
     return LangGraphJSON(
-        final_body(final), headers={"Content-Location": location(thread_id, record["run_id"])}
+        final_body(final),
+        headers={
+            "Content-Location": location(thread_id, run_id),
+            # Where the same answer is read again (relative to the API root, as langgraph-api).
+            "Location": f"/threads/{thread_id}/runs/{run_id}/join",
+        },
     )
 
 

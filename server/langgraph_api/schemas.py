@@ -210,6 +210,38 @@ class RunContext(_Body):
         return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
 
 
+#: `configurable` keys the server sets itself: a run cannot choose them.
+RESERVED_CONFIGURABLE = frozenset(
+    {"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map", "user_id", "tenant_id"}
+)
+
+
+class RunConfig(_Body):
+    """A run's `config`: what LangGraph's server passes to the graph."""
+
+    recursion_limit: int | None = Field(default=None, ge=1, le=10_000)
+    tags: list[SafeText] | None = Field(default=None, max_length=MAX_LABELS)
+    run_name: SafeText | None = Field(default=None, max_length=256)
+    configurable: dict[str, JsonValue] | None = Field(default=None, max_length=MAX_METADATA_KEYS)
+
+    @field_validator("configurable")
+    @classmethod
+    def _not_reserved(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        check_metadata(value)
+        # Set by the server (the SDKs echo some back): ignored, never taken.
+        return {
+            k: v
+            for k, v in value.items()
+            if k not in RESERVED_CONFIGURABLE and not k.startswith("__")
+        }
+
+    def graph_config(self) -> dict[str, Any]:
+        """The fields set, as a `RunnableConfig` to merge into the run's."""
+        return self.model_dump(exclude_none=True, exclude_unset=True)
+
+
 class RunCreate(_Body):
     """`POST /threads/{id}/runs`, `/runs/stream` and `/runs/wait`."""
 
@@ -218,7 +250,7 @@ class RunCreate(_Body):
     command: dict[str, Any] | None = None
     checkpoint: CheckpointRef | None = None
     checkpoint_id: SafeText | None = None
-    config: dict[str, JsonValue] | None = None
+    config: RunConfig | None = None
     context: RunContext | None = None
     metadata: Metadata = None
     stream_mode: str | list[str] = "values"

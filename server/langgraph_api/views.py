@@ -73,8 +73,13 @@ def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) ->
 
 
 def thread_metadata(record: dict[str, Any]) -> dict[str, Any]:
-    """A thread's metadata as clients filter on it: every thread serves the one graph."""
-    return {"graph_id": GRAPH_ID, "assistant_id": ASSISTANT_ID, **(record.get("metadata") or {})}
+    """A thread's metadata as clients filter on it: as it was sent, and once the thread
+    holds messages, the graph and assistant that ran on it (as langgraph-api adds them
+    with a thread's first run)."""
+    metadata = record.get("metadata") or {}
+    if not record.get("message_count"):
+        return dict(metadata)
+    return {"graph_id": GRAPH_ID, "assistant_id": ASSISTANT_ID, **metadata}
 
 
 def thread(
@@ -115,6 +120,15 @@ def clean_metadata(metadata: Any, thread_id: str) -> dict[str, Any]:
     return out
 
 
+def checkpoint_metadata(metadata: Any, thread_id: str) -> dict[str, Any]:
+    """A checkpoint's metadata as clients read and filter it: a run's checkpoints name
+    their thread too, as langgraph-api's do (LangGraph leaves it out of what it stores)."""
+    out = clean_metadata(metadata, thread_id)
+    if "run_id" in out:
+        out["thread_id"] = thread_id
+    return out
+
+
 def state(thread_id: str, snapshot: Any, values: dict[str, Any]) -> dict[str, Any]:
     """A `StateSnapshot` as a LangGraph `ThreadState`, with the client's view of values."""
     checkpoint = _checkpoint(thread_id, snapshot.config) or {
@@ -141,7 +155,7 @@ def state(thread_id: str, snapshot: Any, values: dict[str, Any]) -> dict[str, An
             for task in snapshot.tasks
         ],
         "checkpoint": checkpoint,
-        "metadata": clean_metadata(snapshot.metadata, thread_id),
+        "metadata": checkpoint_metadata(snapshot.metadata, thread_id),
         "created_at": snapshot.created_at,
         "parent_checkpoint": parent,
         "interrupts": [],
