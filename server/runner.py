@@ -415,6 +415,9 @@ class Runner:
             run_id=live.run_id,
             checkpoint_id=kwargs.get("checkpoint_id"),
             graph_config=kwargs.get("config"),
+            command=kwargs.get("command"),
+            interrupt_before=kwargs.get("interrupt_before"),
+            interrupt_after=kwargs.get("interrupt_after"),
             metadata={
                 **(record.get("metadata") or {}),
                 "graph_id": views.GRAPH_ID,

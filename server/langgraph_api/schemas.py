@@ -242,12 +242,25 @@ class RunConfig(_Body):
         return self.model_dump(exclude_none=True, exclude_unset=True)
 
 
+class RunCommand(_Body):
+    """A run's `command`: the answer to the pause the thread waits at (`resume`: one value,
+    or a map of interrupt id to value), an `update` of the state, a node to `goto`."""
+
+    resume: JsonValue = None
+    update: dict[str, JsonValue] | None = None
+    goto: SafeText | list[SafeText] | None = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The fields set, for `langgraph.types.Command`."""
+        return self.model_dump(exclude_unset=True)
+
+
 class RunCreate(_Body):
     """`POST /threads/{id}/runs`, `/runs/stream` and `/runs/wait`."""
 
     assistant_id: SafeText = Field(max_length=256)
     input: dict[str, Any] | None = None
-    command: dict[str, Any] | None = None
+    command: RunCommand | None = None
     checkpoint: CheckpointRef | None = None
     checkpoint_id: SafeText | None = None
     config: RunConfig | None = None
@@ -278,14 +291,12 @@ class RunCreate(_Body):
 
     @model_validator(mode="after")
     def _supported(self) -> RunCreate:
-        if self.command:
-            raise ValueError("command is not supported: this graph never interrupts")
-        if self.interrupt_before or self.interrupt_after:
-            raise ValueError("interrupt_before and interrupt_after are not supported")
+        if self.command is not None and self.input and self.input.get("messages"):
+            raise ValueError("send input or command, not both")
         if self.webhook:
             raise ValueError("webhook is not supported")
         if self.input is None:
-            if self.from_checkpoint is None:
+            if self.from_checkpoint is None and self.command is None:
                 raise ValueError("input is required: {'messages': [...]}")
             self.input = {"messages": []}  # continue what the checkpoint left to do
         elif set(self.input) != {"messages"}:
@@ -328,7 +339,7 @@ class RunCreate(_Body):
         """
         assert self.input is not None
         items = self.input["messages"]
-        if not items and self.from_checkpoint is None:
+        if not items and self.from_checkpoint is None and self.command is None:
             raise InvalidInputError("input.messages must hold at least one message")
         if len(items) > max_messages:
             raise InvalidInputError(

@@ -92,7 +92,7 @@ def thread(
         "updated_at": record["last_active_at"],
         "state_updated_at": record["last_active_at"],
         "metadata": thread_metadata(record),
-        "status": "busy" if running else "idle",
+        "status": "busy" if running else "interrupted" if record.get("waiting") else "idle",
         "config": {},
         "values": values,
         "interrupts": {},
@@ -118,6 +118,17 @@ def clean_metadata(metadata: Any, thread_id: str) -> dict[str, Any]:
     if "thread_id" in out:
         out["thread_id"] = thread_id
     return out
+
+
+def _interrupt(pause: Any) -> dict[str, Any]:
+    """A pause (`langgraph.types.Interrupt`) as LangGraph's server shows it (its fields;
+    a response schema given as a class is not sent)."""
+    schema = getattr(pause, "response_schema", None)
+    return {
+        "value": pause.value,
+        "id": pause.id,
+        "response_schema": schema if isinstance(schema, dict) else None,
+    }
 
 
 def checkpoint_metadata(metadata: Any, thread_id: str) -> dict[str, Any]:
@@ -147,7 +158,7 @@ def state(thread_id: str, snapshot: Any, values: dict[str, Any]) -> dict[str, An
                 "name": task.name,
                 "path": list(task.path),
                 "error": str(task.error) if task.error else None,
-                "interrupts": [],
+                "interrupts": [_interrupt(i) for i in task.interrupts],
                 "checkpoint": None,
                 "state": None,
                 "result": task.result,
@@ -158,7 +169,7 @@ def state(thread_id: str, snapshot: Any, values: dict[str, Any]) -> dict[str, An
         "metadata": checkpoint_metadata(snapshot.metadata, thread_id),
         "created_at": snapshot.created_at,
         "parent_checkpoint": parent,
-        "interrupts": [],
+        "interrupts": [_interrupt(i) for t in snapshot.tasks for i in t.interrupts],
         # The flat ids older clients read, as langgraph-api still sends them.
         "checkpoint_id": checkpoint["checkpoint_id"],
         "parent_checkpoint_id": parent["checkpoint_id"] if parent else None,
