@@ -117,6 +117,9 @@ def _late(task: asyncio.Future[Any], on_late: Callable[[Any], Any] | None) -> No
         on_late(task.result())
 
 
+#: Longest wait between two attempts of `retry_in_background`.
+RETRY_MAX_DELAY_SECONDS = 0.25
+
 #: Tasks `retry_in_background` runs, kept referenced until they end.
 _background: set[asyncio.Task[Any]] = set()
 
@@ -124,10 +127,12 @@ _background: set[asyncio.Task[Any]] = set()
 def retry_in_background(
     call: Callable[[], Awaitable[Any]], seconds: float, deadline: float | None
 ) -> asyncio.Task[Any]:
-    """Call `call()` again and again (each within `deadline`), backing off up to a second,
-    until it succeeds or `seconds` have passed: for an idempotent write that must reach a
-    database that is down for now, such as giving back a lease (once its lease has run out
-    it would not matter any more)."""
+    """Call `call()` again and again (each within `deadline`), backing off up to
+    `RETRY_MAX_DELAY_SECONDS`, until it succeeds or `seconds` have passed: for an
+    idempotent write that must reach a database that is down for now, such as giving back
+    a lease (once its lease has run out it would not matter any more). An attempt on a
+    database that is down fails at once (refused, or by its breaker), so trying often costs
+    little, and the write lands within that delay of the database answering again."""
 
     async def attempts() -> None:
         give_up = time.monotonic() + seconds
@@ -141,7 +146,7 @@ def retry_in_background(
                     logger.warning("gave up retrying after %.0f s: %s", seconds, exc)
                     return
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, RETRY_MAX_DELAY_SECONDS)
 
     task = asyncio.get_running_loop().create_task(attempts())
     _background.add(task)
