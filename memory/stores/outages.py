@@ -66,6 +66,10 @@ def as_unavailable(exc: BaseException) -> UnavailableError | None:
     return None
 
 
+class DeadlineError(TimeoutError):
+    """A call left at its deadline (by `within`)."""
+
+
 async def within(
     call: Awaitable[T], seconds: float | None, on_late: Callable[[T], Any] | None = None
 ) -> T:
@@ -91,7 +95,7 @@ async def within(
         # With `on_late` the call is left to finish: cancelling it could not take back a
         # request the database already has, only hide whether it was granted.
         task.add_done_callback(lambda late: _late(late, on_late))
-        raise TimeoutError(f"no answer within {seconds:g} s")
+        raise DeadlineError(f"no answer within {seconds:g} s")
     return task.result()
 
 
@@ -225,25 +229,32 @@ def breaker_for(url: str, seconds: float | None) -> Breaker:
     return _breakers.setdefault((url, seconds), Breaker(seconds))
 
 
-async def bounded(breaker: Breaker | None, call: Awaitable[T]) -> T:
-    """`call` through `breaker`, or as it is without one."""
+async def bounded(
+    breaker: Breaker | None, call: Awaitable[T], on_late: Callable[[T], Any] | None = None
+) -> T:
+    """`call` through `breaker` (`on_late` as for `within`), or as it is without one."""
     if breaker is None:
         return await call
-    return await breaker.call(call)
+    return await breaker.call(call, on_late)
 
 
-async def guarded(breaker: Breaker | None, call: Awaitable[T]) -> T:
+async def guarded(
+    breaker: Breaker | None, call: Awaitable[T], on_late: Callable[[T], Any] | None = None
+) -> T:
     """`call` as `bounded` makes it, with an outage it meets raised as its 503
     (`UnavailableError`): for callers outside the session service, whose driver does this
-    for its own calls."""
+    for its own calls. With `on_late`, a call the outage cut (its outcome unknown) also
+    gets `on_late(LOST)`, as one left at its deadline gets its late answer."""
     try:
-        return await bounded(breaker, call)
+        return await bounded(breaker, call, on_late)
     except UnavailableError:
-        raise
+        raise  # failed at once by the breaker: never sent
     except Exception as exc:
         outage = as_unavailable(exc)
         if outage is None:
             raise
+        if on_late is not None and not isinstance(exc, DeadlineError):
+            on_late(LOST)
         raise outage from exc
 
 
