@@ -60,6 +60,12 @@ class Context:
         default_factory=_env("tool_timeout_seconds"),
         metadata={"description": "Longest an application tool call may take."},
     )
+    approve_tools: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "description": "Application tools a person approves before each call (`*`: all)."
+        },
+    )
     system_prompt: str = field(
         default_factory=_env("system_prompt"),
         metadata={"description": "The system prompt; placeholders are filled each turn."},
@@ -78,6 +84,7 @@ class Context:
             summary_max_tokens=settings.summary_max_tokens,
             memory_search_limit=settings.memory_search_limit,
             tool_timeout_seconds=settings.tool_timeout_seconds,
+            approve_tools=tuple(n.strip() for n in settings.approve_tools.split(",") if n.strip()),
             system_prompt=(
                 prompts.SYSTEM_PROMPT if settings.system_prompt is None else settings.system_prompt
             ),

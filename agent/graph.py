@@ -27,7 +27,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime, get_runtime
 from langgraph.store.base import BaseStore, Item, Op, SearchItem, SearchOp
-from langgraph.types import Checkpointer
+from langgraph.types import Checkpointer, interrupt
 
 from agent import namespaces, prompts, transcript
 from agent.context import Context
@@ -259,6 +259,9 @@ def _execute_tools_steps(
     calls = last.tool_calls if isinstance(last, AIMessage) else []
     thread_key = where.thread_key
     by_name = {t.name: t for t in tools}
+    reviewed, refused = _review(calls, ctx, by_name)
+    edited = [c for c, r in zip(calls, reviewed, strict=True) if c is not r]
+    calls = [c for c in reviewed if c["id"] not in refused]
     memory_calls = [c for c in calls if c["name"] not in by_name]
     ops, memory_answers = plan_tool_calls(
         memory_calls, ctx.tenant_id, ctx.user_id, thread_key or ""
@@ -277,7 +280,8 @@ def _execute_tools_steps(
     # One answer per call, in the order of the calls.
     by_call = {id(c): a for c, a in zip(memory_calls, memory_answers, strict=True)}
     by_call.update({id(c): a for (_, c), a in zip(app_calls, app_answers, strict=True)})
-    answers = [by_call[id(c)] for c in calls]
+    by_id = {c["id"]: by_call[id(c)] for c in calls} | refused
+    answers = [by_id[c["id"]] for c in reviewed]
     for answer in answers:
         answer.id = f"tool-{uuid.uuid4()}"
     if where.has_store and ops:
@@ -285,7 +289,80 @@ def _execute_tools_steps(
     requests, update = yield from _record(state, where, answers)
     for request in requests:  # noqa: UP028 - the driver sends results back
         yield request
+    if edited:  # the window holds the calls as they ran (the transcript, as the model made them)
+        assert isinstance(last, AIMessage)
+        return {
+            "messages": [last.model_copy(update={"tool_calls": reviewed}), *answers],
+            **update,
+        }
     return {"messages": answers, **update}
+
+
+#: What a person may answer to a call that waits for approval.
+DECISIONS = ("approve", "edit", "reject")
+
+
+def _review(
+    calls: list[ToolCall], ctx: Context, by_name: dict[str, BaseTool]
+) -> tuple[list[ToolCall], dict[str | None, ToolMessage]]:
+    """Ask a person about the calls of the application tools `ctx.approve_tools` names.
+
+    The run pauses (`interrupt`) with LangChain's human-in-the-loop request:
+    `{"action_requests": [{name, args, description}], "review_configs": [{action_name,
+    allowed_decisions}]}`, answered by `{"decisions": [...]}`, one per request in order:
+    `{"type": "approve"}`, `{"type": "edit", "edited_action": {"name", "args"}}` (the call
+    runs with those arguments) or `{"type": "reject", "message": ...}` (it does not run; the
+    model reads why). An answer not understood rejects the call, saying so.
+
+    Answers the calls as they will run and the results of those that will not, by call id.
+    """
+    wanted = set(ctx.approve_tools)
+    pending = [
+        i
+        for i, c in enumerate(calls)
+        if c["name"] in by_name and ("*" in wanted or c["name"] in wanted)
+    ]
+    if not pending:
+        return list(calls), {}
+    answer = interrupt(
+        {
+            "action_requests": [
+                {
+                    "name": calls[i]["name"],
+                    "args": calls[i]["args"],
+                    "description": f"{calls[i]['name']} waits for approval",
+                }
+                for i in pending
+            ],
+            "review_configs": [
+                {"action_name": calls[i]["name"], "allowed_decisions": list(DECISIONS)}
+                for i in pending
+            ],
+        }
+    )
+    decisions = answer.get("decisions") if isinstance(answer, dict) else None
+    reviewed = list(calls)
+    refused: dict[str | None, ToolMessage] = {}
+    for n, i in enumerate(pending):
+        call = calls[i]
+        decision = decisions[n] if isinstance(decisions, list) and n < len(decisions) else None
+        kind = decision.get("type") if isinstance(decision, dict) else None
+        action = decision.get("edited_action") if isinstance(decision, dict) else None
+        if kind == "approve":
+            continue
+        if kind == "edit" and isinstance(action, dict) and isinstance(action.get("args"), dict):
+            reviewed[i] = {**call, "args": action["args"]}
+            continue
+        if kind == "reject":
+            why = decision.get("message") if isinstance(decision, dict) else None
+            reason = f"the user rejected it: {why}" if why else "the user rejected it"
+        else:
+            reason = (
+                "the answer to its approval was not understood (expected decisions of "
+                f"type {', '.join(DECISIONS)}, one per call)"
+            )
+        refused[call["id"]] = _tool_error(call, f"{call['name']} was not run: {reason}")
+    return reviewed, refused
 
 
 def _tool_answer(call: ToolCall, output: Any) -> ToolMessage:

@@ -47,6 +47,12 @@ class AgentSettings(BaseSettings):
         gt=0,
         description="Longest an application tool call may take; then an error result.",
     )
+    approve_tools: str = Field(
+        default="",
+        description="Comma-separated names of application tools a person approves before "
+        "each call (the run pauses with the call for an approve, edit or reject answer); "
+        "`*`: every application tool.",
+    )
     graph: str | None = Field(
         default=None,
         description="`package.module:attribute`: a StateGraph builder, a compiled graph or a "

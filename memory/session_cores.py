@@ -150,7 +150,7 @@ class SessionCores(SessionBase):
             else:
                 after = values.get("transcript_len", run.before)
             added = yield from self._added(run, values, after)
-            record = self._touched(run.record, added)
+            record = {**self._touched(run.record, added), "waiting": run.waiting}
             if not (yield Db.save(run.owner, record, run.token, True)):
                 logger.warning("thread %s changed hands before its run finished", run.key)
         except BaseException:

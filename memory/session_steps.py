@@ -457,6 +457,8 @@ class _Run:
     before: int
     input: list[AnyMessage]
     renewal: Any = None
+    #: The graph paused (an interrupt): the thread waits for an answer.
+    waiting: bool = False
 
 
 class _ThreadRenewal:

@@ -15,6 +15,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command
 
 from agent import Context, transcript
 from agent.namespaces import Owner
@@ -314,6 +315,11 @@ class SessionStreaming(SessionCores):
         recent: int = 50,
         run_id: str | None = None,
         checkpoint_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        graph_config: dict[str, Any] | None = None,
+        command: dict[str, Any] | None = None,
+        interrupt_before: Sequence[str] | str | None = None,
+        interrupt_after: Sequence[str] | str | None = None,
         views: bool = True,
     ) -> AsyncGenerator[tuple[str, Any], None]:
         """Run like `arun`, yielding the graph's own stream parts for LangGraph clients.
@@ -333,29 +339,57 @@ class SessionStreaming(SessionCores):
         With `checkpoint_id`, the run starts from that checkpoint of the thread: the
         latest one is the plain case; an earlier one forks the thread there (see
         `_fork`). `messages` may then be empty: the run continues what the checkpoint had
-        left to do (a regenerated reply).
+        left to do (a regenerated reply). `metadata` goes into the metadata of every
+        checkpoint the run writes, beside `run_id`. `graph_config` is the caller's part
+        of the run's config (`recursion_limit`, `tags`, `run_name`, `configurable` keys
+        beside the service's own, which it cannot replace).
+
+        A graph may pause (`interrupt()`, or `interrupt_before` / `interrupt_after` nodes):
+        the run then ends with the thread waiting, the pause is yielded as an `updates`
+        part `{"__interrupt__": [...]}` (a `values` part when `updates` was not asked
+        for, as LangGraph's server sends it) and the final values carry `__interrupt__`.
+        `command` (`resume`, `update`, `goto`) answers it: the run continues from where the
+        thread waits, with no new messages.
         """
         graph_context = self.graph_context(owner, context)
         run = await self._adrive(
-            self._begin_run(owner, thread_id, messages, resuming=checkpoint_id is not None)
+            self._begin_run(
+                owner,
+                thread_id,
+                messages,
+                resuming=checkpoint_id is not None or command is not None,
+            )
         )
         config = self.run_config(owner, run.record["thread_id"], run.token)
-        if run_id is not None:
-            config["metadata"] = {"run_id": run_id}
-        modes = list(dict.fromkeys([*stream_mode, "values"]))
+        if run_id is not None or metadata:
+            ids = {"run_id": run_id} if run_id is not None else {}
+            config["metadata"] = {**(metadata or {}), **ids}
+        for key, value in (graph_config or {}).items():
+            if key == "configurable":
+                config["configurable"] = {**value, **config["configurable"]}
+            elif key in ("recursion_limit", "tags", "run_name"):
+                config[key] = value  # type: ignore[literal-required]
+        # `updates` always: a pause comes as one.
+        modes = list(dict.fromkeys([*stream_mode, "values", "updates"]))
+        graph_input: Any = {"messages": run.input} if run.input else None
+        if command is not None:
+            graph_input = Command(**command)
         values: dict[str, Any] | None = None
         view: dict[str, Any] = {}
+        paused: list[Any] = []
         try:
             yield "thread", run.record
             if checkpoint_id is not None:
                 await self._adrive(self._fork(run, config, checkpoint_id, run_id))
             earlier = await self._adrive(self._tail(run.key, None, recent)) if views else []
             async for mode, payload in self.graph.astream(  # type: ignore[call-overload]
-                {"messages": run.input} if run.input else None,
+                graph_input,
                 config,
                 context=graph_context,
                 stream_mode=modes,
                 durability=self.durability,
+                interrupt_before=interrupt_before,
+                interrupt_after=interrupt_after,
             ):
                 if mode == "values":
                     values = payload
@@ -365,16 +399,26 @@ class SessionStreaming(SessionCores):
                         view = client_values(earlier, part, payload, recent)
                     if "values" in stream_mode:
                         yield "values", view
-                else:
+                elif mode == "updates" and isinstance(payload, dict) and INTERRUPT in payload:
+                    paused = list(payload[INTERRUPT])
+                    run.waiting = True
+                    if "updates" in stream_mode:
+                        yield "updates", payload
+                    elif paused:  # a breakpoint's pause has nothing to show
+                        yield "values", {INTERRUPT: paused}
+                elif mode in stream_mode:
                     yield mode, payload
         except BaseException as exc:
             await self._adrive(self._finish_run(run, None, exc))
             raise
         result = await self._adrive(self._finish_run(run, values))
-        yield "done", (result, view)
+        yield "done", (result, {**view, INTERRUPT: paused} if paused else view)
 
 
 # -- LangGraph server API: pure helpers ----------------------------------------------
+
+#: The key of a pause in LangGraph's `updates` parts and values.
+INTERRUPT = "__interrupt__"
 
 
 def client_values(

@@ -206,6 +206,9 @@ class Runner:
         self._closing = False
         #: Ends of runs an outage kept from being recorded, retried until it is over.
         self._later: set[asyncio.Task[None]] = set()
+        #: The same by thread key: a new run on that thread waits for it rather than meet
+        #: the run as its thread's active one.
+        self._ending: dict[str, asyncio.Task[None]] = {}
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -300,11 +303,19 @@ class Runner:
         )
         runs = sessions.db.runs
         claimed = None
-        if delay_seconds <= 0 and len(self.local) < self.capacity:
-            async with self._claiming:
-                inserted, asked, claimed = await runs.start(run, self.worker, self.lease_ms)
-        else:
-            inserted, asked = await runs.create(run, int(delay_seconds * 1000))
+        for _ in range(2):
+            if delay_seconds <= 0 and len(self.local) < self.capacity:
+                async with self._claiming:
+                    inserted, asked, claimed = await runs.start(run, self.worker, self.lease_ms)
+            else:
+                inserted, asked = await runs.create(run, int(delay_seconds * 1000))
+            key = run["thread_key"]
+            settling = self._ending.get(key) or runs.forgetting(key)
+            if inserted or settling is None:
+                break
+            # The active run is one an outage cut here (its end about to be recorded), or
+            # one the database took after its caller was told 503 (about to be forgotten).
+            await asyncio.wait({settling}, timeout=sessions.backend_timeout)
         if not inserted:
             raise ConflictError(f"a run is already active on thread {thread_id!r}")
         for other in asked:
@@ -414,6 +425,16 @@ class Runner:
             recent=int(kwargs.get("recent", 50)),
             run_id=live.run_id,
             checkpoint_id=kwargs.get("checkpoint_id"),
+            graph_config=kwargs.get("config"),
+            command=kwargs.get("command"),
+            interrupt_before=kwargs.get("interrupt_before"),
+            interrupt_after=kwargs.get("interrupt_after"),
+            metadata={
+                **(record.get("metadata") or {}),
+                "graph_id": views.GRAPH_ID,
+                "assistant_id": views.ASSISTANT_ID,
+                "run_attempt": record["attempt"],
+            },
         ):
             if kind == "thread":
                 live.emit("metadata", {"run_id": live.run_id, "attempt": record["attempt"]})
@@ -514,6 +535,11 @@ class Runner:
                 )
                 self._later.add(task)
                 task.add_done_callback(self._later.discard)
+                key = record["thread_key"]
+                self._ending[key] = task
+                task.add_done_callback(
+                    lambda done: self._ending.pop(key) if self._ending.get(key) is done else None
+                )
         finally:
             record.update(status=status, result=result, error=error, cancel=live.stop)
             live.done = True

@@ -185,6 +185,15 @@ class ServerHandle:
             _kill(process)
             raise
 
+    def freeze(self) -> None:
+        """Stop the server and every process it started with SIGSTOP: it keeps its
+        connections open and answers nothing (a hung host, a network partition)."""
+        _signal_tree(self.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen server go on (SIGCONT): it answers what was sent meanwhile."""
+        _signal_tree(self.pid, signal.SIGCONT)
+
     def detach(self) -> None:
         """Forget the child-process object so the server can outlive this process.
 
@@ -566,6 +575,24 @@ def _launch(
             _failure(kind, f"server exited with code {process.returncode}", log_path)
         )
     raise AssertionError("unreachable")
+
+
+def _signal_tree(pid: int, sig: signal.Signals) -> None:
+    """Signal a process and every process it started (Postgres backends leave its group)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(current, sig)
 
 
 def _await_ready(

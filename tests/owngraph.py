@@ -9,12 +9,14 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.types import interrupt
 
 from agent.pieces import (
     Context,
     State,
     call_model,
     execute_tools,
+    record_messages,
     route_model_output,
     route_turn,
     summarize_conversation,
@@ -84,3 +86,29 @@ no_transcript.add_edge(START, "call_model")
 no_recording = StateGraph(State, context_schema=Context)
 no_recording.add_node("call_model", _reply)
 no_recording.add_edge(START, "call_model")
+
+
+def _review(state: State) -> dict[str, Any]:
+    """Ask a person twice before the reply stands; what they said is added as a message."""
+    first = interrupt({"question": "Send this reply?", "reply": state["messages"][-1].content})
+    second = interrupt({"question": "Sure?"})
+    return {"messages": [AIMessage(f"reviewed: {first} / {second}")]}
+
+
+def make_reviewed_graph(chat_model: BaseChatModel | None = None, tools: Any = ()) -> StateGraph:
+    """The pieces' model node, then a review node that interrupts twice in one run."""
+    builder = StateGraph(State, context_schema=Context)
+    builder.add_node(summarize_conversation(chat_model))
+    builder.add_node(call_model(chat_model, tools=[*tools]))
+    builder.add_node(execute_tools([*tools], name="save_memories"))
+    builder.add_node("review", _review)
+    builder.add_node(record_messages())
+    builder.add_conditional_edges(START, route_turn)
+    builder.add_edge("summarize_conversation", "call_model")
+    builder.add_conditional_edges(
+        "call_model", route_model_output, {"save_memories": "save_memories", "__end__": "review"}
+    )
+    builder.add_conditional_edges("save_memories", route_turn)
+    builder.add_edge("review", "record_messages")
+    builder.add_edge("record_messages", END)
+    return builder

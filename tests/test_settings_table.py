@@ -164,6 +164,7 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
     "MEMORY_AGENT_TOOL_TIMEOUT_SECONDS": (
         f"{_HERE}::test_tools_and_their_timeout_come_from_the_settings",
     ),
+    "MEMORY_AGENT_APPROVE_TOOLS": ("tests/test_tool_approval.py::test_an_approved_call_runs",),
     "MEMORY_AGENT_GRAPH": ("tests/test_own_graph.py::test_served_by_memory_agent_serve",),
     "MEMORY_AGENT_KEEP_RATIO": (f"{_HERE}::test_keep_ratio_and_summary_max_tokens_shape_the_fold",),
     "MEMORY_AGENT_SUMMARY_MAX_TOKENS": (

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -20,7 +19,6 @@ from server.app import create_app
 from tests.devservers import ServerHandle, start_postgres, start_redis
 from tests.plugins.server import running
 from tests.test_cli import command
-from tests.test_outages import _signal_all
 
 pytestmark = pytest.mark.slow
 
@@ -45,11 +43,11 @@ def _settings(url: str) -> Settings:
 def hung_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerHandle]:
     """A database server of this test's own, stopped (SIGSTOP) before the app starts."""
     handle = (start_postgres if request.param == "postgres" else start_redis)(tmp_path)
-    _signal_all(handle.pid, signal.SIGSTOP)
+    handle.freeze()
     try:
         yield handle
     finally:
-        _signal_all(handle.pid, signal.SIGCONT)
+        handle.thaw()
         handle.stop()
 
 
@@ -93,7 +91,7 @@ async def test_a_database_that_returns_makes_the_server_ready(hung_server: Serve
     app = create_app(_settings(hung_server.url))
     async with running(app) as client:
         await _answers_503(client)
-        _signal_all(hung_server.pid, signal.SIGCONT)  # the database is back
+        hung_server.thaw()  # the database is back
         back = time.monotonic()
         while (await client.get("/readyz")).status_code != 200:
             # Attempts are at most 1 s apart: ready within 2 s, with slack for a busy machine.

@@ -487,15 +487,15 @@ def _open_timeout(settings: Settings) -> float:
 
 
 def _pg_pool(url: str, settings: Settings, name: str) -> Any:
-    from psycopg_pool import ConnectionPool
+    from memory.stores.pg_pool import PromptConnectionPool
 
-    return ConnectionPool(url, check=_check_idle, **_pool_options(settings, name))
+    return PromptConnectionPool(url, check=_check_idle, **_pool_options(settings, name))
 
 
 def _apg_pool(url: str, settings: Settings, name: str) -> Any:
-    from psycopg_pool import AsyncConnectionPool
+    from memory.stores.pg_pool import AsyncPromptConnectionPool
 
-    return AsyncConnectionPool(url, check=_acheck_idle, **_pool_options(settings, name))
+    return AsyncPromptConnectionPool(url, check=_acheck_idle, **_pool_options(settings, name))
 
 
 # --------------------------------------------------------------------------- checkpointers

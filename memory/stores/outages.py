@@ -66,6 +66,10 @@ def as_unavailable(exc: BaseException) -> UnavailableError | None:
     return None
 
 
+class DeadlineError(TimeoutError):
+    """A call left at its deadline (by `within`)."""
+
+
 async def within(
     call: Awaitable[T], seconds: float | None, on_late: Callable[[T], Any] | None = None
 ) -> T:
@@ -91,7 +95,7 @@ async def within(
         # With `on_late` the call is left to finish: cancelling it could not take back a
         # request the database already has, only hide whether it was granted.
         task.add_done_callback(lambda late: _late(late, on_late))
-        raise TimeoutError(f"no answer within {seconds:g} s")
+        raise DeadlineError(f"no answer within {seconds:g} s")
     return task.result()
 
 
@@ -117,6 +121,9 @@ def _late(task: asyncio.Future[Any], on_late: Callable[[Any], Any] | None) -> No
         on_late(task.result())
 
 
+#: Longest wait between two attempts of `retry_in_background`.
+RETRY_MAX_DELAY_SECONDS = 0.25
+
 #: Tasks `retry_in_background` runs, kept referenced until they end.
 _background: set[asyncio.Task[Any]] = set()
 
@@ -124,10 +131,12 @@ _background: set[asyncio.Task[Any]] = set()
 def retry_in_background(
     call: Callable[[], Awaitable[Any]], seconds: float, deadline: float | None
 ) -> asyncio.Task[Any]:
-    """Call `call()` again and again (each within `deadline`), backing off up to a second,
-    until it succeeds or `seconds` have passed: for an idempotent write that must reach a
-    database that is down for now, such as giving back a lease (once its lease has run out
-    it would not matter any more)."""
+    """Call `call()` again and again (each within `deadline`), backing off up to
+    `RETRY_MAX_DELAY_SECONDS`, until it succeeds or `seconds` have passed: for an
+    idempotent write that must reach a database that is down for now, such as giving back
+    a lease (once its lease has run out it would not matter any more). An attempt on a
+    database that is down fails at once (refused, or by its breaker), so trying often costs
+    little, and the write lands within that delay of the database answering again."""
 
     async def attempts() -> None:
         give_up = time.monotonic() + seconds
@@ -141,7 +150,7 @@ def retry_in_background(
                     logger.warning("gave up retrying after %.0f s: %s", seconds, exc)
                     return
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, RETRY_MAX_DELAY_SECONDS)
 
     task = asyncio.get_running_loop().create_task(attempts())
     _background.add(task)
@@ -220,25 +229,32 @@ def breaker_for(url: str, seconds: float | None) -> Breaker:
     return _breakers.setdefault((url, seconds), Breaker(seconds))
 
 
-async def bounded(breaker: Breaker | None, call: Awaitable[T]) -> T:
-    """`call` through `breaker`, or as it is without one."""
+async def bounded(
+    breaker: Breaker | None, call: Awaitable[T], on_late: Callable[[T], Any] | None = None
+) -> T:
+    """`call` through `breaker` (`on_late` as for `within`), or as it is without one."""
     if breaker is None:
         return await call
-    return await breaker.call(call)
+    return await breaker.call(call, on_late)
 
 
-async def guarded(breaker: Breaker | None, call: Awaitable[T]) -> T:
+async def guarded(
+    breaker: Breaker | None, call: Awaitable[T], on_late: Callable[[T], Any] | None = None
+) -> T:
     """`call` as `bounded` makes it, with an outage it meets raised as its 503
     (`UnavailableError`): for callers outside the session service, whose driver does this
-    for its own calls."""
+    for its own calls. With `on_late`, a call the outage cut (its outcome unknown) also
+    gets `on_late(LOST)`, as one left at its deadline gets its late answer."""
     try:
-        return await bounded(breaker, call)
+        return await bounded(breaker, call, on_late)
     except UnavailableError:
-        raise
+        raise  # failed at once by the breaker: never sent
     except Exception as exc:
         outage = as_unavailable(exc)
         if outage is None:
             raise
+        if on_late is not None and not isinstance(exc, DeadlineError):
+            on_late(LOST)
         raise outage from exc
 
 

@@ -52,6 +52,7 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     get_checkpoint_id,
+    get_checkpoint_metadata,
 )
 from langgraph.checkpoint.redis import RedisSaver
 from langgraph.checkpoint.redis.aio import AsyncRedisSaver
@@ -198,7 +199,10 @@ def _ttl_seconds(saver: Any) -> int | None:
 def _checkpoint_write(
     saver: Any, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata
 ) -> _CheckpointWrite:
-    """The documents upstream's `put` writes, built the same way, keyed the same way."""
+    """The documents upstream's `put` writes, built the same way, keyed the same way; the
+    metadata with the run's (`config["metadata"]`) merged in, as LangGraph's other
+    checkpointers store it (upstream leaves it out)."""
+    metadata = get_checkpoint_metadata(config, metadata)
     configurable = config["configurable"]
     thread_id = configurable["thread_id"]
     namespace = configurable.get("checkpoint_ns", "")

@@ -23,13 +23,18 @@ a JSON object (see `new_run`); backends add nothing to it but what `claim`, `ren
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import itertools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
+
+from memory.errors import UnavailableError
+from memory.stores.outages import LOST, retry_in_background
 
 Record = dict[str, Any]
 Strategy = Literal["reject", "enqueue", "interrupt", "rollback"]
@@ -38,6 +43,8 @@ CancelAction = Literal["interrupt", "rollback"]
 STATUSES = ("pending", "running", "success", "error", "interrupted", "timeout")
 ACTIVE = ("pending", "running")
 FINAL = ("success", "error", "interrupted", "timeout")
+#: How long a run written after its caller was told 503 is looked for, at least.
+FORGET_MIN_SECONDS = 60.0
 #: Event ids are `attempt << ATTEMPT_SHIFT | n`: a run taken over after a crash numbers
 #: its events after every id its first attempt could have sent to a client.
 ATTEMPT_SHIFT = 32
@@ -138,7 +145,57 @@ class RunDB:
         inserted, asked = await self.create(run)
         if not inserted:
             return False, asked, None
-        return True, asked, await self.claim(worker, lease_ms, run["run_id"])
+        try:
+            return True, asked, await self.claim(worker, lease_ms, run["run_id"])
+        except UnavailableError:
+            # Its caller is told 503 and sends it again: the run must not wait in the queue.
+            self.forget_later({**run, "worker": worker}, lease_ms / 1000)
+            raise
+
+    # -- runs written after their caller was told 503 ----------------------------------
+
+    def late_writes(self, run: Record, seconds: float) -> Callable[[Any], None]:
+        """The `on_late` of a `create` or `start` of `run` that failed (left at its
+        deadline, or cut by an outage): the database may have written the run all the
+        same, when it received the request before the outage or when a paused server
+        resumed. Its caller, told 503, will send it again, so such a run must neither run
+        later nor hold its thread (a `reject` run would meet it and answer 409 until its
+        lease ran out): once the database answers, it is forgotten. `seconds`: how long
+        a lease it may hold lasts."""
+
+        def late(result: Any) -> None:
+            if result is LOST or result[0]:
+                self.forget_later(run, seconds)
+
+        return late
+
+    def forget_later(self, run: Record, seconds: float) -> None:
+        """`forget` the run in the background, as soon as the database answers."""
+        forgetting: dict[str, asyncio.Task[Any]] = self.__dict__.setdefault("_forgetting", {})
+        key = run["thread_key"]
+        task = retry_in_background(lambda: self.forget(run), max(seconds, FORGET_MIN_SECONDS), None)
+        forgetting[key] = task
+        task.add_done_callback(
+            lambda done: forgetting.pop(key) if forgetting.get(key) is done else None
+        )
+
+    def forgetting(self, thread_key: str) -> asyncio.Task[Any] | None:
+        """The task forgetting a run of the thread, if one is under way in this process."""
+        return self.__dict__.get("_forgetting", {}).get(thread_key)
+
+    async def forget(self, run: Record) -> None:
+        """End `run` if it is pending, or running for the worker that asked for it (its
+        `worker`), and remove it; a run another process took meanwhile is asked to stop.
+        Each step is idempotent, so it is safe to call again."""
+        key, run_id = run["thread_key"], run["run_id"]
+        now = datetime.now(UTC).isoformat()
+        found = await self.cancel(key, [run_id], "interrupt", now)
+        if not found:
+            return  # never written
+        worker = run.get("worker")
+        if found[0]["status"] == "running" and worker and found[0]["worker"] == worker:
+            await self.finish(run_id, worker, "interrupted", None, None, 0, now)
+        await self.delete(key, run_id)
 
     async def get(self, thread_key: str, run_id: str) -> Record | None:
         """The run `run_id` of thread `thread_key`, or None."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import builtins
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from memory.stores.outages import Breaker, guarded
@@ -412,9 +412,11 @@ class RedisRunDB(RunDB):
             name: client.register_script(_PRELUDE + lua) for name, lua in SCRIPTS.items()
         }
 
-    async def _call(self, name: str, *args: Any) -> Any:
+    async def _call(
+        self, name: str, *args: Any, on_late: Callable[[Any], Any] | None = None
+    ) -> Any:
         """One script, within the database's deadline and breaker."""
-        return await guarded(self.breaker, self._script(name, *args))
+        return await guarded(self.breaker, self._script(name, *args), on_late)
 
     async def _script(self, name: str, *args: Any) -> Any:
         reply = self._scripts[name](keys=(), args=(self.prefix, *args, self.ttl_ms))
@@ -424,7 +426,10 @@ class RedisRunDB(RunDB):
         head = (run["run_id"], run["thread_key"], dumps(run), run["multitask_strategy"])
         fields = (run["status"], int(run["attempt"]), run["worker"] or "", run["cancel"] or "")
         ends = (dumps(run["result"]), dumps(run["error"]))
-        reply = await self._call("create", *head, run["created_at"], int(delay_ms), *fields, *ends)
+        late = self.late_writes(run, delay_ms / 1000)
+        reply = await self._call(
+            "create", *head, run["created_at"], int(delay_ms), *fields, *ends, on_late=late
+        )
         return int(reply[0]) == 1, [_text(r) for r in reply[1:]]
 
     async def get(self, thread_key: str, run_id: str) -> Record | None:

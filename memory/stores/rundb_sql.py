@@ -16,7 +16,7 @@ holder's own row, fenced by its worker id under the row's lock.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from memory.stores.outages import guarded
@@ -62,9 +62,11 @@ class SqlRunDB(RunDB):
 
     # ------------------------------------------------------------------ helpers
 
-    async def _adrive(self, steps: Steps, write: bool) -> Any:
+    async def _adrive(
+        self, steps: Steps, write: bool, on_late: Callable[[Any], Any] | None = None
+    ) -> Any:
         """One transaction of the session database, within its deadline and breaker."""
-        return await guarded(self.db.breaker, self.db._adrive(steps, write))
+        return await guarded(self.db.breaker, self.db._adrive(steps, write), on_late)
 
     def _lock_thread(self, thread_key: str, wait: bool = True) -> Steps:
         return (yield from self.db._xact_lock(f"memory-agent-runs:{thread_key}", wait))
@@ -300,13 +302,15 @@ class SqlRunDB(RunDB):
     # ------------------------------------------------------------------ interface
 
     async def create(self, run: Record, delay_ms: int = 0) -> tuple[bool, builtins.list[str]]:
-        inserted, asked = await self._adrive(self._create(run, delay_ms), True)
+        late = self.late_writes(run, delay_ms / 1000)
+        inserted, asked = await self._adrive(self._create(run, delay_ms), True, late)
         return inserted, asked
 
     async def start(
         self, run: Record, worker: str, lease_ms: int
     ) -> tuple[bool, builtins.list[str], Record | None]:
-        return await self._adrive(self._start(run, worker, lease_ms), True)
+        late = self.late_writes({**run, "worker": worker}, lease_ms / 1000)
+        return await self._adrive(self._start(run, worker, lease_ms), True, late)
 
     async def get(self, thread_key: str, run_id: str) -> Record | None:
         runs = await self._adrive(

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from agent.namespaces import Owner
-from memory.errors import NotFoundError
+from memory.errors import InvalidInputError, NotFoundError
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.rundb import Record
@@ -84,6 +84,10 @@ async def _start(
     messages = body.messages(settings.max_message_chars, settings.max_messages_per_request)
     context = body.context.overrides() if body.context else {}
     sessions.graph_context(owner, context)  # a bad override is a 422 before anything starts
+    for field in ("interrupt_before", "interrupt_after"):
+        nodes = getattr(body, field)
+        if isinstance(nodes, list) and (unknown := sorted(set(nodes) - set(sessions.graph.nodes))):
+            raise InvalidInputError(f"{field} names nodes this graph does not have: {unknown}")
     checkpoint_id = body.from_checkpoint
     if checkpoint_id is not None:  # a checkpoint of another thread, or none: 404 now
         await sessions.aview_state(owner, thread_id, checkpoint_id, recent=0)
@@ -98,6 +102,10 @@ async def _start(
         kwargs={
             "input": {"messages": messages},
             "checkpoint_id": checkpoint_id,
+            "config": body.config.graph_config() if body.config else {},
+            "command": body.command.as_kwargs() if body.command else None,
+            "interrupt_before": body.interrupt_before,
+            "interrupt_after": body.interrupt_after,
             "context": context,
             "stream_mode": body.modes,
             "stream_resumable": body.stream_resumable,
@@ -170,9 +178,15 @@ async def wait_run(
     # The caller is there for the end, as a stream's is: the events are logged only when
     # the run is resumable.
     record, _ = await _start(thread_id, body, owner, sessions, settings, runner, streamed=True)
-    final = await runner.wait(sessions, owner, thread_id, record["run_id"])
+    run_id = record["run_id"]
+    final = await runner.wait(sessions, owner, thread_id, run_id)
     return LangGraphJSON(
-        final_body(final), headers={"Content-Location": location(thread_id, record["run_id"])}
+        final_body(final),
+        headers={
+            "Content-Location": location(thread_id, run_id),
+            # Where the same answer is read again (relative to the API root, as langgraph-api).
+            "Location": f"/threads/{thread_id}/runs/{run_id}/join",
+        },
     )
 
 

@@ -210,15 +210,60 @@ class RunContext(_Body):
         return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
 
 
+#: `configurable` keys the server sets itself: a run cannot choose them.
+RESERVED_CONFIGURABLE = frozenset(
+    {"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map", "user_id", "tenant_id"}
+)
+
+
+class RunConfig(_Body):
+    """A run's `config`: what LangGraph's server passes to the graph."""
+
+    recursion_limit: int | None = Field(default=None, ge=1, le=10_000)
+    tags: list[SafeText] | None = Field(default=None, max_length=MAX_LABELS)
+    run_name: SafeText | None = Field(default=None, max_length=256)
+    configurable: dict[str, JsonValue] | None = Field(default=None, max_length=MAX_METADATA_KEYS)
+
+    @field_validator("configurable")
+    @classmethod
+    def _not_reserved(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        check_metadata(value)
+        # Set by the server (the SDKs echo some back): ignored, never taken.
+        return {
+            k: v
+            for k, v in value.items()
+            if k not in RESERVED_CONFIGURABLE and not k.startswith("__")
+        }
+
+    def graph_config(self) -> dict[str, Any]:
+        """The fields set, as a `RunnableConfig` to merge into the run's."""
+        return self.model_dump(exclude_none=True, exclude_unset=True)
+
+
+class RunCommand(_Body):
+    """A run's `command`: the answer to the pause the thread waits at (`resume`: one value,
+    or a map of interrupt id to value), an `update` of the state, a node to `goto`."""
+
+    resume: JsonValue = None
+    update: dict[str, JsonValue] | None = None
+    goto: SafeText | list[SafeText] | None = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The fields set, for `langgraph.types.Command`."""
+        return self.model_dump(exclude_unset=True)
+
+
 class RunCreate(_Body):
     """`POST /threads/{id}/runs`, `/runs/stream` and `/runs/wait`."""
 
     assistant_id: SafeText = Field(max_length=256)
     input: dict[str, Any] | None = None
-    command: dict[str, Any] | None = None
+    command: RunCommand | None = None
     checkpoint: CheckpointRef | None = None
     checkpoint_id: SafeText | None = None
-    config: dict[str, JsonValue] | None = None
+    config: RunConfig | None = None
     context: RunContext | None = None
     metadata: Metadata = None
     stream_mode: str | list[str] = "values"
@@ -246,14 +291,12 @@ class RunCreate(_Body):
 
     @model_validator(mode="after")
     def _supported(self) -> RunCreate:
-        if self.command:
-            raise ValueError("command is not supported: this graph never interrupts")
-        if self.interrupt_before or self.interrupt_after:
-            raise ValueError("interrupt_before and interrupt_after are not supported")
+        if self.command is not None and self.input and self.input.get("messages"):
+            raise ValueError("send input or command, not both")
         if self.webhook:
             raise ValueError("webhook is not supported")
         if self.input is None:
-            if self.from_checkpoint is None:
+            if self.from_checkpoint is None and self.command is None:
                 raise ValueError("input is required: {'messages': [...]}")
             self.input = {"messages": []}  # continue what the checkpoint left to do
         elif set(self.input) != {"messages"}:
@@ -296,7 +339,7 @@ class RunCreate(_Body):
         """
         assert self.input is not None
         items = self.input["messages"]
-        if not items and self.from_checkpoint is None:
+        if not items and self.from_checkpoint is None and self.command is None:
             raise InvalidInputError("input.messages must hold at least one message")
         if len(items) > max_messages:
             raise InvalidInputError(

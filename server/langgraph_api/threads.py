@@ -258,7 +258,9 @@ async def get_history(
             if not started:
                 started = checkpoint_id == before
                 continue
-            if views.metadata_matches(dict(snapshot.metadata or {}), body.metadata):
+            if views.metadata_matches(
+                views.checkpoint_metadata(snapshot.metadata, thread_id), body.metadata
+            ):
                 snapshots.append(snapshot)
                 if len(snapshots) >= body.limit:
                     break

@@ -73,8 +73,13 @@ def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) ->
 
 
 def thread_metadata(record: dict[str, Any]) -> dict[str, Any]:
-    """A thread's metadata as clients filter on it: every thread serves the one graph."""
-    return {"graph_id": GRAPH_ID, "assistant_id": ASSISTANT_ID, **(record.get("metadata") or {})}
+    """A thread's metadata as clients filter on it: as it was sent, and once the thread
+    holds messages, the graph and assistant that ran on it (as langgraph-api adds them
+    with a thread's first run)."""
+    metadata = record.get("metadata") or {}
+    if not record.get("message_count"):
+        return dict(metadata)
+    return {"graph_id": GRAPH_ID, "assistant_id": ASSISTANT_ID, **metadata}
 
 
 def thread(
@@ -87,7 +92,7 @@ def thread(
         "updated_at": record["last_active_at"],
         "state_updated_at": record["last_active_at"],
         "metadata": thread_metadata(record),
-        "status": "busy" if running else "idle",
+        "status": "busy" if running else "interrupted" if record.get("waiting") else "idle",
         "config": {},
         "values": values,
         "interrupts": {},
@@ -115,6 +120,26 @@ def clean_metadata(metadata: Any, thread_id: str) -> dict[str, Any]:
     return out
 
 
+def _interrupt(pause: Any) -> dict[str, Any]:
+    """A pause (`langgraph.types.Interrupt`) as LangGraph's server shows it (its fields;
+    a response schema given as a class is not sent)."""
+    schema = getattr(pause, "response_schema", None)
+    return {
+        "value": pause.value,
+        "id": pause.id,
+        "response_schema": schema if isinstance(schema, dict) else None,
+    }
+
+
+def checkpoint_metadata(metadata: Any, thread_id: str) -> dict[str, Any]:
+    """A checkpoint's metadata as clients read and filter it: a run's checkpoints name
+    their thread too, as langgraph-api's do (LangGraph leaves it out of what it stores)."""
+    out = clean_metadata(metadata, thread_id)
+    if "run_id" in out:
+        out["thread_id"] = thread_id
+    return out
+
+
 def state(thread_id: str, snapshot: Any, values: dict[str, Any]) -> dict[str, Any]:
     """A `StateSnapshot` as a LangGraph `ThreadState`, with the client's view of values."""
     checkpoint = _checkpoint(thread_id, snapshot.config) or {
@@ -133,7 +158,7 @@ def state(thread_id: str, snapshot: Any, values: dict[str, Any]) -> dict[str, An
                 "name": task.name,
                 "path": list(task.path),
                 "error": str(task.error) if task.error else None,
-                "interrupts": [],
+                "interrupts": [_interrupt(i) for i in task.interrupts],
                 "checkpoint": None,
                 "state": None,
                 "result": task.result,
@@ -141,10 +166,10 @@ def state(thread_id: str, snapshot: Any, values: dict[str, Any]) -> dict[str, An
             for task in snapshot.tasks
         ],
         "checkpoint": checkpoint,
-        "metadata": clean_metadata(snapshot.metadata, thread_id),
+        "metadata": checkpoint_metadata(snapshot.metadata, thread_id),
         "created_at": snapshot.created_at,
         "parent_checkpoint": parent,
-        "interrupts": [],
+        "interrupts": [_interrupt(i) for t in snapshot.tasks for i in t.interrupts],
         # The flat ids older clients read, as langgraph-api still sends them.
         "checkpoint_id": checkpoint["checkpoint_id"],
         "parent_checkpoint_id": parent["checkpoint_id"] if parent else None,

@@ -1,0 +1,104 @@
+"""Application tools a person approves (`MEMORY_AGENT_APPROVE_TOOLS`): the built-in agent
+pauses before their calls with LangChain's human-in-the-loop request, and the decisions
+approve, edit or reject them. Over `/langgraph` on every backend, with a scripted model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import AIMessage, ToolMessage
+
+from tests.plugins.server import Api, ApiFactory, fresh_id
+from tests.scripted import ScriptedChatModel
+
+LG = "/langgraph"
+
+
+def _model() -> ScriptedChatModel:
+    call = {"name": "order_status", "args": {"order_id": "A-1"}, "id": "call-1"}
+    return ScriptedChatModel(replies=[AIMessage("", tool_calls=[call]), AIMessage("done")])
+
+
+async def _ask(api: Api, tid: str) -> dict[str, Any]:
+    body = {
+        "assistant_id": "agent",
+        "input": {"messages": [{"role": "user", "content": "where is my order?"}]},
+        "if_not_exists": "create",
+    }
+    response = await api.request("alice", "POST", f"{LG}/threads/{tid}/runs/wait", json=body)
+    assert response.status_code == 200, response.text
+    (pause,) = response.json()["__interrupt__"]
+    return pause["value"]
+
+
+async def _answer(api: Api, tid: str, *decisions: Any) -> dict[str, Any]:
+    body = {"assistant_id": "agent", "command": {"resume": {"decisions": list(decisions)}}}
+    response = await api.request("alice", "POST", f"{LG}/threads/{tid}/runs/wait", json=body)
+    assert response.status_code == 200, response.text
+    assert "__interrupt__" not in response.json()
+    return response.json()
+
+
+def _settings() -> dict[str, Any]:
+    return {"tools": "tests.owngraph:TOOLS", "approve_tools": "order_status"}
+
+
+async def test_an_approved_call_runs(make_api: ApiFactory) -> None:
+    model = _model()
+    async with make_api(chat_model=model, **_settings()) as api:
+        tid = fresh_id("approve")
+        request = await _ask(api, tid)
+        assert request["action_requests"] == [
+            {
+                "name": "order_status",
+                "args": {"order_id": "A-1"},
+                "description": "order_status waits for approval",
+            }
+        ]
+        assert request["review_configs"] == [
+            {"action_name": "order_status", "allowed_decisions": ["approve", "edit", "reject"]}
+        ]
+        thread = (await api.request("alice", "GET", f"{LG}/threads/{tid}")).json()
+        assert thread["status"] == "interrupted"
+        values = await _answer(api, tid, {"type": "approve"})
+        assert [m["type"] for m in values["messages"]] == ["human", "ai", "tool", "ai"]
+        assert values["messages"][2]["content"] == "two croissants, ready at 9:00"
+        page = (await api.request("alice", "GET", f"/threads/{tid}/messages")).json()
+        assert [m["role"] for m in page["items"]] == ["user", "assistant", "tool", "assistant"]
+        assert (await api.request("alice", "GET", f"{LG}/threads/{tid}")).json()["status"] == "idle"
+
+
+async def test_an_edited_call_runs_with_the_new_arguments(make_api: ApiFactory) -> None:
+    model = _model()
+    async with make_api(chat_model=model, **_settings()) as api:
+        tid = fresh_id("approve")
+        await _ask(api, tid)
+        edit = {
+            "type": "edit",
+            "edited_action": {"name": "order_status", "args": {"order_id": "B-2"}},
+        }
+        values = await _answer(api, tid, edit)
+        assert values["messages"][2]["content"] == "no order B-2"
+        # The model's next prompt holds the call as it ran, with its result.
+        seen = model.prompts[-1]
+        call = next(m for m in seen if isinstance(m, AIMessage) and m.tool_calls)
+        assert call.tool_calls[0]["args"] == {"order_id": "B-2"}
+
+
+async def test_a_rejected_call_does_not_run_and_the_model_reads_why(make_api: ApiFactory) -> None:
+    model = _model()
+    async with make_api(chat_model=model, **_settings()) as api:
+        tid = fresh_id("approve")
+        await _ask(api, tid)
+        values = await _answer(api, tid, {"type": "reject", "message": "not now"})
+        result = values["messages"][2]
+        assert result["status"] == "error"
+        assert result["content"] == "error: order_status was not run: the user rejected it: not now"
+        seen = [m for m in model.prompts[-1] if isinstance(m, ToolMessage)]
+        assert seen and "not now" in str(seen[-1].content)
+
+        tid = fresh_id("approve")
+        model.replies[:] = _model().replies
+        await _ask(api, tid)
+        values = await _answer(api, tid, {"type": "maybe"})
+        assert "not understood" in values["messages"][2]["content"]
