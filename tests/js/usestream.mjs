@@ -2,17 +2,19 @@
 // JavaScript SDK against memory-agent's `/langgraph` API. Prints a JSON summary on stdout;
 // tests/test_lg_js_sdk.py starts the server and asserts on it.
 //
-//   node tests/js/usestream.mjs <url> <api-key>
+//   node tests/js/usestream.mjs <url> <api-key> [sdk-package]
 //
 // <url> is the server's `/langgraph` URL. The server should run a slow model
 // (MEMORY_AGENT_MODEL=offline:slow-<seconds>) so that a run can be stopped half way.
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 
-import { Client } from "@langchain/langgraph-sdk";
 
 const GRAPH_ID = "agent";
-const [url, apiKey] = process.argv.slice(2);
+// [sdk-package]: `@langchain/langgraph-sdk` (the default, the newest) or `sdk-1-8` (the
+// version agent-chat-ui's lockfile pins).
+const [url, apiKey, sdk = "@langchain/langgraph-sdk"] = process.argv.slice(2);
+const { Client } = await import(sdk);
 if (!url || !apiKey) {
   console.error("usage: node usestream.mjs <url> <api-key>");
   process.exit(2);
@@ -125,7 +127,7 @@ async function rejoin(threadId, runId, lastEventId) {
 
 async function main() {
   const pkg = JSON.parse(
-    readFileSync(new URL("./node_modules/@langchain/langgraph-sdk/package.json", import.meta.url)),
+    readFileSync(new URL(`./node_modules/${sdk}/package.json`, import.meta.url)),
   );
   const summary = { sdkVersion: pkg.version };
 
