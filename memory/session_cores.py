@@ -137,13 +137,30 @@ class SessionCores(SessionBase):
                 values = yield from self._state(run.owner, thread_id)
                 after = values.get("transcript_len", run.before)
                 pending = transcript.unrecorded(values)
-                if pending:
+                window = {m.id for m in values.get("messages") or []}
+                # Stopped before its input reached a checkpoint (the first write is in the
+                # background): the input goes into the state too, as an append would.
+                lost = [m for m in run.input if m.id not in window] if after == run.before else []
+                if pending or lost:
                     records = [
-                        transcript.message_to_record(m, after + i) for i, m in enumerate(pending)
+                        transcript.message_to_record(m, after + i)
+                        for i, m in enumerate([*pending, *lost])
                     ]
                     try:
                         yield Db.append(run.key, after, records, run.token)
-                        after += len(pending)
+                        after += len(records)
+                        if lost:
+                            config = self.config(run.owner, thread_id)
+                            if run.metadata:  # a rollback of the run finds it
+                                config["metadata"] = dict(run.metadata)
+                            yield _UpdateState(
+                                config,
+                                {
+                                    "messages": lost,
+                                    "transcript_len": after,
+                                    "recorded_id": lost[-1].id,
+                                },
+                            )
                     except LeaseLostError:
                         logger.warning("a failed run on %s lost its lease", run.key)
                 values = {}

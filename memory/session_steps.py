@@ -459,6 +459,8 @@ class _Run:
     renewal: Any = None
     #: The graph paused (an interrupt): the thread waits for an answer.
     waiting: bool = False
+    #: The metadata of the run's checkpoints (its run id), for what is written for it.
+    metadata: dict[str, Any] | None = None
 
 
 class _ThreadRenewal:

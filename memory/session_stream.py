@@ -364,6 +364,7 @@ class SessionStreaming(SessionCores):
         if run_id is not None or metadata:
             ids = {"run_id": run_id} if run_id is not None else {}
             config["metadata"] = {**(metadata or {}), **ids}
+            run.metadata = config["metadata"]
         for key, value in (graph_config or {}).items():
             if key == "configurable":
                 config["configurable"] = {**value, **config["configurable"]}
