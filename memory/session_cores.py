@@ -228,19 +228,25 @@ class SessionCores(SessionBase):
         )
 
     def _messages(self, owner: Owner, thread_id: str, limit: int, offset: int) -> _Steps:
-        if limit < 0 or offset < 0:
-            raise InvalidInputError("limit and offset must not be negative")
+        if limit < 0:
+            raise InvalidInputError("limit must not be negative")
         yield from self._load(owner, thread_id)
         return (yield Db.page(owner.thread_key(thread_id), offset, limit))
 
     def _newest(self, owner: Owner, thread_id: str, limit: int, skip: int) -> _Steps:
-        if limit < 0 or skip < 0:
-            raise InvalidInputError("limit and offset must not be negative")
+        # The transcript newest first: position p is seq total-1-p; a negative `skip`
+        # counts from the oldest end, as a negative offset does oldest first.
+        if limit < 0:
+            raise InvalidInputError("limit must not be negative")
         yield from self._load(owner, thread_id)
-        if limit == 0:
-            return [], (yield Db.page(owner.thread_key(thread_id), 0, 0))[1]
-        items, total = yield Db.page(owner.thread_key(thread_id), -(limit + skip), limit)
-        return [r for r in items if r["seq"] < total - skip], total
+        key = owner.thread_key(thread_id)
+        if limit == 0 or skip < 0:
+            total = (yield Db.page(key, 0, 0))[1]
+            if limit == 0:
+                return [], total
+            skip = max(0, total + skip)
+        items, total = yield Db.page(key, -(limit + skip), limit)
+        return [r for r in reversed(items) if r["seq"] < total - skip], total
 
     def _recent_context(self, owner: Owner, thread_id: str, max_messages: int) -> _Steps:
         yield from self._load(owner, thread_id)

@@ -21,8 +21,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from starlette.routing import Match
-from starlette.types import Scope
 
 try:  # FastAPI 0.128+ keeps included routers whole and walks them through route contexts
     from fastapi.routing import iter_route_contexts
@@ -48,16 +46,6 @@ def routes(app: FastAPI) -> Iterator[Any]:
         yield from app.routes
     else:
         yield from iter_route_contexts(app.routes)
-
-
-def allowed_methods(app: FastAPI, scope: Scope) -> set[str]:
-    """The methods of every route whose path matches `scope`'s."""
-    allowed: set[str] = set()
-    for route in routes(app):
-        methods = getattr(route, "methods", None)
-        if methods and route.matches(scope)[0] != Match.NONE:
-            allowed |= methods
-    return allowed
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:

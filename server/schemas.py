@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from agent.namespaces import ID_PATTERN
 from memory.errors import InvalidInputError
@@ -98,6 +107,35 @@ def check_storable(value: Any) -> Any:
     return check_json(value, max_depth=-1)
 
 
+def _query_int(value: Any) -> Any:
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+        raise ValueError("must be an integer: decimal digits, a '-' before them at most")
+    return value
+
+
+def _query_bool(value: Any) -> Any:
+    if isinstance(value, str) and value not in ("true", "false"):
+        raise ValueError("must be `true` or `false`")
+    return value
+
+
+def _query_flag(value: Any) -> Any:
+    if isinstance(value, str) and value not in ("true", "false", "0", "1"):
+        raise ValueError("must be `true`, `false`, `1` or `0`")
+    return value
+
+
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")
+#: A query integer as clients write one (`20`, `-5`): not `1.0`, `1e3`, `+5` or `1_000`.
+QueryInt = Annotated[int, BeforeValidator(_query_int)]
+#: A query boolean as clients write one: `true` or `false`, not `1`, `yes` or `on`.
+QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
+#: A query boolean that may also be `1` or `0`, as langgraph-sdk sends some.
+QueryFlag = Annotated[
+    bool,
+    BeforeValidator(_query_flag),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "integer", "enum": [0, 1]}]}),
+]
 SafeText = Annotated[str, AfterValidator(check_text)]
 JsonValue = Annotated[Any, AfterValidator(check_json)]
 ThreadIdField = Annotated[str, Field(pattern=ID_PATTERN, description="1-128 of A-Z a-z 0-9 _-:@")]
@@ -334,7 +372,7 @@ class RunOut(BaseModel):
 
 
 class MessagePage(BaseModel):
-    """A page of a transcript, oldest first."""
+    """A page of a transcript, in the order asked for."""
 
     items: list[MessageOut]
     total: int
@@ -428,19 +466,6 @@ class MemoryPage(BaseModel):
     total: int = Field(
         description="How many memories there are; for a search, how many matched (returned)."
     )
-
-
-class Deleted(BaseModel):
-    """How much a delete removed."""
-
-    deleted: int
-
-
-class Erased(BaseModel):
-    """What erasing the caller removed."""
-
-    threads: int
-    memories: int
 
 
 class Health(BaseModel):

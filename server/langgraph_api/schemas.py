@@ -12,7 +12,15 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from memory.errors import InvalidInputError
 from memory.stores.values import check_filter
@@ -32,7 +40,7 @@ STREAM_MODES = ("values", "updates", "messages-tuple", "custom")
 MAX_LABELS = 10
 MAX_LABEL_CHARS = 128
 MAX_KEY_CHARS = 1024
-PageLimit = Annotated[int, Field(ge=1, le=1000)]
+PageLimit = Annotated[StrictInt, Field(ge=1, le=1000)]
 #: Path parameters that name something of the server's: never empty (an empty segment is
 #: another path).
 AssistantId = Annotated[
@@ -41,7 +49,7 @@ AssistantId = Annotated[
 CheckpointId = Annotated[
     str, Path(min_length=1, max_length=256, description="The checkpoint's id.")
 ]
-Offset = Annotated[int, Field(ge=0, le=1_000_000_000)]
+Offset = Annotated[StrictInt, Field(ge=0, le=1_000_000_000)]
 #: The longest `after_seconds` a run may wait before it starts (a week).
 MAX_DELAY_SECONDS = 7 * 86400
 
@@ -139,7 +147,7 @@ class CheckpointRef(_Body):
     """A checkpoint of the thread in the path."""
 
     checkpoint_id: SafeText | None = Field(default=None, max_length=256)
-    checkpoint_ns: SafeText = Field(default="", max_length=256)
+    checkpoint_ns: SafeText = Field(default="", json_schema_extra={"maxLength": 0})
 
     @field_validator("checkpoint_ns")
     @classmethod
@@ -153,7 +161,7 @@ class StateAt(_Body):
     """`POST /threads/{id}/state/checkpoint`."""
 
     checkpoint: CheckpointRef
-    subgraphs: bool = False
+    subgraphs: StrictBool = False
 
 
 class StateUpdate(_Body):
@@ -200,10 +208,10 @@ class RunContext(_Body):
     """Per-run tuning a client may set; `user_id` and `tenant_id` are ignored (the API key
     decides), as are fields outside this list (the deployment chooses the model)."""
 
-    token_budget: int | None = Field(default=None, ge=100, le=1_000_000)
-    keep_ratio: float | None = Field(default=None, ge=0.05, le=0.95)
-    summary_max_tokens: int | None = Field(default=None, ge=16, le=100_000)
-    memory_search_limit: int | None = Field(default=None, ge=0, le=100)
+    token_budget: StrictInt | None = Field(default=None, ge=100, le=1_000_000)
+    keep_ratio: StrictFloat | None = Field(default=None, ge=0.05, le=0.95)
+    summary_max_tokens: StrictInt | None = Field(default=None, ge=16, le=100_000)
+    memory_search_limit: StrictInt | None = Field(default=None, ge=0, le=100)
 
     def overrides(self) -> dict[str, Any]:
         """The fields the client set."""
@@ -222,7 +230,7 @@ class RunCreate(_Body):
     context: RunContext | None = None
     metadata: Metadata = None
     stream_mode: str | list[str] = "values"
-    stream_subgraphs: bool = False
+    stream_subgraphs: StrictBool = False
     on_disconnect: Literal["cancel", "continue"] = "continue"
     if_not_exists: Literal["create", "reject"] = "reject"
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = Field(
@@ -231,7 +239,7 @@ class RunCreate(_Body):
         "default) runs after it, `reject` answers 409, `interrupt` stops it keeping what it "
         "did, `rollback` stops it and removes what it did.",
     )
-    stream_resumable: bool = Field(
+    stream_resumable: StrictBool = Field(
         default=False,
         description="Keep the streamed run's events for rejoining "
         "(`GET /threads/{id}/runs/{run_id}/stream` with `Last-Event-ID`); runs that are not "
@@ -240,7 +248,7 @@ class RunCreate(_Body):
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None
     webhook: str | None = None
-    after_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
+    after_seconds: StrictFloat | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
 
     _metadata = field_validator("metadata")(check_metadata)
 
@@ -311,7 +319,9 @@ class StorePut(_Body):
     key: SafeText = Field(min_length=1, max_length=MAX_KEY_CHARS)
     value: dict[str, JsonValue]
     index: Literal[False] | list[SafeText] | None = None
-    ttl: float | None = None
+    ttl: StrictFloat | None = Field(
+        default=None, ge=0, description="Minutes to keep the item (accepted, not applied)."
+    )
 
 
 class StoreDelete(_Body):
@@ -338,7 +348,7 @@ class StoreNamespaces(_Body):
 
     prefix: list[str] | None = Field(default=None, max_length=MAX_LABELS)
     suffix: list[str] | None = Field(default=None, max_length=MAX_LABELS)
-    max_depth: int | None = Field(default=None, ge=1, le=MAX_LABELS)
+    max_depth: StrictInt | None = Field(default=None, ge=1, le=MAX_LABELS)
     limit: PageLimit = 100
     offset: Offset = 0
 
