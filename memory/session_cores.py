@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage
+from langchain_core.messages import ToolMessage
 
 from agent import transcript
 from agent.namespaces import Owner, check_id
@@ -29,6 +29,8 @@ from memory.session_steps import (
     _StopRenew,
     _topics,
     _UpdateState,
+    check_conversation,
+    exchanged,
     to_messages,
 )
 from memory.stores.outages import as_unavailable
@@ -48,6 +50,10 @@ class SessionCores(SessionBase):
         if not new:
             raise InvalidInputError("a run needs at least one message")
         thread_id = check_id("thread_id", thread_id) if thread_id else str(uuid.uuid4())
+        if any(isinstance(m, ToolMessage) or getattr(m, "tool_calls", None) for m in new):
+            # A run's own tool exchange must not repeat a call or a result of the thread's.
+            window = (yield from self._state(owner, thread_id)).get("messages") or []
+            check_conversation(new, *exchanged(window))
         key, token = owner.thread_key(thread_id), uuid.uuid4().hex
         fresh = self._new_record(owner, thread_id, None)
         claim: Claim = yield Db.begin(
@@ -187,12 +193,7 @@ class SessionCores(SessionBase):
                 raise SessionEndedError(f"thread {thread_id!r} has ended")
             state = yield from self._state(owner, thread_id)
             window = state.get("messages") or []
-            new = to_messages(
-                messages,
-                known_calls=[
-                    str(c["id"]) for m in window if isinstance(m, AIMessage) for c in m.tool_calls
-                ],
-            )
+            new = to_messages(messages, *exchanged(window))
             total = max(state.get("transcript_len", 0), record.get("message_count", 0))
             records = [transcript.message_to_record(m, total + i) for i, m in enumerate(new)]
             if new:

@@ -9,6 +9,9 @@ can give are added here, from what each route depends on, so none is forgotten:
 - the caller's API key: 401;
 - the database: 503 with Retry-After when it cannot be reached in time.
 
+Query and header parameters lose the `null` of their optional types: a value in a query is
+text, and leaving a parameter out is how a client says none.
+
 Every 422 is `ErrorOut` (FastAPI's default names only field lists, but a rule the schema
 cannot state answers with a sentence).
 """
@@ -93,13 +96,26 @@ def complete(schema: dict[str, Any], app: FastAPI) -> None:
         if not route.include_in_schema:
             continue
         for method in route.methods or ():
-            responses = schema["paths"][route.path_format][method.lower()]["responses"]
+            operation = schema["paths"][route.path_format][method.lower()]
+            for param in operation.get("parameters", []):
+                param["schema"] = _not_null(param["schema"])
+            responses = operation["responses"]
             if "HTTPValidationError" in str(responses.get("422", "")):
                 del responses["422"]
             for code in sorted(implied_errors(route)):
                 responses.setdefault(str(code), documented[code])
     schema["components"]["schemas"].pop("HTTPValidationError", None)
     schema["components"]["schemas"].pop("ValidationError", None)
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without its `null` option: a query or header value is text, and
+    an absent one is what `null` stands for."""
+    options = [s for s in schema.get("anyOf", []) if s != {"type": "null"}]
+    if not options or len(options) == len(schema["anyOf"]):
+        return schema
+    rest = {k: v for k, v in schema.items() if k != "anyOf"}
+    return {**rest, **options[0]} if len(options) == 1 else {**rest, "anyOf": options}
 
 
 def install(app: FastAPI) -> None:

@@ -136,7 +136,11 @@ QueryFlag = Annotated[
     BeforeValidator(_query_flag),
     WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "integer", "enum": [0, 1]}]}),
 ]
-SafeText = Annotated[str, AfterValidator(check_text)]
+#: Text every backend stores: no NUL (the schema says so; unpaired surrogates, which JSON
+#: Schema cannot name, are refused as well).
+SafeText = Annotated[
+    str, AfterValidator(check_text), Field(json_schema_extra={"pattern": "^[^\u0000]*$"})
+]
 JsonValue = Annotated[Any, AfterValidator(check_json)]
 ThreadIdField = Annotated[str, Field(pattern=ID_PATTERN, description="1-128 of A-Z a-z 0-9 _-:@")]
 RunId = Annotated[str, Path(min_length=1, max_length=256, description="The run's id.")]
@@ -197,23 +201,38 @@ class ExchangeMessageIn(MessageIn):
     )
 
 
+def _one_of_message_or_messages(schema: dict[str, Any]) -> None:
+    # Exactly one of the two, never `null`: the schema says what the validators enforce.
+    schema["oneOf"] = [{"required": ["message"]}, {"required": ["messages"]}]
+    for name in ("message", "messages"):
+        options = schema["properties"][name].pop("anyOf")
+        schema["properties"][name].update(next(o for o in options if o != {"type": "null"}))
+    schema["properties"]["message"].update(minLength=1, pattern=r"\S")
+    schema["properties"]["messages"]["minItems"] = 1
+
+
 class MessagesIn(_Request):
     """One message (`message`) or several (`messages`)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "oneOf": [
-                {"required": ["message"], "properties": {"message": {"type": "string"}}},
-                {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
-            ]
-        },
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of_message_or_messages)
+
+    message: SafeText | None = Field(
+        default=None, description="A single user message (not only spaces)."
+    )
+    messages: list[MessageIn] | None = Field(
+        default=None,
+        min_length=1,
+        description="Several messages, oldest first; the last should be the user's.",
     )
 
-    message: SafeText | None = Field(default=None, description="A single user message.")
-    messages: list[MessageIn] | None = Field(
-        default=None, description="Several messages, oldest first; the last should be the user's."
-    )
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in ("message", "messages"):
+                if name in data and data[name] is None:
+                    raise ValueError(f"`{name}` must not be null: leave it out instead")
+        return data
 
     @model_validator(mode="after")
     def _one_of(self) -> MessagesIn:
@@ -266,7 +285,9 @@ class AppendMessages(MessagesIn):
     """Messages to append to a thread without running the model (`message` is a user one)."""
 
     messages: list[ExchangeMessageIn] | None = Field(  # type: ignore[assignment]
-        default=None, description="Several messages, oldest first, a tool exchange included."
+        default=None,
+        min_length=1,
+        description="Several messages, oldest first, a tool exchange included.",
     )
 
 

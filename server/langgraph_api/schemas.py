@@ -18,6 +18,7 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -40,6 +41,16 @@ STREAM_MODES = ("values", "updates", "messages-tuple", "custom")
 MAX_LABELS = 10
 MAX_LABEL_CHARS = 128
 MAX_KEY_CHARS = 1024
+_LABEL = f"[^.\\u0000]{{1,{MAX_LABEL_CHARS}}}"
+#: A namespace label as `check_namespace` takes it (the schema of each list item).
+Label = Annotated[
+    str,
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS, "pattern": f"^{_LABEL}$"}
+    ),
+]
+#: Labels joined by dots, as `GET /store/items` takes a namespace.
+DOTTED_NAMESPACE = f"^({_LABEL}(\\.{_LABEL}){{0,{MAX_LABELS - 1}}})?$"
 PageLimit = Annotated[StrictInt, Field(ge=1, le=1000)]
 #: Path parameters that name something of the server's: never empty (an empty segment is
 #: another path).
@@ -84,6 +95,62 @@ def check_namespace(
 
 class _Body(StorableBody):
     model_config = ConfigDict(extra="ignore")
+
+
+#: What a field the server does not implement may be: left out, `null` or empty.
+_UNSET = {
+    "command": {"anyOf": [{"type": "null"}, {"type": "object", "maxProperties": 0}]},
+    "interrupt_before": {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]},
+    "interrupt_after": {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]},
+    "webhook": {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 0}]},
+}
+#: What a field that names a checkpoint may be: left out, `null` or empty (no forking).
+_NO_CHECKPOINT = {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 0}]}
+
+
+def _run_schema(schema: dict[str, Any]) -> None:
+    # What `RunCreate._supported` enforces, in the schema: input with messages, no command,
+    # interrupts, webhook or checkpoint to start from.
+    props = schema["properties"]
+    schema["required"] = sorted({*schema.get("required", []), "input"})
+    props["input"] = {
+        "type": "object",
+        "required": ["messages"],
+        "properties": {
+            "messages": {
+                "anyOf": [
+                    {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                    {"type": "object"},
+                ]
+            }
+        },
+        "additionalProperties": False,
+        "description": '`{"messages": [...]}`: the messages to add, the last a user\'s.',
+    }
+    for name, unset in _UNSET.items():
+        props[name] = {**unset, "description": "Not supported: leave it out."}
+    props["checkpoint_id"] = {**_NO_CHECKPOINT, "description": "Not supported: leave it out."}
+    props["checkpoint"] = {
+        "anyOf": [{"type": "null"}, _checkpoint_ref_at_head()],
+        "description": "Only the thread's head (no `checkpoint_id`).",
+    }
+    props["stream_mode"] = {
+        "anyOf": [
+            {"type": "string", "enum": list(STREAM_MODES)},
+            {"type": "array", "items": {"type": "string", "enum": list(STREAM_MODES)}},
+        ],
+        "default": "values",
+    }
+
+
+def _checkpoint_ref_at_head() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "checkpoint_id": _NO_CHECKPOINT,
+            "checkpoint_ns": {"type": "string", "maxLength": 0},
+        },
+    }
 
 
 Metadata = dict[str, JsonValue] | None
@@ -164,8 +231,25 @@ class StateAt(_Body):
     subgraphs: StrictBool = False
 
 
+def _state_update_schema(schema: dict[str, Any]) -> None:
+    # What `StateUpdate._supported` enforces: messages and/or a summary, at the head.
+    props = schema["properties"]
+    schema["required"] = ["values"]
+    props["values"] = {
+        "type": "object",
+        "minProperties": 1,
+        "properties": {"messages": {}, "summary": {"type": "string"}},
+        "additionalProperties": False,
+    }
+    props["as_node"] = {"anyOf": [{"type": "null"}, {"const": "call_model"}]}
+    props["checkpoint_id"] = _NO_CHECKPOINT
+    props["checkpoint"] = {"anyOf": [{"type": "null"}, _checkpoint_ref_at_head()]}
+
+
 class StateUpdate(_Body):
     """`POST /threads/{id}/state`: add messages and/or replace the summary."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_state_update_schema)
 
     values: dict[str, JsonValue] | None = None
     as_node: SafeText | None = None
@@ -220,6 +304,8 @@ class RunContext(_Body):
 
 class RunCreate(_Body):
     """`POST /threads/{id}/runs`, `/runs/stream` and `/runs/wait`."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_run_schema)
 
     assistant_id: SafeText = Field(max_length=256)
     input: dict[str, Any] | None = None
@@ -315,7 +401,7 @@ class RunCreate(_Body):
 class StorePut(_Body):
     """`PUT /store/items`."""
 
-    namespace: list[str] = Field(max_length=MAX_LABELS)
+    namespace: list[Label] = Field(max_length=MAX_LABELS)
     key: SafeText = Field(min_length=1, max_length=MAX_KEY_CHARS)
     value: dict[str, JsonValue]
     index: Literal[False] | list[SafeText] | None = None
@@ -327,14 +413,14 @@ class StorePut(_Body):
 class StoreDelete(_Body):
     """`DELETE /store/items`."""
 
-    namespace: list[str] = Field(max_length=MAX_LABELS)
+    namespace: list[Label] = Field(max_length=MAX_LABELS)
     key: SafeText = Field(min_length=1, max_length=MAX_KEY_CHARS)
 
 
 class StoreSearch(_Body):
     """`POST /store/items/search`."""
 
-    namespace_prefix: list[str] = Field(default_factory=list, max_length=MAX_LABELS)
+    namespace_prefix: list[Label] = Field(default_factory=list, max_length=MAX_LABELS)
     filter: dict[str, JsonValue] | None = None
     limit: PageLimit = 10
     offset: Offset = 0
@@ -346,8 +432,8 @@ class StoreSearch(_Body):
 class StoreNamespaces(_Body):
     """`POST /store/namespaces`."""
 
-    prefix: list[str] | None = Field(default=None, max_length=MAX_LABELS)
-    suffix: list[str] | None = Field(default=None, max_length=MAX_LABELS)
+    prefix: list[Label] | None = Field(default=None, max_length=MAX_LABELS)
+    suffix: list[Label] | None = Field(default=None, max_length=MAX_LABELS)
     max_depth: StrictInt | None = Field(default=None, ge=1, le=MAX_LABELS)
     limit: PageLimit = 100
     offset: Offset = 0
@@ -365,6 +451,11 @@ class AssistantSearch(_Body):
 
 class RunsCancel(_Body):
     """`POST /runs/cancel`: stop runs by id on a thread, or every active run of a thread."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra=lambda s: s.update(required=["thread_id"]),  # type: ignore[arg-type]
+    )
 
     thread_id: ThreadIdField | None = None
     run_ids: list[SafeText] | None = Field(default=None, max_length=1000)
