@@ -23,10 +23,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
