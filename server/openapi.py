@@ -104,8 +104,27 @@ def complete(schema: dict[str, Any], app: FastAPI) -> None:
                 del responses["422"]
             for code in sorted(implied_errors(route)):
                 responses.setdefault(str(code), documented[code])
+    _bounds(schema)
     schema["components"]["schemas"].pop("HTTPValidationError", None)
     schema["components"]["schemas"].pop("ValidationError", None)
+
+
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _bounds(node: Any) -> None:
+    """Bounds as JSON Schema names them: pydantic leaves `ge`/`le` as they are on a type
+    whose validator runs first (`QueryInt`, `JsonInt`)."""
+    if isinstance(node, dict):
+        if node.get("type") in ("integer", "number"):
+            for short, name in _BOUNDS.items():
+                if short in node:
+                    node[name] = node.pop(short)
+        for value in node.values():
+            _bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _bounds(value)
 
 
 def _not_null(schema: dict[str, Any]) -> dict[str, Any]:

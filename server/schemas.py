@@ -113,6 +113,12 @@ def _query_int(value: Any) -> Any:
     return value
 
 
+def _json_int(value: Any) -> Any:
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer, not a boolean or a string")
+    return value
+
+
 def _query_bool(value: Any) -> Any:
     if isinstance(value, str) and value not in ("true", "false"):
         raise ValueError("must be `true` or `false`")
@@ -128,6 +134,9 @@ def _query_flag(value: Any) -> Any:
 _DECIMAL = re.compile(r"-?[0-9]{1,19}")
 #: A query integer as clients write one (`20`, `-5`): not `1.0`, `1e3`, `+5` or `1_000`.
 QueryInt = Annotated[int, BeforeValidator(_query_int)]
+#: A body integer: a JSON number without a fraction (`5`, or `5.0`, which JSON Schema calls
+#: an integer too), never a boolean or a string.
+JsonInt = Annotated[int, BeforeValidator(_json_int)]
 #: A query boolean as clients write one: `true` or `false`, not `1`, `yes` or `on`.
 QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
 #: A query boolean that may also be `1` or `0`, as langgraph-sdk sends some.
@@ -139,7 +148,7 @@ QueryFlag = Annotated[
 #: Text every backend stores: no NUL (the schema says so; unpaired surrogates, which JSON
 #: Schema cannot name, are refused as well).
 SafeText = Annotated[
-    str, AfterValidator(check_text), Field(json_schema_extra={"pattern": "^[^\u0000]*$"})
+    str, AfterValidator(check_text), Field(json_schema_extra={"not": {"pattern": "\\u0000"}})
 ]
 JsonValue = Annotated[Any, AfterValidator(check_json)]
 ThreadIdField = Annotated[str, Field(pattern=ID_PATTERN, description="1-128 of A-Z a-z 0-9 _-:@")]
@@ -202,13 +211,17 @@ class ExchangeMessageIn(MessageIn):
 
 
 def _one_of_message_or_messages(schema: dict[str, Any]) -> None:
-    # Exactly one of the two, never `null`: the schema says what the validators enforce.
-    schema["oneOf"] = [{"required": ["message"]}, {"required": ["messages"]}]
-    for name in ("message", "messages"):
-        options = schema["properties"][name].pop("anyOf")
-        schema["properties"][name].update(next(o for o in options if o != {"type": "null"}))
-    schema["properties"]["message"].update(minLength=1, pattern=r"\S")
-    schema["properties"]["messages"]["minItems"] = 1
+    # Exactly one of the two: the schema says what the validators enforce.
+    schema["oneOf"] = [
+        {
+            "required": ["message"],
+            "properties": {"message": {"type": "string"}},
+        },
+        {
+            "required": ["messages"],
+            "properties": {"messages": {"type": "array", "minItems": 1}},
+        },
+    ]
 
 
 class MessagesIn(_Request):
@@ -224,15 +237,6 @@ class MessagesIn(_Request):
         min_length=1,
         description="Several messages, oldest first; the last should be the user's.",
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nulls(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name in ("message", "messages"):
-                if name in data and data[name] is None:
-                    raise ValueError(f"`{name}` must not be null: leave it out instead")
-        return data
 
     @model_validator(mode="after")
     def _one_of(self) -> MessagesIn:

@@ -2,8 +2,9 @@
 fuzzer found, as its own request.
 
 - `DELETE` answers 204 with no body on every native route;
-- wrongly typed integers and booleans (floats, `1e3`, booleans for integers, `1`/`yes` for
-  booleans) are 422, what clients send (`20`, `-5`, `true`) is not;
+- wrongly typed integers and booleans (`1.0`, `1e3` or `true` in a query, fractions,
+  strings and booleans in a body, `1`/`yes` for a query boolean) are 422, what clients send
+  (`20`, `-5`, `true`) is not;
 - a tool result for a call that already has one, or a call id made twice, is 422 naming it;
 - event streams are documented as `text/event-stream` with a schema of their events;
 - every body and parameter the schema declares valid is one the server takes (namespace
@@ -105,8 +106,9 @@ async def test_query_integers_and_booleans_as_clients_write_them_work(api: Api) 
         assert response.status_code == 422, (value, response.text)
 
 
-@pytest.mark.parametrize("value", [False, True, 1.0, 2.5, "5", "1e3", None])
+@pytest.mark.parametrize("value", [False, True, 2.5, "5", "1e3", None])
 async def test_a_body_offset_that_is_not_a_json_integer_is_422(api: Api, value: Any) -> None:
+    # `1.0` is an integer to JSON Schema (and to the schema served), so it is taken as 1.
     for path, body in (
         ("/langgraph/store/items/search", {"namespace_prefix": []}),
         ("/langgraph/store/namespaces", {}),
@@ -116,8 +118,9 @@ async def test_a_body_offset_that_is_not_a_json_integer_is_422(api: Api, value: 
         response = await api.request("alice", "POST", path, json={**body, "offset": value})
         assert response.status_code == 422, (path, value, response.text)
         assert response.json()["detail"][0]["loc"] == ["body", "offset"], response.text
-        response = await api.request("alice", "POST", path, json={**body, "offset": 1})
-        assert response.status_code == 200, (path, response.text)
+        for offset in (1, 1.0):
+            response = await api.request("alice", "POST", path, json={**body, "offset": offset})
+            assert response.status_code == 200, (path, response.text)
 
 
 @pytest.mark.parametrize("value", [False, True, "5", "1e3", -1])

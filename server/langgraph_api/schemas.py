@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import (
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     StrictFloat,
-    StrictInt,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -29,6 +29,7 @@ from server.schemas import (
     MAX_METADATA_CHARS,
     MAX_METADATA_KEYS,
     MAX_QUERY_CHARS,
+    JsonInt,
     JsonValue,
     SafeText,
     StorableBody,
@@ -51,7 +52,7 @@ Label = Annotated[
 ]
 #: Labels joined by dots, as `GET /store/items` takes a namespace.
 DOTTED_NAMESPACE = f"^({_LABEL}(\\.{_LABEL}){{0,{MAX_LABELS - 1}}})?$"
-PageLimit = Annotated[StrictInt, Field(ge=1, le=1000)]
+PageLimit = Annotated[JsonInt, Field(ge=1, le=1000)]
 #: Path parameters that name something of the server's: never empty (an empty segment is
 #: another path).
 AssistantId = Annotated[
@@ -60,7 +61,7 @@ AssistantId = Annotated[
 CheckpointId = Annotated[
     str, Path(min_length=1, max_length=256, description="The checkpoint's id.")
 ]
-Offset = Annotated[StrictInt, Field(ge=0, le=1_000_000_000)]
+Offset = Annotated[JsonInt, Field(ge=0, le=1_000_000_000)]
 #: The longest `after_seconds` a run may wait before it starts (a week).
 MAX_DELAY_SECONDS = 7 * 86400
 
@@ -238,7 +239,10 @@ def _state_update_schema(schema: dict[str, Any]) -> None:
     props["values"] = {
         "type": "object",
         "minProperties": 1,
-        "properties": {"messages": {}, "summary": {"type": "string"}},
+        "properties": {
+            "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+            "summary": {"type": "string"},
+        },
         "additionalProperties": False,
     }
     props["as_node"] = {"anyOf": [{"type": "null"}, {"const": "call_model"}]}
@@ -292,10 +296,10 @@ class RunContext(_Body):
     """Per-run tuning a client may set; `user_id` and `tenant_id` are ignored (the API key
     decides), as are fields outside this list (the deployment chooses the model)."""
 
-    token_budget: StrictInt | None = Field(default=None, ge=100, le=1_000_000)
+    token_budget: JsonInt | None = Field(default=None, ge=100, le=1_000_000)
     keep_ratio: StrictFloat | None = Field(default=None, ge=0.05, le=0.95)
-    summary_max_tokens: StrictInt | None = Field(default=None, ge=16, le=100_000)
-    memory_search_limit: StrictInt | None = Field(default=None, ge=0, le=100)
+    summary_max_tokens: JsonInt | None = Field(default=None, ge=16, le=100_000)
+    memory_search_limit: JsonInt | None = Field(default=None, ge=0, le=100)
 
     def overrides(self) -> dict[str, Any]:
         """The fields the client set."""
@@ -398,13 +402,19 @@ class RunCreate(_Body):
         return items
 
 
+def _exactly_false(value: Any) -> Any:
+    if value is not False:  # `0` equals False in Python, not in JSON
+        raise ValueError("index must be false or a list of fields")
+    return value
+
+
 class StorePut(_Body):
     """`PUT /store/items`."""
 
     namespace: list[Label] = Field(max_length=MAX_LABELS)
     key: SafeText = Field(min_length=1, max_length=MAX_KEY_CHARS)
     value: dict[str, JsonValue]
-    index: Literal[False] | list[SafeText] | None = None
+    index: Annotated[Literal[False], BeforeValidator(_exactly_false)] | list[SafeText] | None = None
     ttl: StrictFloat | None = Field(
         default=None, ge=0, description="Minutes to keep the item (accepted, not applied)."
     )
@@ -434,7 +444,7 @@ class StoreNamespaces(_Body):
 
     prefix: list[Label] | None = Field(default=None, max_length=MAX_LABELS)
     suffix: list[Label] | None = Field(default=None, max_length=MAX_LABELS)
-    max_depth: StrictInt | None = Field(default=None, ge=1, le=MAX_LABELS)
+    max_depth: JsonInt | None = Field(default=None, ge=1, le=MAX_LABELS)
     limit: PageLimit = 100
     offset: Offset = 0
 
