@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage
+from langchain_core.messages import ToolMessage
 
 from agent import transcript
 from agent.namespaces import Owner, check_id
@@ -29,6 +29,8 @@ from memory.session_steps import (
     _StopRenew,
     _topics,
     _UpdateState,
+    check_conversation,
+    exchanged,
     to_messages,
 )
 from memory.stores.outages import as_unavailable
@@ -58,6 +60,10 @@ class SessionCores(SessionBase):
         if not new and not resuming:
             raise InvalidInputError("a run needs at least one message")
         thread_id = check_id("thread_id", thread_id) if thread_id else str(uuid.uuid4())
+        if any(isinstance(m, ToolMessage) or getattr(m, "tool_calls", None) for m in new):
+            # A run's own tool exchange must not repeat a call or a result of the thread's.
+            window = (yield from self._state(owner, thread_id)).get("messages") or []
+            check_conversation(new, *exchanged(window))
         key, token = owner.thread_key(thread_id), uuid.uuid4().hex
         fresh = self._new_record(owner, thread_id, None)
         claim: Claim = yield Db.begin(
@@ -219,12 +225,7 @@ class SessionCores(SessionBase):
                 raise SessionEndedError(f"thread {thread_id!r} has ended")
             state = yield from self._state(owner, thread_id)
             window = state.get("messages") or []
-            new = to_messages(
-                messages,
-                known_calls=[
-                    str(c["id"]) for m in window if isinstance(m, AIMessage) for c in m.tool_calls
-                ],
-            )
+            new = to_messages(messages, *exchanged(window))
             total = max(state.get("transcript_len", 0), record.get("message_count", 0))
             records = [transcript.message_to_record(m, total + i) for i, m in enumerate(new)]
             if new:
@@ -260,19 +261,25 @@ class SessionCores(SessionBase):
         )
 
     def _messages(self, owner: Owner, thread_id: str, limit: int, offset: int) -> _Steps:
-        if limit < 0 or offset < 0:
-            raise InvalidInputError("limit and offset must not be negative")
+        if limit < 0:
+            raise InvalidInputError("limit must not be negative")
         yield from self._load(owner, thread_id)
         return (yield Db.page(owner.thread_key(thread_id), offset, limit))
 
     def _newest(self, owner: Owner, thread_id: str, limit: int, skip: int) -> _Steps:
-        if limit < 0 or skip < 0:
-            raise InvalidInputError("limit and offset must not be negative")
+        # The transcript newest first: position p is seq total-1-p; a negative `skip`
+        # counts from the oldest end, as a negative offset does oldest first.
+        if limit < 0:
+            raise InvalidInputError("limit must not be negative")
         yield from self._load(owner, thread_id)
-        if limit == 0:
-            return [], (yield Db.page(owner.thread_key(thread_id), 0, 0))[1]
-        items, total = yield Db.page(owner.thread_key(thread_id), -(limit + skip), limit)
-        return [r for r in items if r["seq"] < total - skip], total
+        key = owner.thread_key(thread_id)
+        if limit == 0 or skip < 0:
+            total = (yield Db.page(key, 0, 0))[1]
+            if limit == 0:
+                return [], total
+            skip = max(0, total + skip)
+        items, total = yield Db.page(key, -(limit + skip), limit)
+        return [r for r in reversed(items) if r["seq"] < total - skip], total
 
     def _recent_context(self, owner: Owner, thread_id: str, max_messages: int) -> _Steps:
         yield from self._load(owner, thread_id)

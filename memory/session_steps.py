@@ -125,7 +125,9 @@ def _utcnow() -> datetime:
 
 
 def to_messages(
-    items: Sequence[dict[str, Any] | BaseMessage], known_calls: Iterable[str] = ()
+    items: Sequence[dict[str, Any] | BaseMessage],
+    known_calls: Iterable[str] = (),
+    answered: Iterable[str] = (),
 ) -> list[AnyMessage]:
     """Convert `{"role", "content", ...}` dicts (or messages) to LangChain messages.
 
@@ -133,7 +135,8 @@ def to_messages(
     "function": {"name", "arguments"}}`) and tool results (`tool_call_id`) are kept, so a
     whole tool exchange can be stored; a `metadata` object on a message is kept with it and
     returned with its record. Every message gets an id. The messages must form a valid
-    conversation (`check_conversation`; `known_calls` are the calls already in the thread).
+    conversation (`check_conversation`; `known_calls` are the calls already in the thread,
+    `answered` those of them that have a result).
     """
     out: list[AnyMessage] = []
     for i, item in enumerate(items):
@@ -177,7 +180,7 @@ def to_messages(
         except StoreValueError as exc:
             raise InvalidInputError(f"messages[{i}]: {exc}") from exc
         out.append(message)  # type: ignore[arg-type]
-    check_conversation(out, known_calls)
+    check_conversation(out, known_calls, answered)
     return out
 
 
@@ -208,17 +211,35 @@ def _tool_calls(calls: Any, where: str) -> list[dict[str, Any]]:
     return out
 
 
-def check_conversation(messages: Sequence[BaseMessage], known_calls: Iterable[str] = ()) -> None:
+def exchanged(window: Sequence[BaseMessage]) -> tuple[list[str], list[str]]:
+    """The tool call ids made in `window`, and those of them answered there."""
+    calls = [str(c["id"]) for m in window if isinstance(m, AIMessage) for c in m.tool_calls]
+    answered = [m.tool_call_id for m in window if isinstance(m, ToolMessage)]
+    return calls, answered
+
+
+def check_conversation(
+    messages: Sequence[BaseMessage],
+    known_calls: Iterable[str] = (),
+    answered: Iterable[str] = (),
+) -> None:
     """Every tool result answers a call made before it (earlier in `messages`, or one of
-    `known_calls`, the calls already in the thread), and no call id is answered twice.
+    `known_calls`, the calls already in the thread), no call id is made twice, and no call
+    is answered twice (in `messages`, or already: `answered`).
 
     Raises:
-        InvalidInputError: naming the tool result.
+        InvalidInputError: naming the message and the call id.
     """
     calls = set(known_calls)
-    answered: set[str] = set()
+    done = set(answered)
     for i, message in enumerate(messages):
         if isinstance(message, AIMessage):
+            for call in message.tool_calls:
+                if call.get("id") and str(call["id"]) in calls:
+                    raise InvalidInputError(
+                        f"messages[{i}] makes tool call {call['id']!r}, which the thread "
+                        "already has: a call id is made once"
+                    )
             calls.update(str(c["id"]) for c in message.tool_calls if c.get("id"))
         elif isinstance(message, ToolMessage):
             if message.tool_call_id not in calls:
@@ -226,11 +247,12 @@ def check_conversation(messages: Sequence[BaseMessage], known_calls: Iterable[st
                     f"messages[{i}] answers tool call {message.tool_call_id!r}, which no "
                     "earlier assistant message made"
                 )
-            if message.tool_call_id in answered:
+            if message.tool_call_id in done:
                 raise InvalidInputError(
-                    f"messages[{i}] answers tool call {message.tool_call_id!r} a second time"
+                    f"messages[{i}] answers tool call {message.tool_call_id!r}, which already "
+                    "has a result"
                 )
-            answered.add(message.tool_call_id)
+            done.add(message.tool_call_id)
 
 
 def _token_text(chunk: Any, meta: dict[str, Any]) -> str:

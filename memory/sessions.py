@@ -135,14 +135,16 @@ class SessionManager(SessionStreaming):
     def get_messages(
         self, owner: Owner, thread_id: str, limit: int = 20, offset: int = 0
     ) -> tuple[builtins.list[dict[str, Any]], int]:
-        """A page of the full transcript, oldest first, and the total."""
+        """A page of the full transcript, oldest first, and the total; a negative `offset`
+        counts from the end (`offset=-5`: the last five, oldest first)."""
         return self._drive(self._messages(owner, thread_id, limit, offset))
 
     def get_newest_messages(
         self, owner: Owner, thread_id: str, limit: int = 20, skip: int = 0
     ) -> tuple[builtins.list[dict[str, Any]], int]:
-        """The newest `limit` messages (after skipping the newest `skip`), oldest first, and
-        the total: "the last N messages" without knowing the total first."""
+        """A page of the transcript newest first, and the total: the newest `limit`
+        messages after skipping the newest `skip`; a negative `skip` counts from the oldest
+        (`skip=-5`: the oldest five, newest first)."""
         return self._drive(self._newest(owner, thread_id, limit, skip))
 
     def recent_context(self, owner: Owner, thread_id: str, max_messages: int = 20) -> str:

@@ -32,6 +32,7 @@ from server import openapi
 from server.auth import KeyRing, UnauthorizedError
 from server.langgraph_api import router as langgraph_router
 from server.limits import BodyLimitMiddleware
+from server.methods import ExactPathMiddleware, MethodTable
 from server.routes import ROUTERS
 from server.runner import Runner
 from server.schemas import json_path
@@ -236,12 +237,12 @@ async def _unauthorized(request: Request, exc: Exception) -> ErrorResponse:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's errors (404, 405) as JSON; a 405's `Allow` names every method the path
-    takes, not only those of the first route that matched it."""
+    """Starlette's errors (404, 405) as JSON; a 405's `Allow` names the methods of the exact
+    path (`server.methods`), not those of the first route that matched it."""
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code != 405:
         return await http_exception_handler(request, exc)
-    allowed = openapi.allowed_methods(request.app, request.scope)
+    allowed = request.app.state.methods.allowed(request.scope["path"])
     return ErrorResponse(
         {"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(sorted(allowed))}
     )
@@ -299,6 +300,10 @@ def create_app(
         app.include_router(router)
     app.include_router(langgraph_router)
     openapi.install(app)
+    app.state.methods = MethodTable(
+        (route.path_format, route.methods or ()) for route in openapi.routes(app)
+    )
+    app.add_middleware(ExactPathMiddleware, table=app.state.methods)
     app.add_middleware(BodyLimitMiddleware, max_bytes=server_settings.max_body_bytes)
     if origins := server_settings.cors_origin_list:
         # Outermost, so preflights are answered before any other layer sees them.

@@ -9,6 +9,9 @@ can give are added here, from what each route depends on, so none is forgotten:
 - the caller's API key: 401;
 - the database: 503 with Retry-After when it cannot be reached in time.
 
+Query and header parameters lose the `null` of their optional types: a value in a query is
+text, and leaving a parameter out is how a client says none.
+
 Every 422 is `ErrorOut` (FastAPI's default names only field lists, but a rule the schema
 cannot state answers with a sentence).
 """
@@ -21,8 +24,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from starlette.routing import Match
-from starlette.types import Scope
 
 try:  # FastAPI 0.128+ keeps included routers whole and walks them through route contexts
     from fastapi.routing import iter_route_contexts
@@ -48,16 +49,6 @@ def routes(app: FastAPI) -> Iterator[Any]:
         yield from app.routes
     else:
         yield from iter_route_contexts(app.routes)
-
-
-def allowed_methods(app: FastAPI, scope: Scope) -> set[str]:
-    """The methods of every route whose path matches `scope`'s."""
-    allowed: set[str] = set()
-    for route in routes(app):
-        methods = getattr(route, "methods", None)
-        if methods and route.matches(scope)[0] != Match.NONE:
-            allowed |= methods
-    return allowed
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
@@ -105,13 +96,45 @@ def complete(schema: dict[str, Any], app: FastAPI) -> None:
         if not route.include_in_schema:
             continue
         for method in route.methods or ():
-            responses = schema["paths"][route.path_format][method.lower()]["responses"]
+            operation = schema["paths"][route.path_format][method.lower()]
+            for param in operation.get("parameters", []):
+                param["schema"] = _not_null(param["schema"])
+            responses = operation["responses"]
             if "HTTPValidationError" in str(responses.get("422", "")):
                 del responses["422"]
             for code in sorted(implied_errors(route)):
                 responses.setdefault(str(code), documented[code])
+    _bounds(schema)
     schema["components"]["schemas"].pop("HTTPValidationError", None)
     schema["components"]["schemas"].pop("ValidationError", None)
+
+
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _bounds(node: Any) -> None:
+    """Bounds as JSON Schema names them: pydantic leaves `ge`/`le` as they are on a type
+    whose validator runs first (`QueryInt`, `JsonInt`)."""
+    if isinstance(node, dict):
+        if node.get("type") in ("integer", "number"):
+            for short, name in _BOUNDS.items():
+                if short in node:
+                    node[name] = node.pop(short)
+        for value in node.values():
+            _bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _bounds(value)
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without its `null` option: a query or header value is text, and
+    an absent one is what `null` stands for."""
+    options = [s for s in schema.get("anyOf", []) if s != {"type": "null"}]
+    if not options or len(options) == len(schema["anyOf"]):
+        return schema
+    rest = {k: v for k, v in schema.items() if k != "anyOf"}
+    return {**rest, **options[0]} if len(options) == 1 else {**rest, "anyOf": options}
 
 
 def install(app: FastAPI) -> None:

@@ -43,7 +43,7 @@ from memory.errors import (
 )
 from memory.sessions import SessionManager
 from memory.settings import Settings
-from memory.stores.outages import as_unavailable
+from memory.stores.outages import as_unavailable, observe
 from memory.stores.rundb import (
     FINAL,
     CancelAction,
@@ -335,12 +335,19 @@ class Runner:
         live.task = asyncio.get_running_loop().create_task(
             self._execute(sessions, live), name=f"run {live.run_id}"
         )
+        observe(live.task, f"run {live.run_id}")  # no route awaits it: errors go to the log
         return live
 
     async def _execute(self, sessions: SessionManager, live: LiveRun) -> None:
         runs = sessions.db.runs
-        keeper = asyncio.get_running_loop().create_task(self._keep(runs, live))
-        flusher = asyncio.get_running_loop().create_task(self._flush_forever(runs, live))
+        keeper = observe(
+            asyncio.get_running_loop().create_task(self._keep(runs, live)),
+            f"renewing run {live.run_id}",
+        )
+        flusher = observe(
+            asyncio.get_running_loop().create_task(self._flush_forever(runs, live)),
+            f"writing the events of run {live.run_id}",
+        )
         native = is_native(live.record)
         status, result, error = "success", None, None
         try:
@@ -372,6 +379,7 @@ class Runner:
                 error = {"error": type(exc).__name__, "message": message}
             if not live.started.done():  # refused before it started: the caller answers it
                 live.started.set_exception(exc)
+                observe(live.started)  # a caller that has gone away no longer reads it
                 if native:  # and so does the event, for a caller following it from the queue
                     live.emit("error", error_event(error))
             else:

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from agent.namespaces import ID_PATTERN
 from memory.errors import InvalidInputError
@@ -98,7 +107,49 @@ def check_storable(value: Any) -> Any:
     return check_json(value, max_depth=-1)
 
 
-SafeText = Annotated[str, AfterValidator(check_text)]
+def _query_int(value: Any) -> Any:
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+        raise ValueError("must be an integer: decimal digits, a '-' before them at most")
+    return value
+
+
+def _json_int(value: Any) -> Any:
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer, not a boolean or a string")
+    return value
+
+
+def _query_bool(value: Any) -> Any:
+    if isinstance(value, str) and value not in ("true", "false"):
+        raise ValueError("must be `true` or `false`")
+    return value
+
+
+def _query_flag(value: Any) -> Any:
+    if isinstance(value, str) and value not in ("true", "false", "0", "1"):
+        raise ValueError("must be `true`, `false`, `1` or `0`")
+    return value
+
+
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")
+#: A query integer as clients write one (`20`, `-5`): not `1.0`, `1e3`, `+5` or `1_000`.
+QueryInt = Annotated[int, BeforeValidator(_query_int)]
+#: A body integer: a JSON number without a fraction (`5`, or `5.0`, which JSON Schema calls
+#: an integer too), never a boolean or a string.
+JsonInt = Annotated[int, BeforeValidator(_json_int)]
+#: A query boolean as clients write one: `true` or `false`, not `1`, `yes` or `on`.
+QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
+#: A query boolean that may also be `1` or `0`, as langgraph-sdk sends some.
+QueryFlag = Annotated[
+    bool,
+    BeforeValidator(_query_flag),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "integer", "enum": [0, 1]}]}),
+]
+#: Text every backend stores: no NUL (the schema says so; unpaired surrogates, which JSON
+#: Schema cannot name, are refused as well).
+SafeText = Annotated[
+    str, AfterValidator(check_text), Field(json_schema_extra={"not": {"pattern": "\\u0000"}})
+]
 JsonValue = Annotated[Any, AfterValidator(check_json)]
 ThreadIdField = Annotated[str, Field(pattern=ID_PATTERN, description="1-128 of A-Z a-z 0-9 _-:@")]
 RunId = Annotated[str, Path(min_length=1, max_length=256, description="The run's id.")]
@@ -159,22 +210,32 @@ class ExchangeMessageIn(MessageIn):
     )
 
 
+def _one_of_message_or_messages(schema: dict[str, Any]) -> None:
+    # Exactly one of the two: the schema says what the validators enforce.
+    schema["oneOf"] = [
+        {
+            "required": ["message"],
+            "properties": {"message": {"type": "string"}},
+        },
+        {
+            "required": ["messages"],
+            "properties": {"messages": {"type": "array", "minItems": 1}},
+        },
+    ]
+
+
 class MessagesIn(_Request):
     """One message (`message`) or several (`messages`)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "oneOf": [
-                {"required": ["message"], "properties": {"message": {"type": "string"}}},
-                {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of_message_or_messages)
 
-    message: SafeText | None = Field(default=None, description="A single user message.")
+    message: SafeText | None = Field(
+        default=None, description="A single user message (not only spaces)."
+    )
     messages: list[MessageIn] | None = Field(
-        default=None, description="Several messages, oldest first; the last should be the user's."
+        default=None,
+        min_length=1,
+        description="Several messages, oldest first; the last should be the user's.",
     )
 
     @model_validator(mode="after")
@@ -228,7 +289,9 @@ class AppendMessages(MessagesIn):
     """Messages to append to a thread without running the model (`message` is a user one)."""
 
     messages: list[ExchangeMessageIn] | None = Field(  # type: ignore[assignment]
-        default=None, description="Several messages, oldest first, a tool exchange included."
+        default=None,
+        min_length=1,
+        description="Several messages, oldest first, a tool exchange included.",
     )
 
 
@@ -334,7 +397,7 @@ class RunOut(BaseModel):
 
 
 class MessagePage(BaseModel):
-    """A page of a transcript, oldest first."""
+    """A page of a transcript, in the order asked for."""
 
     items: list[MessageOut]
     total: int
@@ -428,19 +491,6 @@ class MemoryPage(BaseModel):
     total: int = Field(
         description="How many memories there are; for a search, how many matched (returned)."
     )
-
-
-class Deleted(BaseModel):
-    """How much a delete removed."""
-
-    deleted: int
-
-
-class Erased(BaseModel):
-    """What erasing the caller removed."""
-
-    threads: int
-    memories: int
 
 
 class Health(BaseModel):

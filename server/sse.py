@@ -82,11 +82,31 @@ def response(
     )
 
 
+#: One event of a stream, as OpenAPI 3.2's `itemSchema` describes the items of a sequence
+#: (`data` holds JSON text; `: heartbeat` comments are no events).
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data", "id"],
+    "properties": {
+        "event": {"type": "string", "minLength": 1},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
+
 def stream_doc(description: str) -> dict[int | str, dict[str, Any]]:
-    """The documented 200 of an event-stream route."""
+    """The documented 200 of an event-stream route: `text/event-stream` only, each event
+    described by `itemSchema`."""
     return {
         200: {
             "description": description,
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string", "description": "Server-sent events."},
+                    "itemSchema": EVENT_SCHEMA,
+                }
+            },
         }
     }

@@ -9,19 +9,25 @@ every method it does not document. Path parameters are drawn half from generated
 and mostly from resources that exist (a thread with a run, a memory, its checkpoint and run),
 so answers other than 404 are reached too. Derandomized: every run sends the same requests.
 
-Schemathesis would do this, but none of its releases works here: the newest need a newer
-jsonschema-rs than langgraph-api (the `langgraph dev` server) allows, and the older ones
-use hypothesis-jsonschema, which the installed Hypothesis has outgrown, and fail on pytest 9.
+Schemathesis runs too (`test_schemathesis_finds_nothing`), on SQLite and Postgres, with
+every check but one (`_NOT_STATED`) and a fixed seed: on SQLite its coverage phase
+(boundaries, every undocumented method, each wrong type) and a short fuzzing phase, on
+Postgres the fuzzing phase; about two minutes in all.
+`MEMORY_AGENT_TEST_SCHEMATHESIS_EXAMPLES=500` makes it a long run (more examples per
+operation, and the stateful phase). It needs Schemathesis before 4.16 (later releases need
+a jsonschema-rs newer than langgraph-api allows) and so Hypothesis before 6.170.10.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -46,7 +52,6 @@ DOCUMENT = create_app(Settings(database_url="memory://", embeddings="none")).ope
 SCHEMAS = Schemas(DOCUMENT)
 OPERATIONS = [(method.upper(), path) for path, ops in DOCUMENT["paths"].items() for method in ops]
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-_PARAM = re.compile(r"{[^}]+}")
 
 
 @dataclass
@@ -188,18 +193,106 @@ PATHS = sorted(path_methods(DOCUMENT).items())
 
 
 @pytest.mark.parametrize(("path", "methods"), PATHS, ids=[p for p, _ in PATHS])
-def test_an_undocumented_method_is_405_naming_every_documented_one(
+def test_an_undocumented_method_is_405_naming_those_of_the_exact_path(
     served: Served, path: str, methods: set[str]
 ) -> None:
     assert methods
-    known = served.seed()
-    url = concrete(path, known)
-    # Every documented path the URL matches: `/langgraph/threads/search` is also thread `search`.
-    allowed = {
-        m for other, ms in PATHS if re.fullmatch(_PARAM.sub("[^/]+", other), url) for m in ms
-    }
-    for method in sorted(set(_METHODS) - allowed):
+    url = concrete(path, served.seed())
+    for method in sorted(set(_METHODS) - methods):
         response = served.client.request(method, url)
         assert response.status_code == 405, (method, url, response.text)
-        assert set(response.headers["allow"].split(", ")) == allowed, (method, url)
+        assert set(response.headers["allow"].split(", ")) == methods, (method, url)
         assert response.json() == {"detail": "Method Not Allowed"}
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "allowed"),
+    [
+        # `/threads/search` is also the thread `search`: only the literal path's methods.
+        ("PUT", "/langgraph/threads/search", {"POST"}),
+        ("GET", "/langgraph/threads/search", {"POST"}),
+        ("GET", "/langgraph/assistants/count", {"POST"}),
+        # Not the run `stream` or `wait` of the thread.
+        ("GET", f"/langgraph/threads/{SEED_THREAD}/runs/stream", {"POST"}),
+        ("GET", f"/langgraph/threads/{SEED_THREAD}/runs/wait", {"POST"}),
+        ("GET", f"/langgraph/threads/{SEED_THREAD}/state/checkpoint", {"POST"}),
+    ],
+)
+def test_a_path_that_a_template_also_matches_answers_as_the_exact_path(
+    served: Served, method: str, url: str, allowed: set[str]
+) -> None:
+    served.seed()
+    response = served.client.request(method, url)
+    assert response.status_code == 405, response.text
+    assert set(response.headers["allow"].split(", ")) == allowed
+    assert response.json() == {"detail": "Method Not Allowed"}
+
+
+# -- Schemathesis ----------------------------------------------------------------------------
+
+#: Examples per operation in `make test`; the environment variable asks for a longer run.
+SCHEMATHESIS_EXAMPLES = int(os.environ.get("MEMORY_AGENT_TEST_SCHEMATHESIS_EXAMPLES", "5"))
+SCHEMATHESIS_SEED = 20260
+#: Streams that stay open while the client does (a thread's stream, a run rejoined) cannot
+#: be read to their end; the fuzzer above reads them for a moment instead.
+_OPEN_STREAMS = r"(threads/\{thread_id\}/stream|runs/\{run_id\}/stream)$"
+#: Unknown query parameters are ignored, as HTTP servers do (clients add cache busters);
+#: requests without the key are the fuzzer's above (the schema offers two ways to send it,
+#: and Schemathesis takes each for required).
+#: The one check left out: values the schema declares valid that the server refuses for
+#: reasons JSON Schema does not state here (free JSON values nested deeper than 20 levels or
+#: holding integers past 64 bits, `message` and `messages` both sent, a message of spaces,
+#: store filter keys); each is a 422 naming the value.
+_NOT_STATED = "positive_data_acceptance"
+_SCHEMATHESIS_CONFIG = """
+[generation]
+allow-extra-parameters = false
+with-security-parameters = false
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_schemathesis_finds_nothing(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'agent.sqlite'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("fresh_postgres_url")
+    )
+    config = Settings(
+        database_url=url,
+        embeddings="none",
+        api_keys=f"{API_KEY}=fuzz/fuzzer",
+        runs_per_minute=100_000,
+        max_open_sessions=100_000,
+        sweep_interval_seconds=3600,
+    )
+    (tmp_path / "schemathesis.toml").write_text(_SCHEMATHESIS_CONFIG)
+    long_run = SCHEMATHESIS_EXAMPLES > 5
+    # The coverage phase (about 90 s) runs on SQLite; Postgres gets the fuzzing phase.
+    phases = "examples,coverage,fuzzing" if backend == "sqlite" or long_run else "fuzzing"
+    phases += ",stateful" if long_run else ""
+    with serving(config) as port:
+        # fmt: off
+        command = [
+            sys.executable, "-m", "schemathesis.cli",
+            "--config-file", str(tmp_path / "schemathesis.toml"),
+            "run", f"http://127.0.0.1:{port}/openapi.json",
+            "--checks", "all",
+            "--exclude-checks", _NOT_STATED,
+            "--seed", str(SCHEMATHESIS_SEED),
+            "--max-examples", str(SCHEMATHESIS_EXAMPLES),
+            "--phases", phases,
+            "--header", f"x-api-key: {API_KEY}",
+            "--request-timeout", "10",
+            "--exclude-path-regex", _OPEN_STREAMS,
+            "--no-color",
+        ]
+        # fmt: on
+        ran = subprocess.run(
+            command, capture_output=True, text=True, timeout=3600 if long_run else 300, cwd=tmp_path
+        )
+    report = ran.stdout + ran.stderr
+    assert "FAILURES" not in report and ran.returncode == 0, report[-20_000:]
+    assert " passed" in report, report[-5000:]

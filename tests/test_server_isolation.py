@@ -122,9 +122,7 @@ async def test_erasing_a_user_leaves_nothing_behind(api: Api) -> None:
     assert await _owned_leftovers(api, alice)
 
     erased = await api.request("alice", "DELETE", "/users/me")
-    assert erased.status_code == 200
-    assert erased.json()["threads"] == 2
-    assert erased.json()["memories"] >= 3
+    assert (erased.status_code, erased.content) == (204, b"")
     assert (await api.request("alice", "GET", "/threads")).json()["total"] == 0
     assert (await api.request("alice", "GET", "/memories")).json()["total"] == 0
     assert (await api.request("alice", "GET", f"/threads/{one}")).status_code == 404

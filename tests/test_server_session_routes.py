@@ -24,12 +24,28 @@ async def test_newest_messages_without_knowing_the_total(api: Api) -> None:
     for text in ("one", "two", "three"):
         assert (await api.run("alice", thread, text)).status_code == 200
     url = f"/threads/{thread}/messages"
+
+    async def seqs(query: str) -> list[int]:
+        response = await api.request("alice", "GET", f"{url}?{query}")
+        assert response.status_code == 200, response.text
+        assert response.json()["total"] == 6
+        return [m["seq"] for m in response.json()["items"]]
+
+    # desc lists newest first, `offset` skipping the newest; pages meet without overlap.
     newest = (await api.request("alice", "GET", f"{url}?limit=2&order=desc")).json()
-    assert newest["total"] == 6
-    assert [m["seq"] for m in newest["items"]] == [4, 5]
-    assert newest["items"][0]["content"] == "three"
-    skipped = (await api.request("alice", "GET", f"{url}?limit=2&offset=5&order=desc")).json()
-    assert [m["seq"] for m in skipped["items"]] == [0]
+    assert [m["seq"] for m in newest["items"]] == [5, 4]
+    assert newest["items"][1]["content"] == "three"
+    assert await seqs("limit=2&offset=2&order=desc") == [3, 2]
+    assert await seqs("limit=2&offset=5&order=desc") == [0]
+    assert await seqs("limit=2&offset=6&order=desc") == []
+    # A negative offset counts from the other end, the page still in the order asked for.
+    assert await seqs("limit=2&offset=-2") == [4, 5]
+    assert await seqs("limit=10&offset=-3") == [3, 4, 5]
+    assert await seqs("limit=2&offset=-3") == [3, 4]
+    assert await seqs("limit=10&offset=-100") == [0, 1, 2, 3, 4, 5]
+    assert await seqs("limit=2&offset=-2&order=desc") == [1, 0]
+    assert await seqs("limit=10&offset=-100&order=desc") == [5, 4, 3, 2, 1, 0]
+    assert await seqs("limit=100&order=desc") == [5, 4, 3, 2, 1, 0]
     assert (await api.request("alice", "GET", f"{url}?order=sideways")).status_code == 422
 
 
@@ -152,7 +168,7 @@ async def test_messages_are_read_back_in_openai_form(api: Api) -> None:
         "total": 5,
     }
     newest = (await api.request("alice", "GET", f"{url}?format=openai&order=desc&limit=2")).json()
-    assert newest["items"] == sent[3:]
+    assert newest["items"] == sent[3:][::-1]
     native = (await api.request("alice", "GET", f"{url}?limit=1")).json()["items"][0]
     assert set(native) == {"seq", "id", "role", "content", "created_at", "name"}
     assert (await api.request("alice", "GET", f"{url}?format=xml")).status_code == 422

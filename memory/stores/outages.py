@@ -87,7 +87,10 @@ async def within(
     try:
         done, _ = await asyncio.wait({task}, timeout=seconds)
     except asyncio.CancelledError:
+        # The caller went away (a client that disconnected): the call is abandoned, and a
+        # driver that fails while it is cancelled must not leave its error unretrieved.
         task.cancel()
+        observe(task)
         raise
     if not done:
         if on_late is None:
@@ -97,6 +100,22 @@ async def within(
         task.add_done_callback(lambda late: _late(late, on_late))
         raise DeadlineError(f"no answer within {seconds:g} s")
     return task.result()
+
+
+def observe(future: asyncio.Future[Any], what: str | None = None) -> asyncio.Future[Any]:
+    """Retrieve `future`'s exception once it ends, so that a task or future nobody awaits any
+    more is never reported as "exception was never retrieved"; with `what`, the exception is
+    logged as an error of that (a task that was expected to handle its own)."""
+
+    def retrieve(ended: asyncio.Future[Any]) -> None:
+        if ended.cancelled():
+            return
+        exc = ended.exception()
+        if exc is not None and what is not None:
+            logger.error("%s failed", what, exc_info=exc)
+
+    future.add_done_callback(retrieve)
+    return future
 
 
 class _Lost:

@@ -23,7 +23,7 @@ from server.langgraph_api import views
 from server.langgraph_api.schemas import RunCreate, RunsCancel
 from server.langgraph_api.views import LangGraphJSON
 from server.runner import LiveRun, Runner
-from server.schemas import RunId, errors
+from server.schemas import QueryBool, QueryFlag, QueryInt, RunId, errors
 
 router = APIRouter(tags=["langgraph: runs"])
 
@@ -211,8 +211,8 @@ async def list_runs(
     thread_id: ThreadId,
     owner: OwnerDep,
     sessions: SessionsDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    limit: Annotated[QueryInt, Query(ge=1, le=1000)] = 10,
+    offset: Annotated[QueryInt, Query(ge=0, le=1_000_000_000)] = 0,
     status: Annotated[
         str | None,
         Query(pattern="^(pending|running|success|error|interrupted|timeout)$"),
@@ -272,7 +272,7 @@ async def join_stream(
     sessions: SessionsDep,
     runner: RunnerDep,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
-    cancel_on_disconnect: bool = False,
+    cancel_on_disconnect: QueryBool = False,
     stream_mode: Annotated[list[str] | None, Query(max_length=8)] = None,
 ) -> StreamingResponse:
     """Rejoin the run's stream, from any process: the events after `Last-Event-ID` (all
@@ -355,7 +355,7 @@ async def cancel_run(
     owner: OwnerDep,
     sessions: SessionsDep,
     runner: RunnerDep,
-    wait: bool = False,
+    wait: QueryFlag = False,
     action: _CANCEL_ACTION = "interrupt",
 ) -> Response:
     """Stop the run, from any process: `interrupt` keeps what it did so far in the thread,

@@ -12,7 +12,16 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from memory.errors import InvalidInputError
 from memory.stores.values import check_filter
@@ -20,6 +29,7 @@ from server.schemas import (
     MAX_METADATA_CHARS,
     MAX_METADATA_KEYS,
     MAX_QUERY_CHARS,
+    JsonInt,
     JsonValue,
     SafeText,
     StorableBody,
@@ -32,7 +42,17 @@ STREAM_MODES = ("values", "updates", "messages-tuple", "custom")
 MAX_LABELS = 10
 MAX_LABEL_CHARS = 128
 MAX_KEY_CHARS = 1024
-PageLimit = Annotated[int, Field(ge=1, le=1000)]
+_LABEL = f"[^.\\u0000]{{1,{MAX_LABEL_CHARS}}}"
+#: A namespace label as `check_namespace` takes it (the schema of each list item).
+Label = Annotated[
+    str,
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS, "pattern": f"^{_LABEL}$"}
+    ),
+]
+#: Labels joined by dots, as `GET /store/items` takes a namespace.
+DOTTED_NAMESPACE = f"^({_LABEL}(\\.{_LABEL}){{0,{MAX_LABELS - 1}}})?$"
+PageLimit = Annotated[JsonInt, Field(ge=1, le=1000)]
 #: Path parameters that name something of the server's: never empty (an empty segment is
 #: another path).
 AssistantId = Annotated[
@@ -41,7 +61,7 @@ AssistantId = Annotated[
 CheckpointId = Annotated[
     str, Path(min_length=1, max_length=256, description="The checkpoint's id.")
 ]
-Offset = Annotated[int, Field(ge=0, le=1_000_000_000)]
+Offset = Annotated[JsonInt, Field(ge=0, le=1_000_000_000)]
 #: The longest `after_seconds` a run may wait before it starts (a week).
 MAX_DELAY_SECONDS = 7 * 86400
 
@@ -76,6 +96,62 @@ def check_namespace(
 
 class _Body(StorableBody):
     model_config = ConfigDict(extra="ignore")
+
+
+#: What a field the server does not implement may be: left out, `null` or empty.
+_UNSET = {
+    "command": {"anyOf": [{"type": "null"}, {"type": "object", "maxProperties": 0}]},
+    "interrupt_before": {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]},
+    "interrupt_after": {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]},
+    "webhook": {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 0}]},
+}
+#: What a field that names a checkpoint may be: left out, `null` or empty (no forking).
+_NO_CHECKPOINT = {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 0}]}
+
+
+def _run_schema(schema: dict[str, Any]) -> None:
+    # What `RunCreate._supported` enforces, in the schema: input with messages, no command,
+    # interrupts, webhook or checkpoint to start from.
+    props = schema["properties"]
+    schema["required"] = sorted({*schema.get("required", []), "input"})
+    props["input"] = {
+        "type": "object",
+        "required": ["messages"],
+        "properties": {
+            "messages": {
+                "anyOf": [
+                    {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                    {"type": "object"},
+                ]
+            }
+        },
+        "additionalProperties": False,
+        "description": '`{"messages": [...]}`: the messages to add, the last a user\'s.',
+    }
+    for name, unset in _UNSET.items():
+        props[name] = {**unset, "description": "Not supported: leave it out."}
+    props["checkpoint_id"] = {**_NO_CHECKPOINT, "description": "Not supported: leave it out."}
+    props["checkpoint"] = {
+        "anyOf": [{"type": "null"}, _checkpoint_ref_at_head()],
+        "description": "Only the thread's head (no `checkpoint_id`).",
+    }
+    props["stream_mode"] = {
+        "anyOf": [
+            {"type": "string", "enum": list(STREAM_MODES)},
+            {"type": "array", "items": {"type": "string", "enum": list(STREAM_MODES)}},
+        ],
+        "default": "values",
+    }
+
+
+def _checkpoint_ref_at_head() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "checkpoint_id": _NO_CHECKPOINT,
+            "checkpoint_ns": {"type": "string", "maxLength": 0},
+        },
+    }
 
 
 Metadata = dict[str, JsonValue] | None
@@ -139,7 +215,7 @@ class CheckpointRef(_Body):
     """A checkpoint of the thread in the path."""
 
     checkpoint_id: SafeText | None = Field(default=None, max_length=256)
-    checkpoint_ns: SafeText = Field(default="", max_length=256)
+    checkpoint_ns: SafeText = Field(default="", json_schema_extra={"maxLength": 0})
 
     @field_validator("checkpoint_ns")
     @classmethod
@@ -153,11 +229,31 @@ class StateAt(_Body):
     """`POST /threads/{id}/state/checkpoint`."""
 
     checkpoint: CheckpointRef
-    subgraphs: bool = False
+    subgraphs: StrictBool = False
+
+
+def _state_update_schema(schema: dict[str, Any]) -> None:
+    # What `StateUpdate._supported` enforces: messages and/or a summary, at the head.
+    props = schema["properties"]
+    schema["required"] = ["values"]
+    props["values"] = {
+        "type": "object",
+        "minProperties": 1,
+        "properties": {
+            "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+            "summary": {"type": "string"},
+        },
+        "additionalProperties": False,
+    }
+    props["as_node"] = {"anyOf": [{"type": "null"}, {"const": "call_model"}]}
+    props["checkpoint_id"] = _NO_CHECKPOINT
+    props["checkpoint"] = {"anyOf": [{"type": "null"}, _checkpoint_ref_at_head()]}
 
 
 class StateUpdate(_Body):
     """`POST /threads/{id}/state`: add messages and/or replace the summary."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_state_update_schema)
 
     values: dict[str, JsonValue] | None = None
     as_node: SafeText | None = None
@@ -200,10 +296,10 @@ class RunContext(_Body):
     """Per-run tuning a client may set; `user_id` and `tenant_id` are ignored (the API key
     decides), as are fields outside this list (the deployment chooses the model)."""
 
-    token_budget: int | None = Field(default=None, ge=100, le=1_000_000)
-    keep_ratio: float | None = Field(default=None, ge=0.05, le=0.95)
-    summary_max_tokens: int | None = Field(default=None, ge=16, le=100_000)
-    memory_search_limit: int | None = Field(default=None, ge=0, le=100)
+    token_budget: JsonInt | None = Field(default=None, ge=100, le=1_000_000)
+    keep_ratio: StrictFloat | None = Field(default=None, ge=0.05, le=0.95)
+    summary_max_tokens: JsonInt | None = Field(default=None, ge=16, le=100_000)
+    memory_search_limit: JsonInt | None = Field(default=None, ge=0, le=100)
 
     def overrides(self) -> dict[str, Any]:
         """The fields the client set."""
@@ -258,6 +354,8 @@ class RunCommand(_Body):
 class RunCreate(_Body):
     """`POST /threads/{id}/runs`, `/runs/stream` and `/runs/wait`."""
 
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_run_schema)
+
     assistant_id: SafeText = Field(max_length=256)
     input: dict[str, Any] | None = None
     command: RunCommand | None = None
@@ -267,7 +365,7 @@ class RunCreate(_Body):
     context: RunContext | None = None
     metadata: Metadata = None
     stream_mode: str | list[str] = "values"
-    stream_subgraphs: bool = False
+    stream_subgraphs: StrictBool = False
     on_disconnect: Literal["cancel", "continue"] = "continue"
     if_not_exists: Literal["create", "reject"] = "reject"
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = Field(
@@ -276,7 +374,7 @@ class RunCreate(_Body):
         "default) runs after it, `reject` answers 409, `interrupt` stops it keeping what it "
         "did, `rollback` stops it and removes what it did.",
     )
-    stream_resumable: bool = Field(
+    stream_resumable: StrictBool = Field(
         default=False,
         description="Keep the streamed run's events for rejoining "
         "(`GET /threads/{id}/runs/{run_id}/stream` with `Last-Event-ID`); runs that are not "
@@ -285,7 +383,7 @@ class RunCreate(_Body):
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None
     webhook: str | None = None
-    after_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
+    after_seconds: StrictFloat | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
 
     _metadata = field_validator("metadata")(check_metadata)
 
@@ -355,27 +453,35 @@ class RunCreate(_Body):
         return items
 
 
+def _exactly_false(value: Any) -> Any:
+    if value is not False:  # `0` equals False in Python, not in JSON
+        raise ValueError("index must be false or a list of fields")
+    return value
+
+
 class StorePut(_Body):
     """`PUT /store/items`."""
 
-    namespace: list[str] = Field(max_length=MAX_LABELS)
+    namespace: list[Label] = Field(max_length=MAX_LABELS)
     key: SafeText = Field(min_length=1, max_length=MAX_KEY_CHARS)
     value: dict[str, JsonValue]
-    index: Literal[False] | list[SafeText] | None = None
-    ttl: float | None = None
+    index: Annotated[Literal[False], BeforeValidator(_exactly_false)] | list[SafeText] | None = None
+    ttl: StrictFloat | None = Field(
+        default=None, ge=0, description="Minutes to keep the item (accepted, not applied)."
+    )
 
 
 class StoreDelete(_Body):
     """`DELETE /store/items`."""
 
-    namespace: list[str] = Field(max_length=MAX_LABELS)
+    namespace: list[Label] = Field(max_length=MAX_LABELS)
     key: SafeText = Field(min_length=1, max_length=MAX_KEY_CHARS)
 
 
 class StoreSearch(_Body):
     """`POST /store/items/search`."""
 
-    namespace_prefix: list[str] = Field(default_factory=list, max_length=MAX_LABELS)
+    namespace_prefix: list[Label] = Field(default_factory=list, max_length=MAX_LABELS)
     filter: dict[str, JsonValue] | None = None
     limit: PageLimit = 10
     offset: Offset = 0
@@ -387,9 +493,9 @@ class StoreSearch(_Body):
 class StoreNamespaces(_Body):
     """`POST /store/namespaces`."""
 
-    prefix: list[str] | None = Field(default=None, max_length=MAX_LABELS)
-    suffix: list[str] | None = Field(default=None, max_length=MAX_LABELS)
-    max_depth: int | None = Field(default=None, ge=1, le=MAX_LABELS)
+    prefix: list[Label] | None = Field(default=None, max_length=MAX_LABELS)
+    suffix: list[Label] | None = Field(default=None, max_length=MAX_LABELS)
+    max_depth: JsonInt | None = Field(default=None, ge=1, le=MAX_LABELS)
     limit: PageLimit = 100
     offset: Offset = 0
 
@@ -406,6 +512,11 @@ class AssistantSearch(_Body):
 
 class RunsCancel(_Body):
     """`POST /runs/cancel`: stop runs by id on a thread, or every active run of a thread."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra=lambda s: s.update(required=["thread_id"]),  # type: ignore[arg-type]
+    )
 
     thread_id: ThreadIdField | None = None
     run_ids: list[SafeText] | None = Field(default=None, max_length=1000)

@@ -17,6 +17,7 @@ from memory.errors import InvalidInputError
 from memory.stores.values import StoreValueError, check_put
 from server.deps import BackendsDep, OwnerDep
 from server.langgraph_api.schemas import (
+    DOTTED_NAMESPACE,
     StoreDelete,
     StoreNamespaces,
     StorePut,
@@ -64,7 +65,12 @@ async def get_item(
     owner: OwnerDep,
     backends: BackendsDep,
     key: str = Query(min_length=1, max_length=1024),
-    namespace: str = Query(default="", max_length=2000, description="Labels joined by dots."),
+    namespace: str = Query(
+        default="",
+        max_length=2000,
+        description="Labels joined by dots.",
+        json_schema_extra={"pattern": DOTTED_NAMESPACE},
+    ),
 ) -> LangGraphJSON:
     """One item, or null when absent."""
     labels = namespace.split(".") if namespace else []

@@ -11,10 +11,10 @@ from memory.sessions import SessionManager
 from server.deps import MemoryKey, OwnerDep, SessionsDep, ThreadId
 from server.schemas import (
     MAX_QUERY_CHARS,
-    Deleted,
     MemoryIn,
     MemoryOut,
     MemoryPage,
+    QueryInt,
     SafeText,
     errors,
 )
@@ -25,7 +25,7 @@ Search = Annotated[
     SafeText | None,
     Query(max_length=MAX_QUERY_CHARS, description="Semantic search text; omit to list."),
 ]
-Limit = Annotated[int, Query(ge=1, le=100, description="Most memories to return, 1-100.")]
+Limit = Annotated[QueryInt, Query(ge=1, le=100, description="Most memories to return, 1-100.")]
 _ALL = 10_000
 
 
@@ -80,10 +80,11 @@ async def delete_memory(key: MemoryKey, owner: OwnerDep, sessions: SessionsDep) 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.delete("/memories", response_model=Deleted, responses=errors(401))
-async def clear_memories(owner: OwnerDep, sessions: SessionsDep) -> Deleted:
+@router.delete("/memories", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401))
+async def clear_memories(owner: OwnerDep, sessions: SessionsDep) -> Response:
     """Delete all of the caller's long-term memories."""
-    return Deleted(deleted=await sessions.aclear_memories(owner))
+    await sessions.aclear_memories(owner)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # -- session memories ----------------------------------------------------------------
@@ -151,10 +152,13 @@ async def delete_session_memory(
 
 
 @router.delete(
-    "/threads/{thread_id}/memories", response_model=Deleted, responses=errors(401, 404, 422)
+    "/threads/{thread_id}/memories",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(401, 404, 422),
 )
 async def clear_session_memories(
     thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep
-) -> Deleted:
+) -> Response:
     """Delete all of the session's memories."""
-    return Deleted(deleted=await sessions.aclear_memories(owner, thread_id))
+    await sessions.aclear_memories(owner, thread_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -19,6 +19,7 @@ from server.schemas import (
     CreateThread,
     MessageOut,
     MessagePage,
+    QueryInt,
     StateOut,
     SummaryIn,
     SummaryOut,
@@ -30,9 +31,18 @@ from server.schemas import (
 
 router = APIRouter(tags=["threads"])
 
-Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1-100.")]
-MessageLimit = Annotated[int, Query(ge=1, le=500, description="Page size, 1-500.")]
-Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Items to skip.")]
+Limit = Annotated[QueryInt, Query(ge=1, le=100, description="Page size, 1-100.")]
+MessageLimit = Annotated[QueryInt, Query(ge=1, le=500, description="Page size, 1-500.")]
+Offset = Annotated[QueryInt, Query(ge=0, le=1_000_000_000, description="Items to skip.")]
+MessageOffset = Annotated[
+    QueryInt,
+    Query(
+        ge=-1_000_000_000,
+        le=1_000_000_000,
+        description="Messages to skip in the order asked for; negative: counts from the "
+        "other end (`offset=-5` with `asc`: the last five, oldest first).",
+    ),
+]
 _TOP_TOPICS = 5
 
 
@@ -138,12 +148,12 @@ async def get_messages(
     owner: OwnerDep,
     sessions: SessionsDep,
     limit: MessageLimit = 100,
-    offset: Offset = 0,
+    offset: MessageOffset = 0,
     order: Annotated[
         Literal["asc", "desc"],
         Query(
-            description="`asc`: from the oldest (`offset` skips the oldest); `desc`: the "
-            "newest `limit` messages (`offset` skips the newest), still listed oldest first."
+            description="`asc`: oldest first (`offset` skips the oldest); `desc`: newest "
+            "first (`offset` skips the newest)."
         ),
     ] = "asc",
     format: Annotated[
@@ -156,7 +166,8 @@ async def get_messages(
         ),
     ] = "records",
 ) -> MessagePage:
-    """The full transcript, oldest first, including what summarisation folded away."""
+    """The full transcript, including what summarisation folded away: oldest first, or
+    newest first with `order=desc`; a negative `offset` counts from the other end."""
     if order == "desc":
         items, total = await sessions.aget_newest_messages(owner, thread_id, limit, offset)
     else:

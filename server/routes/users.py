@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response, status
 
 from server.deps import OwnerDep, SessionsDep
-from server.schemas import Erased, errors
+from server.schemas import errors
 
 router = APIRouter(tags=["users"])
 
 
-@router.delete("/users/me", response_model=Erased, responses=errors(401, 409))
-async def erase_me(owner: OwnerDep, sessions: SessionsDep) -> Erased:
+@router.delete("/users/me", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 409))
+async def erase_me(owner: OwnerDep, sessions: SessionsDep) -> Response:
     """Erase every thread, transcript and memory of the caller."""
-    return Erased.model_validate(await sessions.aerase(owner))
+    await sessions.aerase(owner)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,10 +6,10 @@ client's calls, in the seed's order, and the HTTP calls that do the same here:
 
 - `create_session("session_123")`: `POST /threads {"thread_id": "session_123"}`
 - `add_message(session_id, role, text)`: `POST /threads/{id}/messages` (no model run)
-- `get_conversation_context(session_id)`: `GET /threads/{id}/messages?limit=N&order=desc`,
+- `get_conversation_context(session_id)`: `GET /threads/{id}/messages?limit=N&offset=-N`,
   formatted as `role: text` lines by the client, as the seed's method does
 - `get_session(session_id)`: `GET /threads/{id}` (times, summary) with its messages
-- `get_recent_messages(session_id, max_messages)`: `GET /threads/{id}/messages?limit=N&order=desc`
+- `get_recent_messages(session_id, max_messages)`: `GET /threads/{id}/messages?limit=N&offset=-N`
 - `update_summary(session_id, summary)` / `get_summary(session_id)`: `PUT` / `GET
   /threads/{id}/summary`
 - "sessions persist across API calls": a second server process on the same Redis reads them
@@ -39,7 +39,7 @@ async def _add_message(api: Api, session_id: str, role: str, text: str) -> dict[
 
 
 async def _recent(api: Api, session_id: str, max_messages: int) -> list[dict[str, Any]]:
-    url = f"/threads/{session_id}/messages?limit={max_messages}&order=desc"
+    url = f"/threads/{session_id}/messages?limit={max_messages}&offset=-{max_messages}"
     return ok(await api.request("bakery", "GET", url))["items"]
 
 

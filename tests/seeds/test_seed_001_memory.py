@@ -9,7 +9,7 @@ calls that do the same here (`MEMORY_AGENT_IDLE_TIMEOUT_HOURS=2`):
 - `create_session(user_info)`: `POST /threads {"metadata": user_info}`, a UUID id back
 - `add_message(session_id, role, content, metadata)`: `POST /threads/{id}/messages` with
   the message's `metadata`, user question then agent response, turn after turn
-- `get_history(session_id, limit=5)`: `GET /threads/{id}/messages?limit=5&order=desc`
+- `get_history(session_id, limit=5)`: `GET /threads/{id}/messages?limit=5&offset=-5`
 - `get_session(session_id)`: `GET /threads/{id}` (user info, message count, status, summary)
 - `get_active_sessions()`: `GET /threads?status=active` (its `total`)
 - session timeout, then `clear_expired_sessions()`: the server's sweeper ends idle sessions
@@ -57,7 +57,7 @@ async def _add_message(
 
 
 async def _get_history(api: Api, session_id: str, limit: int) -> list[dict[str, Any]]:
-    url = f"/threads/{session_id}/messages?limit={limit}&order=desc"
+    url = f"/threads/{session_id}/messages?limit={limit}&offset=-{limit}"
     return ok(await api.request("agent", "GET", url))["items"]
 
 

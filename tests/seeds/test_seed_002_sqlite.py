@@ -16,7 +16,7 @@ Integration"), and the HTTP calls that do the same here:
   `GET`/`PUT`/`DELETE /threads/{id}/memories/cart` (404 is an empty cart)
 - `GET .../session/{id}/info`: `GET /threads/{id}` (times, message count, analytics: duration,
   counts by role, top topics) with `GET /threads/{id}/memories` (preferences, cart)
-- `GET .../session/{id}/conversation?limit=20`: `GET /threads/{id}/messages?limit=20&order=desc`
+- `GET .../session/{id}/conversation?limit=20`: `GET /threads/{id}/messages?limit=20&offset=-20`
 - "validate session ownership": another user's session answers 404, and the same
   `sessionId` from another user is a session of that user's own
 - "sessions expire after 24 hours of inactivity": the default idle timeout; a query on an
@@ -114,7 +114,7 @@ async def _session_info(api: Api, session_id: str) -> dict[str, Any]:
 
 
 async def _conversation(api: Api, session_id: str, limit: int = 20) -> dict[str, Any]:
-    url = f"/threads/{session_id}/messages?limit={limit}&order=desc"
+    url = f"/threads/{session_id}/messages?limit={limit}&offset=-{limit}"
     items = ok(await api.request("shopper", "GET", url))["items"]
     conversation = [
         {"role": m["role"], "content": m["content"], "timestamp": m["created_at"]} for m in items

@@ -12,7 +12,7 @@ that do the same here (the seed's own database, tenant `1` and user `1`):
 - `get_session_info(id)`: `GET /threads/{id}` (`created_at`, `message_count`)
 - `add_message_to_session(id, role, content, metadata)`: `POST /threads/{id}/messages`
   (activity updated)
-- `get_conversation_history(id, limit=20)`: `GET /threads/{id}/messages?limit=20&order=desc`
+- `get_conversation_history(id, limit=20)`: `GET /threads/{id}/messages?limit=20&offset=-20`
   (the newest 20, oldest first, with id, role, content, created_at, metadata)
 - `get_active_sessions_for_user(user, tenant, limit=10)`: `GET /threads?status=active&limit=10`
   (newest activity first)
@@ -58,7 +58,7 @@ async def _info(api: Api, session_id: str) -> dict[str, Any]:
 
 
 async def _history(api: Api, session_id: str, limit: int = 20) -> list[dict[str, Any]]:
-    url = f"/threads/{session_id}/messages?limit={limit}&order=desc"
+    url = f"/threads/{session_id}/messages?limit={limit}&offset=-{limit}"
     return ok(await api.request("user1", "GET", url))["items"]
 
 
