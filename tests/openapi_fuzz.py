@@ -392,8 +392,11 @@ def _text(value: Any) -> str:
 
 def _as_read(schema: dict[str, Any], text: str) -> Any:
     """A query or path value as the server reads it: a number or boolean where the schema
-    allows one and the text is one, else the text."""
+    allows one and the text is one, a list of it where the schema is a list, else the text."""
     kinds = {schema.get("type")} | {s.get("type") for s in schema.get("anyOf", [])}
+    if kinds == {"array"}:  # one query value is a list of one item
+        items = schema.get("items") or {}
+        return [_as_read(items, text)]
     if "integer" in kinds and re.fullmatch(r"-?[0-9]+", text):
         return int(text)
     if "number" in kinds:
