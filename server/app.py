@@ -250,18 +250,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal(request: Request, exc: Exception) -> ErrorResponse:
+    # Answered outside the middleware that adds the request id to every other response.
+    context = logs.current()
+    headers = {logs.REQUEST_ID_HEADER: context.request_id} if context and context.request_id else {}
     unavailable = as_unavailable(exc)
     if unavailable is not None:  # an outage met outside the session service: still a 503
         logger.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
         return ErrorResponse(
-            {"detail": str(unavailable)}, status_code=503, headers={"Retry-After": "1"}
+            {"detail": str(unavailable)}, status_code=503, headers={**headers, "Retry-After": "1"}
         )
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    # Answered outside the middleware that adds the request id to every other response.
-    context = logs.current()
-    headers = (
-        {logs.REQUEST_ID_HEADER: context.request_id} if context and context.request_id else None
-    )
     return ErrorResponse({"detail": "internal server error"}, status_code=500, headers=headers)
 
 

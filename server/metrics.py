@@ -24,6 +24,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from memory.stores.outages import as_unavailable
+
 #: prometheus_client's own variable: set, every process writes its values to files there.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -101,7 +103,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500  # what the client gets when the app fails before answering
+        status: int | None = None
 
         async def noting(message: dict[str, Any]) -> None:
             nonlocal status
@@ -111,8 +113,15 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, noting)
+        except Exception as exc:
+            if status is None:
+                # Answered outside this middleware, as `server.app._internal` does: an
+                # outage is a 503, anything else a 500.
+                status = 503 if as_unavailable(exc) is not None else 500
+            raise
         finally:
             method = scope["method"] if scope["method"] in METHODS else "other"
             route = route_of(scope)
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            # No answer at all: the client went away first (nginx's 499).
+            HTTP_REQUESTS.labels(method, route, str(status or 499)).inc()
             HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
