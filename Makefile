@@ -49,7 +49,7 @@ test-quick: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent memory server tests
-	$(BIN)/ruff format --check agent memory server
+	$(BIN)/ruff format --check agent memory server tests
 	$(BIN)/mypy
 
 services: $(STAMP)

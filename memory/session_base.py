@@ -26,6 +26,7 @@ from memory.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from memory.metrics import MEMORY_WRITES
 from memory.session_steps import (
     _PAGE,
     _RECENT,
@@ -567,6 +568,7 @@ class SessionBase:
             raise InvalidInputError(str(exc)) from exc
         ns = yield from self._memory_ns(owner, thread_id)
         yield _Batch([PutOp(ns, key, stored)])
+        MEMORY_WRITES.labels("api", "save").inc()
         (item,) = yield _Batch([GetOp(ns, key)])
         return memory_out(item, "session" if thread_id else "user")
 
@@ -582,6 +584,7 @@ class SessionBase:
         yield from self._get_memory(owner, key, thread_id)
         ns = yield from self._memory_ns(owner, thread_id)
         yield _Batch([PutOp(ns, key, None)])
+        MEMORY_WRITES.labels("api", "delete").inc()
 
     def _list_memories(
         self, owner: Owner, query: str | None, limit: int, thread_id: str | None
@@ -595,4 +598,5 @@ class SessionBase:
         ops = yield from self._delete_all_in(ns)
         if ops:
             yield _Batch(ops)
+            MEMORY_WRITES.labels("api", "delete").inc(len(ops))
         return len(ops)

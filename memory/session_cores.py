@@ -17,6 +17,7 @@ from memory.errors import (
     RateLimitedError,
     SessionEndedError,
 )
+from memory.metrics import RATE_LIMITED
 from memory.session_base import SessionBase
 from memory.session_steps import (
     Db,
@@ -75,6 +76,7 @@ class SessionCores(SessionBase):
             case "busy":
                 raise ConflictError(f"a run is already active on thread {thread_id!r}")
             case "limited":
+                RATE_LIMITED.inc()
                 retry = max(1, int(claim.retry_after + 0.999))
                 limit = self.rate.limit if self.rate else 0
                 raise RateLimitedError(

@@ -24,6 +24,7 @@ from memory.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from memory.metrics import RunTally
 from memory.session_cores import SessionCores
 from memory.session_steps import (
     Db,
@@ -378,6 +379,7 @@ class SessionStreaming(SessionCores):
         values: dict[str, Any] | None = None
         view: dict[str, Any] = {}
         paused: list[Any] = []
+        tally = RunTally()
         try:
             yield "thread", run.record
             if checkpoint_id is not None:
@@ -394,6 +396,7 @@ class SessionStreaming(SessionCores):
             ):
                 if mode == "values":
                     values = payload
+                    tally.values(payload)
                     if views:
                         window = payload.get("messages") or []
                         part = _run_part(window, run.input)
@@ -413,6 +416,7 @@ class SessionStreaming(SessionCores):
             await self._adrive(self._finish_run(run, None, exc))
             raise
         result = await self._adrive(self._finish_run(run, values))
+        tally.finish(values, result.messages)
         yield "done", (result, {**view, INTERRUPT: paused} if paused else view)
 
 

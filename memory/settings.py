@@ -157,6 +157,17 @@ class Settings(AgentSettings):
         "clients that rejoin its stream (`Last-Event-ID`).",
     )
 
+    metrics: bool = Field(
+        default=True,
+        description="Serve Prometheus metrics at `/metrics` (behind the API key when keys are "
+        "set); false: `/metrics` is a 404.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`memory-agent serve`'s log lines: `text`, or `json` (one JSON object per "
+        "line with the request, run and thread ids, tenant and user).",
+    )
+
     cors_origins: str = Field(
         default="",
         description="Comma-separated origins (`https://app.example.com`) whose pages may call "

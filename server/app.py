@@ -28,12 +28,13 @@ from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import Backends, aopen_backends
 from memory.stores.outages import as_unavailable
-from server import openapi
+from server import logs, metrics, openapi
 from server.auth import KeyRing, UnauthorizedError
 from server.langgraph_api import router as langgraph_router
 from server.limits import BodyLimitMiddleware
 from server.methods import ExactPathMiddleware, MethodTable
 from server.routes import ROUTERS
+from server.routes import metrics as metrics_route
 from server.runner import Runner
 from server.schemas import json_path
 
@@ -168,6 +169,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await sweeper
         await runner.close()  # waits for the runs this process executes
         await connector.close()
+        metrics.process_ended()
 
 
 class ErrorResponse(JSONResponse):
@@ -249,14 +251,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal(request: Request, exc: Exception) -> ErrorResponse:
+    # Answered outside the middleware that adds the request id to every other response.
+    context = logs.current()
+    headers = {logs.REQUEST_ID_HEADER: context.request_id} if context and context.request_id else {}
     unavailable = as_unavailable(exc)
     if unavailable is not None:  # an outage met outside the session service: still a 503
         logger.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
         return ErrorResponse(
-            {"detail": str(unavailable)}, status_code=503, headers={"Retry-After": "1"}
+            {"detail": str(unavailable)}, status_code=503, headers={**headers, "Retry-After": "1"}
         )
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return ErrorResponse({"detail": "internal server error"}, status_code=500)
+    return ErrorResponse({"detail": "internal server error"}, status_code=500, headers=headers)
 
 
 def create_app(
@@ -299,21 +304,33 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(langgraph_router)
+    if server_settings.metrics:
+        app.include_router(metrics_route.router)
     openapi.install(app)
     app.state.methods = MethodTable(
         (route.path_format, route.methods or ()) for route in openapi.routes(app)
     )
     app.add_middleware(ExactPathMiddleware, table=app.state.methods)
     app.add_middleware(BodyLimitMiddleware, max_bytes=server_settings.max_body_bytes)
+    if server_settings.metrics:
+        app.add_middleware(metrics.MetricsMiddleware)
     if origins := server_settings.cors_origin_list:
         # Outermost, so preflights are answered before any other layer sees them.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "X-Api-Key", "Content-Type", "Last-Event-ID"],
-            expose_headers=["Content-Location", "Location", "Retry-After"],
+            allow_headers=[
+                "Authorization",
+                "X-Api-Key",
+                "Content-Type",
+                "Last-Event-ID",
+                "X-Request-Id",
+            ],
+            expose_headers=["Content-Location", "Location", "Retry-After", "X-Request-Id"],
             # A page on a public origin may call a server on this machine or network.
             allow_private_network=True,
         )
+    # Outermost: every response carries the request id, preflights and 413s included.
+    app.add_middleware(logs.RequestIdMiddleware)
     return app

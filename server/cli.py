@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
+import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -75,7 +79,8 @@ def serve(
 
     Several workers share the listening socket; each opens the backends named by the
     environment (the settings are read again in each process), and the session database
-    keeps their guarantees together.
+    keeps their guarantees together. Every process logs as `settings.log_format` says,
+    and with several they count their metrics in one directory made for this start.
 
     Raises:
         WorkersError: see `check_workers`.
@@ -83,18 +88,30 @@ def serve(
     import uvicorn
 
     from server.app import create_app
+    from server.logs import logging_config
+    from server.metrics import MULTIPROC_ENV
 
     count = workers if workers is not None else settings.workers
     check_workers(settings, count)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    log_config = logging_config(settings.log_format)
+    logging.config.dictConfig(log_config)
     bind: dict[str, Any] = {
         "host": host or settings.host,
         "port": port if port is not None else settings.port,
         "log_level": "info",
+        "log_config": log_config,
     }
     if count == 1:
         uvicorn.run(create_app(settings), **bind, **connection_options(settings))
-    else:
+        return
+    # The processes count in files of one directory, made for this start (files left by
+    # an earlier start would add to its counters), so a scrape of any of them sees all.
+    metrics_dir = tempfile.mkdtemp(prefix="memory-agent-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    logging.getLogger("memory_agent.server").info(
+        "metrics of the %d workers in %s", count, metrics_dir
+    )
+    try:
         # Each process imports the app factory and the protocol by name, and reads the
         # settings from the environment it inherits.
         uvicorn.run(
@@ -104,6 +121,8 @@ def serve(
             **bind,
             **connection_options(None),
         )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def connection_options(settings: Settings | None) -> dict[str, Any]:

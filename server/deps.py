@@ -12,6 +12,7 @@ from memory.errors import UnavailableError
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import Backends
+from server import logs
 from server.auth import KeyRing
 
 if TYPE_CHECKING:
@@ -67,8 +68,11 @@ async def get_owner(
     `x-api-key` (`default/local` without keys)."""
     keys: KeyRing = request.app.state.keys
     if credentials:
-        return keys.owner_for(f"Bearer {credentials.credentials}")
-    return keys.owner_for(f"Bearer {api_key}" if api_key else None)
+        owner = keys.owner_for(f"Bearer {credentials.credentials}")
+    else:
+        owner = keys.owner_for(f"Bearer {api_key}" if api_key else None)
+    logs.identify(owner)
+    return owner
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from memory.settings import Settings
+from server.logs import request_id
 
 Phase = Literal["idle", "head", "body"]
 
@@ -206,6 +207,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             head = [STATUS_LINE[status]]
             for name, value in self.server_state.default_headers:
                 head.extend([name, b": ", value, b"\r\n"])
+            # The request never reached the app: its id is made here.
+            head.append(b"x-request-id: %s\r\n" % request_id(None).encode())
             head.append(
                 b"content-type: application/json\r\ncontent-length: %d\r\n"
                 b"connection: close\r\n\r\n" % len(body)

@@ -54,6 +54,7 @@ from memory.stores.rundb import (
     first_event_id,
     new_run,
 )
+from server import logs, metrics
 from server.langgraph_api import views
 
 logger = logging.getLogger("memory_agent.runs")
@@ -339,6 +340,10 @@ class Runner:
         return live
 
     async def _execute(self, sessions: SessionManager, live: LiveRun) -> None:
+        record = live.record
+        logs.bind_run(live.run_id, record["thread_id"], record["tenant"], record["user"])
+        metrics.RUNS_ACTIVE.inc()
+        began = time.perf_counter()
         runs = sessions.db.runs
         keeper = observe(
             asyncio.get_running_loop().create_task(self._keep(runs, live)),
@@ -387,6 +392,12 @@ class Runner:
         finally:
             keeper.cancel()
             flusher.cancel()
+            # Counted before the end is recorded: a caller answered at the end sees it.
+            api, seconds = "native" if native else "langgraph", time.perf_counter() - began
+            metrics.RUNS_ACTIVE.dec()
+            metrics.RUNS.labels(api, status).inc()
+            metrics.RUN_DURATION.labels(api).observe(seconds)
+            logger.info("%s run %s ended: %s after %.3f s", api, live.run_id, status, seconds)
             await self._end(sessions, live, status, result, error)
 
     async def _stream(self, sessions: SessionManager, live: LiveRun) -> dict[str, Any] | None:

@@ -87,6 +87,12 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
         f"{_HERE}::test_workers_setting_is_what_serve_starts",
         "tests/test_workers.py::test_two_workers_on_sqlite_share_runs_limits_and_creates",
     ),
+    "MEMORY_AGENT_METRICS": (
+        "tests/test_observability.py::test_metrics_off_is_a_404_and_keys_guard_it",
+    ),
+    "MEMORY_AGENT_LOG_FORMAT": (
+        "tests/test_observability.py::test_two_workers_count_together_and_log_json_lines",
+    ),
     "MEMORY_AGENT_LEASE_SECONDS": (
         "tests/test_scale_out.py::test_a_killed_run_frees_its_thread_within_the_lease",
     ),

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 from memory.errors import UnavailableError
+from memory.metrics import BREAKER_OPEN
 from memory.stores.sqlite_saver import OPERATIONAL_ERRORS, is_locked
 
 logger = logging.getLogger("memory_agent.outages")
@@ -198,11 +199,20 @@ class Breaker:
     makes (its error writes, its cleanup), and a hung database holds no call past it.
     """
 
-    def __init__(self, seconds: float | None) -> None:
+    def __init__(self, seconds: float | None, database: str = "") -> None:
         self.seconds = seconds
         self.down: UnavailableError | None = None
         self._failed_at = 0.0
         self._probing = False
+        #: The `memory_agent_breaker_open` gauge of this database (None: not exported).
+        self._gauge = BREAKER_OPEN.labels(database) if database else None
+        if self._gauge is not None:
+            self._gauge.set(0)
+
+    def _set_down(self, down: UnavailableError | None) -> None:
+        if (down is None) != (self.down is None) and self._gauge is not None:
+            self._gauge.set(0 if down is None else 1)
+        self.down = down
 
     async def call(
         self,
@@ -223,13 +233,14 @@ class Breaker:
             result = await within(call, deadline, on_late)
         except Exception as exc:
             # An outage opens the breaker; any other error is an answer, so the database is up.
-            self.down = as_unavailable(exc)
+            self._set_down(as_unavailable(exc))
             self._failed_at = time.monotonic()
             raise
         finally:
             if probe:
                 self._probing = False
-        self.down = None
+        if self.down is not None:
+            self._set_down(None)
         return result
 
 
@@ -244,8 +255,13 @@ _breakers: dict[tuple[str, float | None], Breaker] = {}
 
 
 def breaker_for(url: str, seconds: float | None) -> Breaker:
-    """The process's breaker for one database: every pool and client on it shares it."""
-    return _breakers.setdefault((url, seconds), Breaker(seconds))
+    """The process's breaker for one database: every pool and client on it shares it.
+
+    Its gauge is labelled with the URL's scheme only: a URL may carry a password."""
+    key = (url, seconds)
+    if key not in _breakers:
+        _breakers[key] = Breaker(seconds, database=url.split(":", 1)[0])
+    return _breakers[key]
 
 
 async def bounded(
