@@ -156,7 +156,7 @@ BAD_VALUES = {
 FIELDS = [
     ("POST /langgraph/threads/{tid}/runs/wait", '{"assistant_id":"agent","input":{"messages":[{"role":"user","content":"x"}]},"metadata":{"m":%s}}', ["body", "metadata", "m"]),
     ("POST /langgraph/threads/{tid}/runs", '{"assistant_id":"agent","input":{"messages":[{"role":"user","content":"x"}]},"config":{"configurable":{"m":%s}}}', ["body", "config", "configurable", "m"]),
-    ("POST /langgraph/threads/{tid}/runs/stream", '{"assistant_id":"agent","input":{"messages":[{"role":"user","content":"x"}]},"config":{"tags":[%s]}}', ["body", "config", "tags", 0]),
+    ("POST /langgraph/threads/{tid}/runs/stream", '{"assistant_id":"agent","input":{"messages":[{"role":"user","content":"x"}]},"config":{"configurable":{"x":%s}}}', ["body", "config", "configurable", "x"]),
     ("POST /langgraph/threads", '{"metadata":{"m":%s}}', ["body", "metadata", "m"]),
     ("PATCH /langgraph/threads/{tid}", '{"metadata":{"m":{"deeper":%s}}}', ["body", "metadata", "m", "deeper"]),
     ("PUT /langgraph/store/items", '{"namespace":["hostile"],"key":"k","value":{"m":%s}}', ["body", "value", "m"]),

@@ -324,7 +324,11 @@ def test_store_namespaces_are_private(server: LangGraphServer) -> None:
         (
             "POST",
             "/threads/{tid}/runs",
-            {"assistant_id": "agent", "command": {"resume": 1}, "input": None},
+            {
+                "assistant_id": "agent",
+                "command": {"resume": 1},
+                "input": {"messages": [{"role": "user", "content": "x"}]},
+            },
         ),
         (
             "POST",

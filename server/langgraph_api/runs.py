@@ -23,7 +23,7 @@ from server.langgraph_api import views
 from server.langgraph_api.schemas import RunCreate, RunsCancel
 from server.langgraph_api.views import LangGraphJSON
 from server.runner import LiveRun, Runner
-from server.schemas import QueryBool, QueryFlag, QueryInt, RunId, errors
+from server.schemas import QueryFlag, QueryInt, RunId, errors
 
 router = APIRouter(tags=["langgraph: runs"])
 
@@ -272,7 +272,7 @@ async def join_stream(
     sessions: SessionsDep,
     runner: RunnerDep,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
-    cancel_on_disconnect: QueryBool = False,
+    cancel_on_disconnect: QueryFlag = False,
     stream_mode: Annotated[list[str] | None, Query(max_length=8)] = None,
 ) -> StreamingResponse:
     """Rejoin the run's stream, from any process: the events after `Last-Event-ID` (all

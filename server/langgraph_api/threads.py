@@ -23,7 +23,7 @@ from server.langgraph_api.schemas import (
     ThreadSearch,
 )
 from server.langgraph_api.views import LangGraphJSON
-from server.schemas import MAX_METADATA_CHARS, MAX_METADATA_KEYS, QueryBool, errors
+from server.schemas import MAX_METADATA_CHARS, MAX_METADATA_KEYS, QueryFlag, errors
 
 router = APIRouter(tags=["langgraph: threads"])
 
@@ -154,7 +154,7 @@ async def get_state(
     owner: OwnerDep,
     sessions: SessionsDep,
     settings: SettingsDep,
-    subgraphs: QueryBool = False,
+    subgraphs: QueryFlag = False,
 ) -> LangGraphJSON:
     """The latest state: the recent transcript and the summary."""
     return await _state(thread_id, None, owner, sessions, settings.state_messages)
