@@ -379,7 +379,9 @@ def test_two_workers_count_together_and_log_json_lines(tmp_path: Path) -> None:
             runs = made["POST", RUNS_ROUTE, "200"] + made["POST", RUNS_ROUTE + "/stream", "200"]
             assert value(samples, "memory_agent_runs_total", api="native", status="success") == runs
         per_process = _per_process(directory)
-        assert len(per_process) == 2 and all(per_process.values()), per_process
+        # Both workers served (a process that served nothing, such as a worker the server
+        # replaced while it started, may have left an empty file).
+        assert len([n for n in per_process.values() if n]) >= 2, per_process
         assert sum(per_process.values()) == sum(
             n for (_, route, _), n in made.items() if route != "/readyz"
         )
