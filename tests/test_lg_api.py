@@ -404,3 +404,16 @@ def test_stream_events_follow_the_server_framing(server: LangGraphServer) -> Non
     assert location == f"/langgraph/threads/{tid}/runs/{events[0][1]['run_id']}"
     assert {name for name, _ in events} == {"metadata", "messages", "values"}
     assert events[-1][0] == "values"
+
+
+def test_the_connection_check_fails_for_a_wrong_key(server: LangGraphServer) -> None:
+    # agent-chat-ui and SDK callers check a server with `GET /info` and trust `res.ok`.
+    good = httpx.get(f"{server.url}/info", headers={"x-api-key": server.keys["bob"]}, timeout=10)
+    assert good.status_code == 200
+    assert good.json()["flags"]["assistants"] is True
+    for headers in ({"x-api-key": "not-a-key"}, {}):
+        refused = httpx.get(f"{server.url}/info", headers=headers, timeout=10)
+        assert refused.status_code == 401, headers
+        assert "key" in refused.json()["detail"]
+    # Liveness stays open for load balancers.
+    assert httpx.get(f"{server.url}/ok", timeout=10).status_code == 200

@@ -22,9 +22,15 @@ def _check(assistant_id: str) -> None:
         raise NotFoundError(f"assistant {assistant_id!r} not found")
 
 
-@router.get("/info")
-async def info() -> dict[str, Any]:
-    """What this server is and which optional features it has."""
+@router.get("/info", responses=errors(401))
+async def info(owner: OwnerDep) -> dict[str, Any]:
+    """What this server is and which optional features it has.
+
+    Behind the key when keys are on, as a hosted LangGraph server answers it: clients (the
+    SDK's callers, agent-chat-ui) check the connection with this call, and a wrong key
+    must fail it rather than show an empty, silently refused app.
+    """
+    del owner
     return {
         "version": "0.1.0",
         "langgraph_py_version": langgraph.version.__version__,
