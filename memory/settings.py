@@ -156,6 +156,21 @@ class Settings(AgentSettings):
         description="How long a run's events stay in the database after it ends, for "
         "clients that rejoin its stream (`Last-Event-ID`).",
     )
+    shutdown_grace_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM, how long the runs a process executes may go on to finish; "
+        "the rest are handed back to the shared database, where another process (or the "
+        "next start) continues them from their last checkpoint.",
+    )
+    shutdown_delay_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM, how long `/readyz` answers 503 while the process still "
+        "accepts requests, so a load balancer stops sending it new ones first.",
+    )
 
     metrics: bool = Field(
         default=True,

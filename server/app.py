@@ -28,7 +28,7 @@ from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import Backends, aopen_backends
 from memory.stores.outages import as_unavailable
-from server import logs, metrics, openapi
+from server import logs, metrics, openapi, shutdown
 from server.auth import KeyRing, UnauthorizedError
 from server.langgraph_api import router as langgraph_router
 from server.limits import BodyLimitMiddleware
@@ -161,8 +161,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     sweeper = asyncio.create_task(
         _sweep_forever(app, settings.sweep_interval_seconds), name="session-sweeper"
     )
+    app.state.stopping = False
+
+    def begin_stop() -> None:
+        app.state.stopping = True  # `/readyz` answers 503 from now on
+        runner.begin_stop(settings.shutdown_grace_seconds)
+
     try:
-        yield
+        with shutdown.stopping_on_signals(begin_stop, settings.shutdown_delay_seconds):
+            yield
     finally:
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):

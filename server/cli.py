@@ -100,6 +100,10 @@ def serve(
         "port": port if port is not None else settings.port,
         "log_level": "info",
         "log_config": log_config,
+        # Open responses past the runs' grace (the runs' own streams end by then).
+        "timeout_graceful_shutdown": (
+            settings.shutdown_delay_seconds + settings.shutdown_grace_seconds + 5
+        ),
     }
     if count == 1:
         uvicorn.run(create_app(settings), **bind, **connection_options(settings))

@@ -56,6 +56,7 @@ from memory.stores.rundb import (
 )
 from server import logs, metrics
 from server.langgraph_api import views
+from server.sse import StreamClosed
 
 logger = logging.getLogger("memory_agent.runs")
 
@@ -116,6 +117,8 @@ class LiveRun:
     flushed: int = 0
     done: bool = False
     stop: CancelAction | None = None
+    #: Stopped by this process's shutdown, not ended: another process continues it.
+    handed_back: bool = False
     #: Resolved when the run holds its thread (or raised: refused before it started).
     started: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -172,6 +175,13 @@ class LiveRun:
         """This attempt's events with ids above `last`."""
         return self.since(max(0, last - self.base))
 
+    def hand_back(self) -> None:
+        """Stop executing the run here without ending it: its record stays running and
+        its lease is given up, so another process takes it over at once."""
+        self.handed_back = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
     def cancel(self, action: CancelAction) -> None:
         """Stop the run at its next step."""
         if self.stop is None:
@@ -205,6 +215,10 @@ class Runner:
         self._claiming = asyncio.Lock()
         self._loop: asyncio.Task[None] | None = None
         self._closing = False
+        #: Set once the process stops (SIGTERM): streams of this process end at the next
+        #: event they would wait for, and callers waiting on a run are told to rejoin.
+        self.streams_closed = asyncio.Event()
+        self._stopping: asyncio.Task[None] | None = None
         #: Ends of runs an outage kept from being recorded, retried until it is over.
         self._later: set[asyncio.Task[None]] = set()
         #: The same by thread key: a new run on that thread waits for it rather than meet
@@ -224,10 +238,35 @@ class Runner:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
+        if self._stopping is not None:
+            await self._stopping
         await self.drain()
+        self.streams_closed.set()
         for task in list(self._later):  # their runs' leases lapse: another process ends them
             task.cancel()
         await asyncio.gather(*self._later, return_exceptions=True)
+
+    def begin_stop(self, grace: float) -> None:
+        """The process is stopping: take no more runs, let those executing here go on for
+        `grace` seconds, then hand the rest back to the database (another process, or the
+        next start, takes them over and continues from their last checkpoint) and end
+        every stream of this process."""
+        if self._stopping is not None:
+            return
+        logger.info("stopping: %d runs here get %.3g s to finish", len(self.local), grace)
+        self._closing = True
+        self._kick.set()
+        self._stopping = asyncio.get_running_loop().create_task(
+            self._stop_after(grace), name="stopping runs"
+        )
+
+    async def _stop_after(self, grace: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.drain(), grace)
+        for live in list(self.local.values()):
+            live.hand_back()
+        await self.drain()
+        self.streams_closed.set()
 
     async def drain(self) -> None:
         """Wait until this process executes no run (shutdown, and tests)."""
@@ -305,7 +344,7 @@ class Runner:
         runs = sessions.db.runs
         claimed = None
         for _ in range(2):
-            if delay_seconds <= 0 and len(self.local) < self.capacity:
+            if delay_seconds <= 0 and len(self.local) < self.capacity and not self._closing:
                 async with self._claiming:
                     inserted, asked, claimed = await runs.start(run, self.worker, self.lease_ms)
             else:
@@ -358,13 +397,13 @@ class Runner:
         try:
             result = await self._stream(sessions, live)
         except asyncio.CancelledError:
-            status = "interrupted"
+            status = "handed back" if live.handed_back else "interrupted"
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()  # stopped on request: the end below is still recorded
             if not live.started.done():
                 live.started.cancel()
-            if native:
+            if native and not live.handed_back:
                 stopped = "rolled back" if live.stop == "rollback" else "interrupted"
                 live.emit(
                     "error",
@@ -395,7 +434,8 @@ class Runner:
             # Counted before the end is recorded: a caller answered at the end sees it.
             api, seconds = "native" if native else "langgraph", time.perf_counter() - began
             metrics.RUNS_ACTIVE.dec()
-            metrics.RUNS.labels(api, status).inc()
+            if not live.handed_back:
+                metrics.RUNS.labels(api, status).inc()
             metrics.RUN_DURATION.labels(api).observe(seconds)
             logger.info("%s run %s ended: %s after %.3f s", api, live.run_id, status, seconds)
             await self._end(sessions, live, status, result, error)
@@ -542,6 +582,9 @@ class Runner:
         record = live.record
         result = json.loads(views.dumps(result)) if result is not None else None
         try:
+            if live.handed_back:
+                await self._hand_back(sessions.db.runs, live)
+                return
             await self._record_end(sessions, live, status, result, error)
         except Exception as exc:
             if as_unavailable(exc) is None:  # the record stays running; its lease lapses
@@ -560,12 +603,23 @@ class Runner:
                     lambda done: self._ending.pop(key) if self._ending.get(key) is done else None
                 )
         finally:
-            record.update(status=status, result=result, error=error, cancel=live.stop)
+            if not live.handed_back:
+                record.update(status=status, result=result, error=error, cancel=live.stop)
             live.done = True
             live.finished.set()
             live.notify()
             self.local.pop(live.run_id, None)
             self._kick.set()
+
+    async def _hand_back(self, runs: RunDB, live: LiveRun) -> None:
+        """Write the run's last events and give up its lease (to lapse in a millisecond):
+        the next claim of any process takes the run over as it would a dead holder's."""
+        try:
+            await self._flush(runs, live)
+            await runs.renew(live.run_id, self.worker, 1)
+        except Exception as exc:  # its lease lapses on its own
+            logger.warning("handing back run %s failed: %s", live.run_id, exc)
+        logger.info("run %s handed back for another process to continue", live.run_id)
 
     async def _record_end(
         self, sessions: SessionManager, live: LiveRun, status: str, result: Any, error: Any
@@ -622,10 +676,14 @@ class Runner:
     ) -> Record:
         """The run once it has ended (None if it was deleted meanwhile: rolled back)."""
         while True:
+            if self.streams_closed.is_set():
+                raise StreamClosed(run_id)
             live = self.local.get(run_id)
             if live is not None:
                 await asyncio.shield(live.finished.wait())
-                return live.record  # as `_end` recorded it
+                if not live.handed_back:
+                    return live.record  # as `_end` recorded it
+                continue
             record = await sessions.db.runs.get(owner.thread_key(thread_id), run_id)
             if record is None:
                 if live is not None:
@@ -651,6 +709,8 @@ class Runner:
         key = owner.thread_key(thread_id)
         quiet_since = time.monotonic()
         while True:
+            if self.streams_closed.is_set():
+                raise StreamClosed(run_id)
             if live is None:
                 live = self.local.get(run_id)
             if live is not None and after < live.base:
@@ -669,7 +729,10 @@ class Runner:
                     quiet_since = time.monotonic()
                     continue
                 if live.done:
-                    return
+                    if not live.handed_back:
+                        return
+                    live = None  # continued elsewhere: its events come from the log
+                    continue
                 await live.changed(heartbeat)
             else:
                 events = await runs.events(run_id, after)

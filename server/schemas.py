@@ -513,7 +513,7 @@ class ServerConfig(BaseModel):
 class Readiness(BaseModel):
     """Each backend's reachability, by name."""
 
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "unavailable", "stopping"]
     backends: dict[str, dict[str, Any]]
 
 

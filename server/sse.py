@@ -3,13 +3,13 @@ text with ids, heartbeats, `Last-Event-ID` and the response headers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import StreamingResponse
 
 from agent.namespaces import Owner
-from memory.errors import InvalidInputError
+from memory.errors import InvalidInputError, UnavailableError
 from memory.sessions import SessionManager
 from memory.stores.rundb import Event
 
@@ -22,6 +22,17 @@ HEARTBEAT_SECONDS = 5.0
 HEARTBEAT = ": heartbeat\n\n"
 #: What every event stream is answered with, so proxies pass events on at once.
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class StreamClosed(UnavailableError):
+    """This process is stopping: a caller following or waiting on a run here should
+    rejoin it (another process, or the next start, continues the run)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"this server process is stopping; rejoin run {run_id!r} (it goes on elsewhere)"
+        )
+        self.run_id = run_id
 
 
 def event_text(event: Event | None) -> str:
@@ -58,15 +69,23 @@ async def run_events(
     after: int = 0,
     live: LiveRun | None = None,
     cancel_on_disconnect: bool = False,
+    farewell: Callable[[StreamClosed], str] | None = None,
 ) -> AsyncIterator[str]:
     """A run's events after id `after` as SSE text, with heartbeats, until it ends (from
-    this process's live run, or the run's log when another process executes it)."""
+    this process's live run, or the run's log when another process executes it).
+
+    When this process stops first, the stream ends with `farewell`'s text (none: it just
+    ends, and LangGraph's SDKs rejoin a run that is still active)."""
     finished = False
     try:
-        async for event in runner.follow(
-            sessions, owner, thread_id, run_id, after, live, HEARTBEAT_SECONDS
-        ):
-            yield event_text(event)
+        try:
+            async for event in runner.follow(
+                sessions, owner, thread_id, run_id, after, live, HEARTBEAT_SECONDS
+            ):
+                yield event_text(event)
+        except StreamClosed as closed:
+            if farewell is not None:
+                yield farewell(closed)
         finished = True
     finally:
         if not finished and cancel_on_disconnect:

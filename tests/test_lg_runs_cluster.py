@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -222,3 +223,148 @@ def test_a_background_run_whose_process_dies_is_finished_by_another(cluster: Clu
         assert events[-1][0] == "values"
     finally:
         doomed.stop()
+
+
+def _stream_in_background(
+    method: str, url: str, key: str, body: dict[str, Any]
+) -> tuple[threading.Thread, dict[str, Any]]:
+    """Read a stream to its end in a thread: its text and headers land in the dict."""
+    got: dict[str, Any] = {}
+
+    def read() -> None:
+        with httpx.stream(
+            method, url, json=body, headers={"x-api-key": key}, timeout=60
+        ) as response:
+            got["status"] = response.status_code
+            got["headers"] = response.headers
+            got["text"] = "".join(response.iter_text())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader, got
+
+
+def _run_of(got: dict[str, Any]) -> str:
+    """The run a stream read by `_stream_in_background` follows, once it answered."""
+    deadline = time.monotonic() + 30
+    while "headers" not in got:
+        assert time.monotonic() < deadline, "the stream never started"
+        time.sleep(0.05)
+    assert got["status"] == 200
+    # `/threads/{t}/runs/{r}` (LangGraph) or `/threads/{t}/runs/{r}/stream` (native).
+    return str(got["headers"]["content-location"].split("/runs/")[1].split("/")[0])
+
+
+def _exited_cleanly(server: ServerProcess) -> None:
+    # uvicorn raises the signal again once it has shut down: the status is the signal's.
+    assert server.proc.wait(30) in (0, -signal.SIGTERM), server.output()
+    assert "Application shutdown complete" in server.output()
+
+
+def _sigterm(cluster: Cluster, grace: float, delay: float = 0) -> ServerProcess:
+    env = {
+        **cluster.env,
+        "MEMORY_AGENT_SHUTDOWN_GRACE_SECONDS": str(grace),
+        "MEMORY_AGENT_SHUTDOWN_DELAY_SECONDS": str(delay),
+    }
+    stopping = launch(env, cluster.log_dir)
+    wait_ready([stopping])
+    return stopping
+
+
+def test_sigterm_lets_runs_within_the_grace_finish(cluster: Cluster) -> None:
+    stopping = _sigterm(cluster, grace=_REPLY_SECONDS * 5, delay=1.0)
+    try:
+        tid = str(uuid.uuid4())
+        reader, got = _stream_in_background(
+            "POST",
+            f"{stopping.base}/langgraph/threads/{tid}/runs/stream",
+            cluster.keys["alice"],
+            _body("finish before you go"),
+        )
+        run_id = _run_of(got)
+        _wait_running(cluster, 0, tid, run_id)
+        stopping.proc.send_signal(signal.SIGTERM)
+        # Red first: still answering, but not ready, for the delay.
+        ready = httpx.get(f"{stopping.base}/readyz", timeout=5)
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["status"] == "stopping"
+        reader.join(30)
+        assert not reader.is_alive()
+        _exited_cleanly(stopping)
+        events = sse_events(got["text"])
+        assert [name for name, _ in events if name == "error"] == []
+        assert events[-1][0] == "values"
+        assert _status(cluster, 0, tid, run_id) == "success"
+        attempts = [data["attempt"] for name, data in events if name == "metadata"]
+        assert attempts == [1]  # finished where it began
+        conversation = _conversation(cluster, 0, tid)
+        assert [kind for kind, _ in conversation] == ["human", "ai"]
+    finally:
+        stopping.stop()
+
+
+def test_sigterm_hands_runs_past_the_grace_to_another_process(cluster: Cluster) -> None:
+    stopping = _sigterm(cluster, grace=_REPLY_SECONDS / 4)
+    try:
+        lg_tid, native_tid = str(uuid.uuid4()), str(uuid.uuid4())
+        lg_reader, lg_got = _stream_in_background(
+            "POST",
+            f"{stopping.base}/langgraph/threads/{lg_tid}/runs/stream",
+            cluster.keys["alice"],
+            _body("carry on elsewhere", stream_resumable=True),
+        )
+        native_reader, native_got = _stream_in_background(
+            "POST",
+            f"{stopping.base}/threads/{native_tid}/runs/stream",
+            cluster.keys["alice"],
+            {"messages": [{"role": "user", "content": "native, carry on"}]},
+        )
+        lg_run, native_run = _run_of(lg_got), _run_of(native_got)
+        _wait_running(cluster, 0, lg_tid, lg_run)
+        stopping.proc.send_signal(signal.SIGTERM)
+        lg_reader.join(30)
+        native_reader.join(30)
+        assert not lg_reader.is_alive() and not native_reader.is_alive()
+        _exited_cleanly(stopping)
+        assert "handed back" in stopping.output()
+
+        # The LangGraph stream ends without an end or error: the SDKs rejoin the run,
+        # which another process continues from its last checkpoint.
+        seen = sse_events(lg_got["text"])
+        assert seen and all(name not in ("error", "end") for name, _ in seen)
+        joined = cluster.call(0, "GET", f"/threads/{lg_tid}/runs/{lg_run}/join")
+        assert joined.status_code == 200, joined.text
+        assert _status(cluster, 1, lg_tid, lg_run) == "success"
+        conversation = _conversation(cluster, 0, lg_tid)
+        assert [kind for kind, _ in conversation] == ["human", "ai"]
+        assert conversation[0][1] == "carry on elsewhere"
+        everything = sse_events(
+            cluster.call(1, "GET", f"/threads/{lg_tid}/runs/{lg_run}/stream").text
+        )
+        attempts = [data["attempt"] for name, data in everything if name == "metadata"]
+        assert attempts == [1, 2]
+        assert everything[-1][0] == "values"
+
+        # The native stream's last event says where to rejoin.
+        native = sse_events(native_got["text"])
+        assert native[-1][0] == "reconnect", native
+        stream = native[-1][1]["stream"]
+        assert stream == f"/threads/{native_tid}/runs/{native_run}/stream"
+        base = cluster.servers[1].base
+        rest = httpx.get(
+            f"{base}{stream}", headers={"x-api-key": cluster.keys["alice"]}, timeout=60
+        )
+        assert rest.status_code == 200, rest.text
+        rejoined = sse_events(rest.text)
+        assert rejoined[-1][0] == "done", rejoined
+        history = httpx.get(
+            f"{base}/threads/{native_tid}/messages",
+            headers={"x-api-key": cluster.keys["alice"]},
+            timeout=30,
+        )
+        assert history.status_code == 200, history.text
+        roles = [m["role"] for m in history.json()["items"]]
+        assert roles == ["user", "assistant"], history.json()
+    finally:
+        stopping.stop()

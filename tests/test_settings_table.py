@@ -99,6 +99,13 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
     "MEMORY_AGENT_RUN_CONCURRENCY": (
         "tests/test_lg_runs_durable.py::test_run_concurrency_bounds_the_runs_a_process_executes",
     ),
+    "MEMORY_AGENT_SHUTDOWN_GRACE_SECONDS": (
+        "tests/test_lg_runs_cluster.py::test_sigterm_lets_runs_within_the_grace_finish",
+        "tests/test_lg_runs_cluster.py::test_sigterm_hands_runs_past_the_grace_to_another_process",
+    ),
+    "MEMORY_AGENT_SHUTDOWN_DELAY_SECONDS": (
+        "tests/test_lg_runs_cluster.py::test_sigterm_lets_runs_within_the_grace_finish",
+    ),
     "MEMORY_AGENT_RUN_EVENTS_KEEP_SECONDS": (
         "tests/test_lg_runs_durable.py::"
         "test_run_events_keep_seconds_zero_drops_the_events_once_a_run_ends",

@@ -314,7 +314,7 @@ async def thread_stream(
         seen: set[str] = set()
         first = True
         quiet_since = time.monotonic()
-        while True:
+        while not runner.streams_closed.is_set():
             active = [r for r in await sessions.db.runs.active(key) if r["run_id"] not in seen]
             if not active:
                 if time.monotonic() - quiet_since >= sse.HEARTBEAT_SECONDS:
@@ -324,16 +324,19 @@ async def thread_stream(
                 continue
             run_id = active[0]["run_id"]
             seen.add(run_id)
-            async for event in runner.follow(
-                sessions,
-                owner,
-                thread_id,
-                run_id,
-                after if first else 0,
-                None,
-                sse.HEARTBEAT_SECONDS,
-            ):
-                yield sse.event_text(event)
+            try:
+                async for event in runner.follow(
+                    sessions,
+                    owner,
+                    thread_id,
+                    run_id,
+                    after if first else 0,
+                    None,
+                    sse.HEARTBEAT_SECONDS,
+                ):
+                    yield sse.event_text(event)
+            except sse.StreamClosed:  # this process stops: the client reconnects elsewhere
+                return
             first = False
             quiet_since = time.monotonic()
 

@@ -37,12 +37,20 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "A backend is unreachable."}},
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "A backend is unreachable, or the process is stopping.",
+        }
+    },
 )
 async def readyz(request: Request) -> JSONResponse:
-    """Each backend is reachable, reported by name (503 when one is not, or while the
-    database has not been reached since the start)."""
+    """Each backend is reachable, reported by name (503 when one is not, while the
+    database has not been reached since the start, and once the process is stopping)."""
     backends: Backends | None = getattr(request.app.state, "backends", None)
+    if getattr(request.app.state, "stopping", False):  # SIGTERM came: send no new work
+        body = Readiness(status="stopping", backends={})
+        return JSONResponse(body.model_dump(), status_code=503)
     if backends is None:
         database_url, store_url = backend_urls(request.app.state.settings)
         down = {"ok": False, "error": request.app.state.connector.reason}

@@ -5,7 +5,9 @@ a stream. Each run is a record of the shared database, executed by the run core
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
@@ -40,13 +42,25 @@ _RUN_ERRORS = errors(401, 409, 413, 422, 429)
 _STREAM_DOC = sse.stream_doc(
     "Server-sent events, each with an `id`: `metadata` ({thread_id, run_id}), `token` "
     "({text}) as the model writes, then `done` (the run's result) or `error` ({detail, "
-    "status_code}); `: heartbeat` comments. `Content-Location` names the stream to rejoin."
+    "status_code}); `: heartbeat` comments. `Content-Location` names the stream to rejoin. "
+    "When the server process stops first, the stream ends with `reconnect` ({detail, "
+    "stream}): the run goes on elsewhere; rejoin `stream` with `Last-Event-ID`."
 )
 
 
 def stream_location(thread_id: str, run_id: str) -> str:
     """Where a native run's stream is rejoined."""
     return f"/threads/{thread_id}/runs/{run_id}/stream"
+
+
+def _reconnect(thread_id: str) -> Callable[[sse.StreamClosed], str]:
+    """The last event of a native stream whose server process stops before its run ends."""
+
+    def farewell(closed: sse.StreamClosed) -> str:
+        data = {"detail": str(closed), "stream": stream_location(thread_id, closed.run_id)}
+        return f"event: reconnect\ndata: {json.dumps(data)}\n\n"
+
+    return farewell
 
 
 def recorded_error(error: dict[str, Any]) -> MemoryAgentError:
@@ -141,7 +155,15 @@ async def _stream(
     record, live = await _submit(owner, thread_id, body, settings, sessions, runner, streamed=True)
     # The run feeds its own task: when the client disconnects only the reader stops, and
     # the run still finishes and records every message.
-    events = sse.run_events(runner, sessions, owner, thread_id, record["run_id"], live=live)
+    events = sse.run_events(
+        runner,
+        sessions,
+        owner,
+        thread_id,
+        record["run_id"],
+        live=live,
+        farewell=_reconnect(thread_id),
+    )
     return sse.response(events, {"Content-Location": stream_location(thread_id, record["run_id"])})
 
 
@@ -195,7 +217,9 @@ async def rejoin_stream(
     record = await runner.get(sessions, owner, thread_id, run_id)
     if not is_native(record):
         raise NotFoundError(f"run {run_id!r} not found on thread {thread_id!r}")
-    events = sse.run_events(runner, sessions, owner, thread_id, run_id, after=after)
+    events = sse.run_events(
+        runner, sessions, owner, thread_id, run_id, after=after, farewell=_reconnect(thread_id)
+    )
     return sse.response(events, {"Content-Location": stream_location(thread_id, run_id)})
 
 
