@@ -417,3 +417,27 @@ def test_the_connection_check_fails_for_a_wrong_key(server: LangGraphServer) -> 
         assert "key" in refused.json()["detail"]
     # Liveness stays open for load balancers.
     assert httpx.get(f"{server.url}/ok", timeout=10).status_code == 200
+
+
+def test_threads_are_counted_by_metadata_and_status(server: LangGraphServer) -> None:
+    carol = get_sync_client(url=server.url, api_key=server.keys["carol"])
+    dave = get_sync_client(url=server.url, api_key=server.keys["dave"])
+    tag = uuid.uuid4().hex
+    for topic in ("bread", "bread", "cake"):
+        carol.threads.create(metadata={"tag": tag, "topic": topic})
+    dave.threads.create(metadata={"tag": tag, "topic": "bread"})  # another user's
+    idle = carol.threads.create(metadata={"tag": tag, "topic": "tea"})
+    carol.runs.wait(
+        idle["thread_id"], "agent", input={"messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert carol.threads.count(metadata={"tag": tag}) == 4
+    assert carol.threads.count(metadata={"tag": tag, "topic": "bread"}) == 2
+    assert carol.threads.count(metadata={"tag": tag}, status="idle") == 4
+    assert carol.threads.count(metadata={"tag": tag}, status="busy") == 0
+    assert dave.threads.count(metadata={"tag": tag}) == 1
+    assert carol.threads.count(metadata={"tag": uuid.uuid4().hex}) == 0
+    everything = carol.threads.count()
+    assert everything == len(carol.threads.search(limit=1000)) >= 4
+    refused = post(server, "carol", "/threads/count", {"values": {"a": 1}})
+    assert refused.status_code == 422 and "values" in str(refused.json()["detail"])
+    assert post(server, "carol", "/threads/count", {"status": "asleep"}).status_code == 422

@@ -211,6 +211,19 @@ class ThreadSearch(_Body):
         return value
 
 
+class ThreadCount(_Body):
+    """`POST /threads/count`."""
+
+    metadata: Metadata = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    values: dict[str, Any] | None = None
+
+    @field_validator("values")
+    @classmethod
+    def _no_values_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return ThreadSearch._no_values_filter(value)
+
+
 class CheckpointRef(_Body):
     """A checkpoint of the thread in the path."""
 

@@ -18,6 +18,7 @@ from server.langgraph_api.schemas import (
     History,
     StateAt,
     StateUpdate,
+    ThreadCount,
     ThreadCreate,
     ThreadPatch,
     ThreadSearch,
@@ -56,6 +57,33 @@ async def _with_values(
     return [{**t, "values": v} for t, v in zip(threads, found, strict=True)]
 
 
+async def _matching(
+    owner: Owner, sessions: SessionManager, metadata: dict[str, Any] | None, ids: list[str] | None
+) -> list[dict[str, Any]]:
+    """The records of the caller's threads whose metadata holds `metadata` (and whose id
+    is in `ids`, when given)."""
+    return [
+        r
+        for r in await sessions.alist_all(owner)
+        if views.metadata_matches(views.thread_metadata(r), metadata)
+        and (ids is None or r["thread_id"] in ids)
+    ]
+
+
+@router.post("/threads/count", response_class=LangGraphJSON, responses=errors(401, 422))
+async def count_threads(
+    owner: OwnerDep, sessions: SessionsDep, body: ThreadCount | None = None
+) -> LangGraphJSON:
+    """How many of the caller's threads match `metadata` (and `status`)."""
+    body = body or ThreadCount()
+    records = await _matching(owner, sessions, body.metadata, None)
+    if body.status is None:
+        return LangGraphJSON(len(records))
+    busy = await asyncio.gather(*(sessions.arunning(owner, r["thread_id"]) for r in records))
+    statuses = [views.thread(r, b)["status"] for r, b in zip(records, busy, strict=True)]
+    return LangGraphJSON(statuses.count(body.status))
+
+
 @router.post("/threads/search", response_class=LangGraphJSON, responses=errors(401, 422))
 async def search_threads(
     owner: OwnerDep,
@@ -66,12 +94,7 @@ async def search_threads(
     """The caller's threads matching `metadata` (and `ids`, `status`), sorted and paged, each
     with its current values (unless `select` leaves them out)."""
     body = body or ThreadSearch()
-    records = [
-        r
-        for r in await sessions.alist_all(owner)
-        if views.metadata_matches(views.thread_metadata(r), body.metadata)
-        and (body.ids is None or r["thread_id"] in body.ids)
-    ]
+    records = await _matching(owner, sessions, body.metadata, body.ids)
     sort_by = body.sort_by or "updated_at"
     descending = (body.sort_order or "desc") == "desc"
     key = {"thread_id": "thread_id", "created_at": "created_at"}.get(sort_by, "last_active_at")
