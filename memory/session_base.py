@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Self, assert_never
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import GetOp, Op, PutOp, SearchOp
 
@@ -43,6 +44,7 @@ from memory.session_steps import (
     _give_back_from_thread,
     _GiveBack,
     _Invoke,
+    _KeepLatest,
     _Renew,
     _renew_forever,
     _Steps,
@@ -52,6 +54,7 @@ from memory.session_steps import (
     _utcnow,
 )
 from memory.settings import Settings
+from memory.stores import retention
 from memory.stores.factory import SessionTranscript, sessions_db
 from memory.stores.outages import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -142,6 +145,9 @@ class SessionBase:
                 )
             case _DeleteThread(thread_key):
                 return self.checkpointer.delete_thread(thread_key)  # type: ignore[union-attr]
+            case _KeepLatest(thread_key):
+                assert isinstance(self.checkpointer, BaseCheckpointSaver)
+                return retention.keep_latest(self.checkpointer, [thread_key], 1)
             case _Renew(key, token):
                 return _ThreadRenewal(self.db, key, token, self.lease_ms)
             case _StopRenew(handle):
@@ -169,6 +175,9 @@ class SessionBase:
                 )
             case _DeleteThread(thread_key):
                 return await self.checkpointer.adelete_thread(thread_key)  # type: ignore[union-attr]
+            case _KeepLatest(thread_key):
+                assert isinstance(self.checkpointer, BaseCheckpointSaver)
+                return await retention.akeep_latest(self.checkpointer, [thread_key], 1)
             case _Renew(key, token):
                 return asyncio.get_running_loop().create_task(
                     _renew_forever(self.db, key, token, self.lease_ms), name=f"lease {key}"
@@ -481,6 +490,14 @@ class SessionBase:
         record, token = yield from self._claim(owner, thread_id)
         try:
             yield from self._remove(owner, thread_id)
+        finally:
+            yield Db.release(owner.thread_key(thread_id), token)
+        return record
+
+    def _keep_latest(self, owner: Owner, thread_id: str) -> _Steps:
+        record, token = yield from self._claim(owner, thread_id)
+        try:
+            yield _KeepLatest(owner.thread_key(thread_id))
         finally:
             yield Db.release(owner.thread_key(thread_id), token)
         return record

@@ -431,6 +431,13 @@ class _DeleteThread:
 
 
 @dataclass(frozen=True)
+class _KeepLatest:
+    """Delete all but the thread's latest checkpoint."""
+
+    thread_key: str
+
+
+@dataclass(frozen=True)
 class _Renew:
     """Start renewing a lease in the background; answers a handle for `_StopRenew`."""
 
@@ -460,6 +467,7 @@ Request = (
     | _Copy
     | _Invoke
     | _DeleteThread
+    | _KeepLatest
     | _Renew
     | _StopRenew
     | _GiveBack

@@ -110,6 +110,15 @@ class SessionManager(SessionStreaming):
         """
         return self._drive(self._delete(owner, thread_id))
 
+    def keep_latest(self, owner: Owner, thread_id: str) -> dict[str, Any]:
+        """Delete all but the latest checkpoint of a session (its state history then
+        starts there); the transcript, memories and record stay.
+
+        Raises:
+            ConflictError: a run is active on the thread.
+        """
+        return self._drive(self._keep_latest(owner, thread_id))
+
     def erase(self, owner: Owner) -> dict[str, int]:
         """Delete every thread, transcript and memory of the owner; counts of what went."""
         return self._drive(self._erase(owner))
@@ -222,6 +231,10 @@ class SessionManager(SessionStreaming):
     async def adelete(self, owner: Owner, thread_id: str) -> dict[str, Any]:
         """Async `delete`."""
         return await self._adrive(self._delete(owner, thread_id))
+
+    async def akeep_latest(self, owner: Owner, thread_id: str) -> dict[str, Any]:
+        """Async `keep_latest`."""
+        return await self._adrive(self._keep_latest(owner, thread_id))
 
     async def aerase(self, owner: Owner) -> dict[str, int]:
         """Async `erase`."""

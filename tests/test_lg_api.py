@@ -441,3 +441,46 @@ def test_threads_are_counted_by_metadata_and_status(server: LangGraphServer) -> 
     refused = post(server, "carol", "/threads/count", {"values": {"a": 1}})
     assert refused.status_code == 422 and "values" in str(refused.json()["detail"])
     assert post(server, "carol", "/threads/count", {"status": "asleep"}).status_code == 422
+
+
+def test_threads_are_pruned_by_deleting_or_keeping_the_latest_checkpoint(
+    server: LangGraphServer,
+) -> None:
+    carol = get_sync_client(url=server.url, api_key=server.keys["carol"])
+    dave = get_sync_client(url=server.url, api_key=server.keys["dave"])
+    threads = [carol.threads.create()["thread_id"] for _ in range(3)]
+    for tid in threads:
+        for text in ("one", "two"):
+            carol.runs.wait(tid, "agent", input={"messages": [{"role": "user", "content": text}]})
+    daves = dave.threads.create()["thread_id"]
+    before = len(carol.threads.get_history(threads[0], limit=100))
+    assert before > 1
+    latest = carol.threads.get_state(threads[0])
+
+    kept = carol.threads.prune([threads[0], daves, str(uuid.uuid4())], strategy="keep_latest")
+    assert kept == {"pruned_count": 1}  # another user's and an unknown id are passed over
+    history = carol.threads.get_history(threads[0], limit=100)
+    assert [h["checkpoint"]["checkpoint_id"] for h in history] == [
+        latest["checkpoint"]["checkpoint_id"]
+    ]
+    after = carol.threads.get_state(threads[0])
+    assert after["values"]["messages"] == latest["values"]["messages"]
+    assert [m["content"] for m in after["values"]["messages"] if m["type"] == "human"] == [
+        "one",
+        "two",
+    ]
+    # The thread goes on from its latest checkpoint.
+    carol.runs.wait(threads[0], "agent", input={"messages": [{"role": "user", "content": "3"}]})
+    assert carol.threads.get_state(threads[0])["values"]["transcript_len"] == 6
+
+    deleted = carol.threads.prune([threads[1], threads[2], threads[1], daves])
+    assert deleted == {"pruned_count": 2}
+    for tid in threads[1:]:
+        assert (
+            httpx.get(f"{server.url}/threads/{tid}", headers=server.headers("carol")).status_code
+            == 404
+        )
+    assert dave.threads.get(daves)["thread_id"] == daves
+    assert len(carol.threads.get_history(threads[0], limit=100)) >= 1
+    for bad in ({"thread_ids": []}, {"thread_ids": ["a"], "strategy": "shrink"}, {}):
+        assert post(server, "carol", "/threads/prune", bad).status_code == 422, bad

@@ -224,6 +224,13 @@ class ThreadCount(_Body):
         return ThreadSearch._no_values_filter(value)
 
 
+class ThreadPrune(_Body):
+    """`POST /threads/prune`."""
+
+    thread_ids: list[ThreadIdField] = Field(min_length=1, max_length=1000)
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
 class CheckpointRef(_Body):
     """A checkpoint of the thread in the path."""
 

@@ -21,9 +21,11 @@ from server.langgraph_api.schemas import (
     ThreadCount,
     ThreadCreate,
     ThreadPatch,
+    ThreadPrune,
     ThreadSearch,
 )
 from server.langgraph_api.views import LangGraphJSON
+from server.runner import Runner
 from server.schemas import MAX_METADATA_CHARS, MAX_METADATA_KEYS, QueryFlag, errors
 
 router = APIRouter(tags=["langgraph: threads"])
@@ -82,6 +84,28 @@ async def count_threads(
     busy = await asyncio.gather(*(sessions.arunning(owner, r["thread_id"]) for r in records))
     statuses = [views.thread(r, b)["status"] for r, b in zip(records, busy, strict=True)]
     return LangGraphJSON(statuses.count(body.status))
+
+
+@router.post("/threads/prune", response_class=LangGraphJSON, responses=errors(401, 409, 422))
+async def prune_threads(
+    body: ThreadPrune, owner: OwnerDep, sessions: SessionsDep, runner: RunnerDep
+) -> LangGraphJSON:
+    """Prune the caller's threads among `thread_ids` (others' and unknown ids are passed
+    over): `delete` deletes each as `DELETE /threads/{id}` does; `keep_latest` keeps each
+    thread, its transcript and its latest checkpoint, and deletes its older checkpoints
+    (state history then starts there). Answers how many threads were pruned."""
+    pruned = 0
+    for thread_id in dict.fromkeys(body.thread_ids):
+        try:
+            await sessions.aget(owner, thread_id)
+        except NotFoundError:
+            continue
+        if body.strategy == "delete":
+            await _delete(thread_id, owner, sessions, runner)
+        else:
+            await sessions.akeep_latest(owner, thread_id)
+        pruned += 1
+    return LangGraphJSON({"pruned_count": pruned})
 
 
 @router.post("/threads/search", response_class=LangGraphJSON, responses=errors(401, 422))
@@ -156,10 +180,14 @@ async def delete_thread(
     """Delete the thread: its active runs are cancelled first, then its checkpoints,
     transcript, session memories, runs and record go."""
     await sessions.aget(owner, thread_id)
+    await _delete(thread_id, owner, sessions, runner)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _delete(thread_id: str, owner: Owner, sessions: SessionManager, runner: Runner) -> None:
     await runner.cancel(sessions, owner, thread_id, None, "interrupt", wait=True)
     await sessions.adelete(owner, thread_id)
     await sessions.db.runs.delete_thread(owner.thread_key(thread_id))
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 async def _state(
