@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Self, assert_never
@@ -38,6 +38,7 @@ from memory.session_steps import (
     Request,
     _Batch,
     _Copy,
+    _CopyCheckpoints,
     _Db,
     _DeleteThread,
     _GetState,
@@ -148,6 +149,9 @@ class SessionBase:
             case _KeepLatest(thread_key):
                 assert isinstance(self.checkpointer, BaseCheckpointSaver)
                 return retention.keep_latest(self.checkpointer, [thread_key], 1)
+            case _CopyCheckpoints(source, target):
+                assert isinstance(self.checkpointer, BaseCheckpointSaver)
+                return _copy_checkpoints(self.checkpointer, source, target)
             case _Renew(key, token):
                 return _ThreadRenewal(self.db, key, token, self.lease_ms)
             case _StopRenew(handle):
@@ -178,6 +182,9 @@ class SessionBase:
             case _KeepLatest(thread_key):
                 assert isinstance(self.checkpointer, BaseCheckpointSaver)
                 return await retention.akeep_latest(self.checkpointer, [thread_key], 1)
+            case _CopyCheckpoints(source, target):
+                assert isinstance(self.checkpointer, BaseCheckpointSaver)
+                return await _acopy_checkpoints(self.checkpointer, source, target)
             case _Renew(key, token):
                 return asyncio.get_running_loop().create_task(
                     _renew_forever(self.db, key, token, self.lease_ms), name=f"lease {key}"
@@ -494,6 +501,50 @@ class SessionBase:
             yield Db.release(owner.thread_key(thread_id), token)
         return record
 
+    def _copy_thread(self, owner: Owner, thread_id: str, target_id: str | None) -> _Steps:
+        """A new thread of the owner with the source's record (counts, metadata), whole
+        transcript, checkpoints and session memories, under both threads' leases."""
+        record, token = yield from self._claim(owner, thread_id)
+        key = owner.thread_key(thread_id)
+        try:
+            target_id = check_id("thread_id", target_id) if target_id else str(uuid.uuid4())
+            now = self.clock().isoformat()
+            copy = {**record, "thread_id": target_id, "created_at": now, "last_active_at": now}
+            outcome = yield Db.create(owner, copy, self._cap())
+            if outcome == "full" and (yield from self._expire_idle_of(owner)):
+                outcome = yield Db.create(owner, copy, self._cap())
+            if outcome == "exists":
+                raise ConflictError(f"thread {target_id!r} already exists")
+            if outcome == "full":
+                raise self._full()
+            target, target_token = owner.thread_key(target_id), uuid.uuid4().hex
+            if not (yield Db.acquire(target, target_token, self.lease_ms)):
+                raise ConflictError(f"thread {target_id!r} is busy")
+            try:
+                copied = 0
+                while True:
+                    rows, _ = yield Db.page(key, copied, _PAGE)
+                    if not rows:
+                        break
+                    yield Db.append(target, copied, rows, target_token)
+                    copied += len(rows)
+                yield _CopyCheckpoints(key, target)
+                source_ns = namespaces.session_memories(owner.tenant, owner.user, key)
+                target_ns = namespaces.session_memories(owner.tenant, owner.user, target)
+                items: list[Any] = []
+                while True:
+                    (page,) = yield _Batch([SearchOp(source_ns, limit=_PAGE, offset=len(items))])
+                    items.extend(page)
+                    if len(page) < _PAGE:
+                        break
+                if items:
+                    yield _Batch([PutOp(target_ns, i.key, i.value) for i in items])
+            finally:
+                yield Db.release(target, target_token)
+        finally:
+            yield Db.release(key, token)
+        return copy
+
     def _keep_latest(self, owner: Owner, thread_id: str) -> _Steps:
         record, token = yield from self._claim(owner, thread_id)
         try:
@@ -617,3 +668,43 @@ class SessionBase:
             yield _Batch(ops)
             MEMORY_WRITES.labels("api", "delete").inc(len(ops))
         return len(ops)
+
+
+def _copied(saver_tuples: list[Any], target: str) -> Iterator[tuple[Any, ...]]:
+    """For each checkpoint tuple, oldest first: the `put` arguments that write it to
+    `target`, and its pending writes grouped by task."""
+    for found in reversed(saver_tuples):
+        configurable = found.config["configurable"]
+        ns = configurable.get("checkpoint_ns", "")
+        parent = (found.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+        put_config: RunnableConfig = {
+            "configurable": {"thread_id": target, "checkpoint_ns": ns, "checkpoint_id": parent}
+        }
+        checkpoint = found.checkpoint
+        writes_config: RunnableConfig = {
+            "configurable": {
+                "thread_id": target,
+                "checkpoint_ns": ns,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+        by_task: dict[str, list[tuple[str, Any]]] = {}
+        for task_id, channel, value in found.pending_writes or ():
+            by_task.setdefault(task_id, []).append((channel, value))
+        yield put_config, checkpoint, found.metadata, writes_config, by_task
+
+
+def _copy_checkpoints(saver: BaseCheckpointSaver, source: str, target: str) -> None:
+    tuples = list(saver.list({"configurable": {"thread_id": source}}))
+    for put_config, checkpoint, metadata, writes_config, by_task in _copied(tuples, target):
+        saver.put(put_config, checkpoint, metadata, dict(checkpoint["channel_versions"]))
+        for task_id, writes in by_task.items():
+            saver.put_writes(writes_config, writes, task_id)
+
+
+async def _acopy_checkpoints(saver: BaseCheckpointSaver, source: str, target: str) -> None:
+    tuples = [t async for t in saver.alist({"configurable": {"thread_id": source}})]
+    for put_config, checkpoint, metadata, writes_config, by_task in _copied(tuples, target):
+        await saver.aput(put_config, checkpoint, metadata, dict(checkpoint["channel_versions"]))
+        for task_id, writes in by_task.items():
+            await saver.aput_writes(writes_config, writes, task_id)

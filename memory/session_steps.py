@@ -431,6 +431,14 @@ class _DeleteThread:
 
 
 @dataclass(frozen=True)
+class _CopyCheckpoints:
+    """Copy every checkpoint of a thread, with its pending writes, to another thread."""
+
+    source_key: str
+    target_key: str
+
+
+@dataclass(frozen=True)
 class _KeepLatest:
     """Delete all but the thread's latest checkpoint."""
 
@@ -468,6 +476,7 @@ Request = (
     | _Invoke
     | _DeleteThread
     | _KeepLatest
+    | _CopyCheckpoints
     | _Renew
     | _StopRenew
     | _GiveBack

@@ -110,6 +110,19 @@ class SessionManager(SessionStreaming):
         """
         return self._drive(self._delete(owner, thread_id))
 
+    def copy(
+        self, owner: Owner, thread_id: str, new_thread_id: str | None = None
+    ) -> dict[str, Any]:
+        """Copy a session to a new thread of the owner (`new_thread_id`, or a new id): its
+        metadata and counts, whole transcript, checkpoints (state history and time travel
+        as far back as the source's) and session memories. Answers the new record.
+
+        Raises:
+            NotFoundError: no such session of the owner.
+            ConflictError: a run is active on it, or `new_thread_id` exists.
+        """
+        return self._drive(self._copy_thread(owner, thread_id, new_thread_id))
+
     def keep_latest(self, owner: Owner, thread_id: str) -> dict[str, Any]:
         """Delete all but the latest checkpoint of a session (its state history then
         starts there); the transcript, memories and record stay.
@@ -231,6 +244,12 @@ class SessionManager(SessionStreaming):
     async def adelete(self, owner: Owner, thread_id: str) -> dict[str, Any]:
         """Async `delete`."""
         return await self._adrive(self._delete(owner, thread_id))
+
+    async def acopy(
+        self, owner: Owner, thread_id: str, new_thread_id: str | None = None
+    ) -> dict[str, Any]:
+        """Async `copy`."""
+        return await self._adrive(self._copy_thread(owner, thread_id, new_thread_id))
 
     async def akeep_latest(self, owner: Owner, thread_id: str) -> dict[str, Any]:
         """Async `keep_latest`."""

@@ -484,3 +484,56 @@ def test_threads_are_pruned_by_deleting_or_keeping_the_latest_checkpoint(
     assert len(carol.threads.get_history(threads[0], limit=100)) >= 1
     for bad in ({"thread_ids": []}, {"thread_ids": ["a"], "strategy": "shrink"}, {}):
         assert post(server, "carol", "/threads/prune", bad).status_code == 422, bad
+
+
+def test_a_copied_thread_has_the_state_history_transcript_and_memories(
+    server: LangGraphServer,
+) -> None:
+    carol = get_sync_client(url=server.url, api_key=server.keys["carol"])
+    tid = carol.threads.create(metadata={"topic": "bread"})["thread_id"]
+    for text in ("my name is Ines", "I like rye"):
+        carol.runs.wait(tid, "agent", input={"messages": [{"role": "user", "content": text}]})
+    headers = server.headers("carol")
+    base = server.url.removesuffix("/langgraph")
+    saved = httpx.put(
+        f"{base}/threads/{tid}/memories/cart", json={"value": {"items": ["rye"]}}, headers=headers
+    )
+    assert saved.status_code in (200, 201), saved.text
+
+    copied = carol.threads.copy(tid)
+    new = copied["thread_id"]
+    assert new != tid and copied["metadata"]["topic"] == "bread"
+    original, copy = carol.threads.get_state(tid), carol.threads.get_state(new)
+    assert copy["values"]["messages"] == original["values"]["messages"]
+    old_history = carol.threads.get_history(tid, limit=100)
+    new_history = carol.threads.get_history(new, limit=100)
+    assert [h["checkpoint"]["checkpoint_id"] for h in new_history] == [
+        h["checkpoint"]["checkpoint_id"] for h in old_history
+    ]
+    assert [h["values"] for h in new_history] == [h["values"] for h in old_history]
+
+    def transcript(thread_id: str) -> list[tuple[str, Any]]:
+        page = httpx.get(f"{base}/threads/{thread_id}/messages", headers=headers).json()
+        return [(m["role"], m["content"]) for m in page["items"]]
+
+    assert transcript(new) == transcript(tid)
+    assert [c for r, c in transcript(new) if r == "user"] == ["my name is Ines", "I like rye"]
+    memory = httpx.get(f"{base}/threads/{new}/memories/cart", headers=headers)
+    assert memory.status_code == 200 and memory.json()["value"] == {"items": ["rye"]}
+
+    # The copy goes on by itself; the original is untouched.
+    length = original["values"]["transcript_len"]
+    carol.runs.wait(new, "agent", input={"messages": [{"role": "user", "content": "and oats"}]})
+    assert carol.threads.get_state(new)["values"]["transcript_len"] == length + 2
+    assert carol.threads.get_state(tid)["values"]["transcript_len"] == length
+    assert transcript(new)[-2] == ("user", "and oats")
+    assert ("user", "and oats") not in transcript(tid)
+    # An earlier checkpoint of the copy forks as on the original.
+    first = new_history[-1]["checkpoint"]["checkpoint_id"]
+    assert carol.threads.get_state(new, checkpoint_id=first)["checkpoint"]["checkpoint_id"] == first
+
+    dave = get_sync_client(url=server.url, api_key=server.keys["dave"])
+    refused = post(server, "dave", f"/threads/{tid}/copy")
+    assert refused.status_code == 404, refused.text
+    assert tid not in [t["thread_id"] for t in dave.threads.search(limit=1000)]
+    assert post(server, "carol", f"/threads/{uuid.uuid4()}/copy").status_code == 404

@@ -155,6 +155,13 @@ async def _sessions(api: Api, owner: Owner, model: SeeingModel) -> None:
     assert [s["thread_id"] for s in active] == ["a"] and [s["thread_id"] for s in ended] == ["b"]
     assert (await api("list", owner))[1] == 2
 
+    copied = await api("copy", owner, "a", "c")
+    assert copied["thread_id"] == "c" and copied["metadata"] == {"topic": "bread"}
+    assert await api("get_messages", owner, "c", 100) == await api("get_messages", owner, "a", 100)
+    await api("keep_latest", owner, "c")
+    assert (await api("run", owner, "c", _user("What is my name?"))).reply == "Your name is Sam."
+    assert (await api("get_messages", owner, "a", 100))[1] == total + 2  # the source stays
+
 
 async def _memories(api: Api, owner: Owner) -> None:
     await api("save_memory", owner, "allergy", "allergic to penicillin")

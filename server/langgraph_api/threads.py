@@ -184,6 +184,18 @@ async def delete_thread(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@router.post(
+    "/threads/{thread_id}/copy",
+    response_class=LangGraphJSON,
+    responses=errors(401, 404, 409, 422),
+)
+async def copy_thread(thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep) -> LangGraphJSON:
+    """A new thread of the caller with the thread's metadata, state and state history,
+    whole transcript and session memories (409 while a run is active on it)."""
+    record = await sessions.acopy(owner, thread_id)
+    return LangGraphJSON(views.thread(record, False))
+
+
 async def _delete(thread_id: str, owner: Owner, sessions: SessionManager, runner: Runner) -> None:
     await runner.cancel(sessions, owner, thread_id, None, "interrupt", wait=True)
     await sessions.adelete(owner, thread_id)
