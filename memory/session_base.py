@@ -13,11 +13,22 @@ from typing import Any, Self, assert_never
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.store.base import GetOp, Op, PutOp, SearchOp
+from langgraph.store.base import GetOp, Item, Op, PutOp, SearchOp
 
 from agent import RECURSION_LIMIT, Context, namespaces, transcript
 from agent.graph import LEASE_KEY
-from agent.memories import MemoryTooLargeError, memory_out, memory_value
+from agent.memories import (
+    Change,
+    MemoryTooLargeError,
+    PatchFailedError,
+    PreconditionFailedError,
+    aupdate_item,
+    check_version,
+    memory_out,
+    memory_value,
+    patched_value,
+    update_item,
+)
 from agent.namespaces import InvalidIdError, Owner, check_id
 from agent.tools import scope_namespace
 from agent.transcript import TRANSCRIPT_KEY
@@ -25,6 +36,8 @@ from memory.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    PatchError,
+    PreconditionError,
 )
 from memory.metrics import MEMORY_WRITES
 from memory.session_steps import (
@@ -48,10 +61,12 @@ from memory.session_steps import (
     _Steps,
     _StopRenew,
     _ThreadRenewal,
+    _Update,
     _UpdateState,
     _utcnow,
 )
 from memory.settings import Settings
+from memory.stores.atomic import UpdateConflictError
 from memory.stores.factory import SessionTranscript, sessions_db
 from memory.stores.outages import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -130,6 +145,8 @@ class SessionBase:
                 return call(self.db)
             case _Batch(ops):
                 return self.store.batch(ops)
+            case _Update(namespace, key, change):
+                return update_item(self.store, namespace, key, change)
             case _GetState(config):
                 return self.graph.get_state(config)
             case _UpdateState(config, values):
@@ -157,6 +174,8 @@ class SessionBase:
                 return await acall(self.db)
             case _Batch(ops):
                 return await self.store.abatch(ops)
+            case _Update(namespace, key, change):
+                return await aupdate_item(self.store, namespace, key, change)
             case _GetState(config):
                 return await self.graph.aget_state(config)
             case _UpdateState(config, values):
@@ -560,16 +579,62 @@ class SessionBase:
         yield from self._load(owner, thread_id)
         return scope_namespace("session", owner.tenant, owner.user, owner.thread_key(thread_id))
 
-    def _save_memory(self, owner: Owner, key: str, value: Any, thread_id: str | None) -> _Steps:
+    def _save_memory(
+        self,
+        owner: Owner,
+        key: str,
+        value: Any,
+        thread_id: str | None,
+        expected_version: str | None = None,
+    ) -> _Steps:
         try:
             check_id("memory key", key)
             stored = memory_value(value)
         except (InvalidIdError, MemoryTooLargeError) as exc:
             raise InvalidInputError(str(exc)) from exc
         ns = yield from self._memory_ns(owner, thread_id)
-        yield _Batch([PutOp(ns, key, stored)])
+
+        def change(item: Item | None) -> dict[str, Any]:
+            check_version(item, expected_version)
+            return stored
+
+        item = yield from self._changed(ns, key, change)
         MEMORY_WRITES.labels("api", "save").inc()
-        (item,) = yield _Batch([GetOp(ns, key)])
+        return memory_out(item, "session" if thread_id else "user")
+
+    def _changed(self, ns: tuple[str, ...], key: str, change: Change) -> _Steps:
+        """Apply `change` to a memory atomically, translating what the change refuses."""
+        try:
+            return (yield _Update(ns, key, change))
+        except PreconditionFailedError as exc:
+            raise PreconditionError(str(exc)) from exc
+        except PatchFailedError as exc:
+            raise PatchError(str(exc), exc.index) from exc
+        except MemoryTooLargeError as exc:
+            raise InvalidInputError(str(exc)) from exc
+        except UpdateConflictError as exc:
+            raise ConflictError(str(exc)) from exc
+
+    def _patch_memory(
+        self,
+        owner: Owner,
+        key: str,
+        patch: Any,
+        thread_id: str | None,
+        expected_version: str | None = None,
+    ) -> _Steps:
+        check_id("memory key", key)
+        ns = yield from self._memory_ns(owner, thread_id)
+
+        def change(item: Item | None) -> dict[str, Any]:
+            if item is None:
+                raise NotFoundError(f"memory {key!r} not found")
+            check_version(item, expected_version)
+            current = item.value.get("value", item.value.get("content"))
+            return memory_value(patched_value(current, patch))
+
+        item = yield from self._changed(ns, key, change)
+        MEMORY_WRITES.labels("api", "patch").inc()
         return memory_out(item, "session" if thread_id else "user")
 
     def _get_memory(self, owner: Owner, key: str, thread_id: str | None) -> _Steps:
@@ -580,10 +645,18 @@ class SessionBase:
             raise NotFoundError(f"memory {key!r} not found")
         return memory_out(item, "session" if thread_id else "user")
 
-    def _delete_memory(self, owner: Owner, key: str, thread_id: str | None) -> _Steps:
-        yield from self._get_memory(owner, key, thread_id)
+    def _delete_memory(
+        self, owner: Owner, key: str, thread_id: str | None, expected_version: str | None = None
+    ) -> _Steps:
+        check_id("memory key", key)
         ns = yield from self._memory_ns(owner, thread_id)
-        yield _Batch([PutOp(ns, key, None)])
+
+        def change(item: Item | None) -> None:
+            if item is None:
+                raise NotFoundError(f"memory {key!r} not found")
+            check_version(item, expected_version)
+
+        yield from self._changed(ns, key, change)
         MEMORY_WRITES.labels("api", "delete").inc()
 
     def _list_memories(
