@@ -55,6 +55,7 @@ from memory.session_steps import (
     _GetState,
     _give_back_from_thread,
     _GiveBack,
+    _History,
     _Invoke,
     _Renew,
     _renew_forever,
@@ -151,6 +152,8 @@ class SessionBase:
                 return self.graph.get_state(config)
             case _UpdateState(config, values):
                 return self.graph.update_state(config, values, as_node="call_model")
+            case _History(config):
+                return list(self.graph.get_state_history(config))
             case _Copy(config):
                 return self.graph.update_state(config, None, as_node="__copy__")
             case _Invoke(graph_input, config, context):
@@ -180,6 +183,8 @@ class SessionBase:
                 return await self.graph.aget_state(config)
             case _UpdateState(config, values):
                 return await self.graph.aupdate_state(config, values, as_node="call_model")
+            case _History(config):
+                return [s async for s in self.graph.aget_state_history(config)]
             case _Copy(config):
                 return await self.graph.aupdate_state(config, None, as_node="__copy__")
             case _Invoke(graph_input, config, context):
@@ -483,6 +488,53 @@ class SessionBase:
             return ended
         finally:
             yield Db.release(owner.thread_key(thread_id), token)
+
+    def _undo(self, owner: Owner, thread_id: str, count: int) -> _Steps:
+        """Remove the thread's last `count` messages: whole turns only, so the first one
+        removed must be a user message (a tool call is never parted from its result).
+        The window goes back to the checkpoint that ended before that message (copied as
+        the head) and the transcript, with its counts, to that length."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InvalidInputError("messages must be a positive integer")
+        _record, token = yield from self._claim(owner, thread_id)
+        key = owner.thread_key(thread_id)
+        try:
+            _, total = yield Db.page(key, 0, 0)
+            if count > total:
+                raise InvalidInputError(f"the thread has {total} messages; cannot undo {count}")
+            length = total - count
+            start = max(0, length - _PAGE)
+            before, _ = yield Db.page(key, start, length - start + 1)
+            if before[-1]["role"] != "user":
+                users = [start + i for i, r in enumerate(before[:-1]) if r["role"] == "user"]
+                hint = (
+                    f"; undo {total - users[-1]} to go back to the user message at seq {users[-1]}"
+                    if users
+                    else ""
+                )
+                raise InvalidInputError(
+                    f"undo removes whole turns: message {length} is a {before[-1]['role']} "
+                    f"message, not a user message{hint}"
+                )
+            if length == 0:
+                yield _DeleteThread(key)
+            else:
+                history = yield _History(self.config(owner, thread_id))
+                match = [
+                    snap
+                    for snap in history
+                    if (snap.values or {}).get("transcript_len") == length and not snap.next
+                ]
+                if not match:
+                    raise ConflictError(
+                        f"the checkpoint before message {length} is no longer kept; "
+                        "cannot undo that far"
+                    )
+                yield _Copy(match[0].config)
+            yield Db.truncate(key, length)
+            return {"thread_id": thread_id, "removed": count, "messages": length}
+        finally:
+            yield Db.release(key, token)
 
     def _remove(self, owner: Owner, thread_id: str) -> _Steps:
         """Delete a thread's checkpoints, session memories, transcript and record (the

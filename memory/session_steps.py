@@ -422,6 +422,13 @@ class _UpdateState:
 
 
 @dataclass(frozen=True)
+class _History:
+    """The thread's checkpoints, newest first (`StateSnapshot`s)."""
+
+    config: RunnableConfig
+
+
+@dataclass(frozen=True)
 class _Copy:
     """Copy a checkpoint as the thread's head (a rollback)."""
 
@@ -468,6 +475,7 @@ Request = (
     | _Update
     | _GetState
     | _UpdateState
+    | _History
     | _Copy
     | _Invoke
     | _DeleteThread

@@ -163,6 +163,21 @@ class SessionManager(SessionStreaming):
         """The session record and the thread's latest `StateSnapshot`."""
         return self._drive(self._snapshot(owner, thread_id))
 
+    def undo(self, owner: Owner, thread_id: str, messages: int = 1) -> dict[str, Any]:
+        """Remove the thread's last `messages` messages from the transcript, the window and
+        the counts alike; `{"thread_id", "removed", "messages"}` (what is left).
+
+        Only whole turns go: the first message removed must be a user message, so a tool
+        call is never parted from its result.
+
+        Raises:
+            InvalidInputError: more messages than the thread has, or a count that would
+                start inside a turn (the message names the nearest count that does not).
+            ConflictError: a run is active on the thread.
+            NotFoundError: no such thread.
+        """
+        return self._drive(self._undo(owner, thread_id, messages))
+
     def save_memory(
         self,
         owner: Owner,
@@ -316,6 +331,10 @@ class SessionManager(SessionStreaming):
         """Sync `ahistory`."""
         self._drive(self._load(owner, thread_id))
         yield from self.graph.get_state_history(self.config(owner, thread_id))
+
+    async def aundo(self, owner: Owner, thread_id: str, messages: int = 1) -> dict[str, Any]:
+        """Async `undo`."""
+        return await self._adrive(self._undo(owner, thread_id, messages))
 
     async def asave_memory(
         self,

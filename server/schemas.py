@@ -303,6 +303,25 @@ class Appended(BaseModel):
     total: int = Field(description="Messages in the transcript afterwards.")
 
 
+class UndoIn(_Request):
+    """How many of the thread's last messages to remove (whole turns only)."""
+
+    messages: JsonInt = Field(
+        default=1,
+        ge=1,
+        le=100_000,
+        description="Count from the end; the first removed is a user message.",
+    )
+
+
+class UndoOut(BaseModel):
+    """What an undo removed and left."""
+
+    thread_id: str
+    removed: int
+    messages: int = Field(description="Messages in the transcript afterwards.")
+
+
 class SummaryIn(_Request):
     """A replacement for a thread's running summary."""
 
