@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 
 from agent.namespaces import Owner
 from memory.errors import InvalidInputError, MemoryAgentError
@@ -54,6 +54,7 @@ class UnsupportedMediaError(MemoryAgentError):
 
 
 def _patch_media(request: Request) -> None:
+    # Checked in the route, after the API key and the body have passed, so those answer first.
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != _PATCH_TYPE:
         raise UnsupportedMediaError(
@@ -158,7 +159,6 @@ async def put_memory(
     "/memories/{key}",
     response_model=MemoryOut,
     responses={**errors(401, 404, 409, 412, 413, 415, 422), 200: {"headers": _ETAG_HEADER}},
-    dependencies=[Depends(_patch_media)],
     openapi_extra=_PATCH_OPENAPI,
 )
 async def patch_memory(
@@ -166,10 +166,12 @@ async def patch_memory(
     patch: PatchBody,
     owner: OwnerDep,
     sessions: SessionsDep,
+    request: Request,
     response: Response,
     if_match: IfMatch = None,
 ) -> MemoryOut:
     """Apply a JSON Patch (RFC 6902) to a memory's value atomically."""
+    _patch_media(request)
     ops = [op.document() for op in patch]
     return _versioned(
         await sessions.apatch_memory(owner, key, ops, expected_version=if_match), response
@@ -249,7 +251,6 @@ async def put_session_memory(
     "/threads/{thread_id}/memories/{key}",
     response_model=MemoryOut,
     responses={**errors(401, 404, 409, 412, 413, 415, 422), 200: {"headers": _ETAG_HEADER}},
-    dependencies=[Depends(_patch_media)],
     openapi_extra=_PATCH_OPENAPI,
 )
 async def patch_session_memory(
@@ -258,10 +259,12 @@ async def patch_session_memory(
     patch: PatchBody,
     owner: OwnerDep,
     sessions: SessionsDep,
+    request: Request,
     response: Response,
     if_match: IfMatch = None,
 ) -> MemoryOut:
     """Apply a JSON Patch (RFC 6902) to a session memory's value atomically."""
+    _patch_media(request)
     ops = [op.document() for op in patch]
     patched = await sessions.apatch_memory(owner, key, ops, thread_id, expected_version=if_match)
     return _versioned(patched, response)
