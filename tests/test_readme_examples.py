@@ -188,6 +188,7 @@ def test_every_example_is_run_or_says_why_not() -> None:
         "curl -s localhost:8000/threads/demo/runs -H 'content-type: application/json' \\",
         "curl -s -X PUT localhost:8000/memories/cart -H 'content-type: application/json' \\",
         "# a cart kept right under concurrent writers",
+        "curl -s -X POST localhost:8000/threads/demo/undo -H 'content-type: application/json' \\",
     }
     blocks = {b.first_line for b in readme.code_blocks("python", "bash", "sh", "js", "")}
     assert blocks == run | set(NOT_RUN)
@@ -227,6 +228,22 @@ def test_the_conditional_memory_examples_run(
     values, code = _json_values(printed[:-3]), printed[-3:]
     assert values[0]["value"] == {"items": []} and values[1]["value"] == {"items": ["blue mug"]}
     assert values[2]["value"] == {"items": ["red mug"]} and code == "412"
+
+
+def test_the_undo_example_runs(served: Served) -> None:
+    ran = httpx.post(f"{served.base}/threads/demo/runs", json={"message": "hello"}, timeout=60)
+    assert ran.status_code == 200, ran.text
+    before = httpx.get(f"{served.base}/threads/demo/messages", timeout=10).json()["total"]
+    script = served.readme(_block("bash", "curl -s -X POST localhost:8000/threads/demo/undo"))
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"thread_id": "demo", "removed": 2, "messages": before - 2}
 
 
 def test_serve_listens_where_the_settings_say(served: Served) -> None:

@@ -67,3 +67,27 @@ async def test_undo_is_refused_while_a_run_is_active(api: Api) -> None:
     assert len((await _agree(api, thread))[0]) == 2
     done = await api.request("alice", "POST", f"/threads/{thread}/undo", json={"messages": 2})
     assert done.status_code == 200 and done.json()["messages"] == 0
+
+
+def test_the_python_api_undoes_whole_turns(owner: Owner) -> None:
+    from agent import build_graph
+    from memory.errors import InvalidInputError
+    from memory.sessions import SessionManager
+    from memory.stores import open_backends
+
+    with open_backends("memory://") as backends:
+        sessions = SessionManager(build_graph(backends.checkpointer, backends.store))
+        for text in ("My name is Sam.", "hello"):
+            sessions.run(owner, "t", [{"role": "user", "content": text}])
+        _, total = sessions.get_messages(owner, "t")
+        try:
+            sessions.undo(owner, "t", messages=1)
+        except InvalidInputError as exc:
+            assert "whole turns" in str(exc)
+        else:
+            raise AssertionError("an undo into a turn was taken")
+        assert sessions.undo(owner, "t", messages=2)["messages"] == total - 2
+        items, left = sessions.get_messages(owner, "t")
+        assert left == total - 2 and items[-1]["role"] == "assistant"
+        _, snapshot = sessions.get_state(owner, "t")
+        assert [m.content for m in snapshot.values["messages"]][-1] == items[-1]["content"]
