@@ -61,8 +61,9 @@ class Settings(AgentSettings):
     )
     auth: str = Field(
         default="",
-        description="How the caller is identified: `keys` (`api_keys`), `jwt` (a bearer JWT) or "
-        "`gateway` (headers a trusted proxy sets). Empty: `keys`.",
+        description="How the caller is identified: `keys` (`api_keys`), `jwt` (a bearer JWT), "
+        "`gateway` (headers a trusted proxy sets) or `package.module:attribute` (a "
+        "`langgraph_sdk.Auth` object's authenticate handler). Empty: `keys`.",
     )
     jwt_secret: SecretStr | None = Field(
         default=None, description="`jwt` mode: the shared HS256 secret tokens are signed with."
@@ -255,8 +256,11 @@ class Settings(AgentSettings):
     @model_validator(mode="after")
     def _auth_mode(self) -> Settings:
         mode = self.auth_mode
-        if mode not in ("keys", "jwt", "gateway"):
-            raise ValueError(f"MEMORY_AGENT_AUTH={self.auth!r}: use keys, jwt or gateway")
+        if mode not in ("keys", "jwt", "gateway", "sdk"):
+            raise ValueError(
+                f"MEMORY_AGENT_AUTH={self.auth!r}: use keys, jwt, gateway or "
+                "package.module:attribute (a langgraph_sdk.Auth object)"
+            )
         if mode != "keys" and self.api_keys.strip():
             raise ValueError(
                 f"MEMORY_AGENT_API_KEYS is set but MEMORY_AGENT_AUTH={mode}: keys are only "
@@ -284,7 +288,10 @@ class Settings(AgentSettings):
 
     @property
     def auth_mode(self) -> str:
-        """The identity source: `keys` unless `auth` names another."""
+        """The identity source: `keys` unless `auth` names another; `sdk` when it names a
+        `langgraph_sdk.Auth` object (`package.module:attribute`)."""
+        if ":" in self.auth:
+            return "sdk"
         return self.auth.strip().lower() or "keys"
 
     @property

@@ -177,6 +177,10 @@ def build_authenticator(settings: Settings) -> Authenticator:
             tenant_header=settings.gateway_tenant_header,
             user_header=settings.gateway_user_header,
         )
+    if mode == "sdk":
+        from server.sdk_auth import SdkAuthenticator
+
+        return SdkAuthenticator.load(settings.auth.strip())
     if mode == "jwt":
         from server.tokens import JwtAuthenticator
 

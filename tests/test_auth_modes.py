@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores import aopen_backends
 from server.app import create_app
-from server.auth import UnauthorizedError
+from server.auth import AuthConfigError, UnauthorizedError
 from server.tokens import JwtAuthenticator
 from tests.plugins.server import Api, fresh_id, running
 from tests.test_server_isolation import _apply
@@ -247,7 +248,7 @@ async def test_an_unreachable_or_hung_jwks_is_a_503_within_the_timeout(jwks: _Jw
         ({"auth": "jwt", "jwt_jwks_url": "file:///etc/passwd"}, "must be an http"),
         ({"auth": "gateway"}, "needs MEMORY_AGENT_GATEWAY_SECRET"),
         ({"auth": "jwt", "jwt_secret": SECRET, "api_keys": "k=a/b"}, "only read in keys mode"),
-        ({"auth": "ldap"}, "use keys, jwt or gateway"),
+        ({"auth": "ldap"}, "use keys, jwt, gateway or package"),
     ],
 )
 def test_a_bad_combination_of_auth_settings_is_refused(settings: dict[str, Any], says: str) -> None:
@@ -491,3 +492,35 @@ async def test_provider_ids_over_http(
             assert mine.json()["value"] == {"who": name}
             config = await client.get("/config", headers=ids)
             assert (config.json()["tenant"], config.json()["user"]) == (tenant, user)
+
+
+async def test_a_langgraph_sdk_auth_handler_names_the_caller() -> None:
+    async with _served(auth="tests.sdkauth:auth") as api:
+        refused = await api.client.get("/threads", headers={"Authorization": "Bearer guess"})
+        assert refused.status_code == 401
+        assert refused.json()["detail"] == "no such user token"
+        sam = {"Authorization": "Bearer user:bakery:sam@bakery.example"}
+        config = await api.client.get("/config", headers=sam)
+        assert config.status_code == 200, config.text
+        assert (config.json()["tenant"], config.json()["user"]) == ("bakery", "sam@bakery.example")
+        ran = await api.client.post("/threads/t1/runs", json={"message": "hi"}, headers=sam)
+        assert ran.status_code == 200, ran.text
+        other = {"Authorization": "Bearer user:bakery:ann"}
+        assert (await api.client.get("/threads/t1", headers=other)).status_code == 404
+        lg = await api.client.post("/langgraph/threads/search", json={}, headers=other)
+        assert lg.status_code == 200 and lg.json() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("tests.sdkauth:missing", "cannot be imported"),
+        ("tests.nosuchmodule:auth", "cannot be imported"),
+        ("tests.sdkauth:not_auth", "is not a langgraph_sdk.Auth"),
+        ("tests.sdkauth:no_handler", "no @auth.authenticate handler"),
+        ("tests.sdkauth:wants_request", "asks for ['request']"),
+    ],
+)
+def test_an_auth_object_that_cannot_be_served_is_refused(path: str, says: str) -> None:
+    with pytest.raises(AuthConfigError, match=re.escape(says)):
+        create_app(Settings(database_url="memory://", embeddings="none", auth=path))

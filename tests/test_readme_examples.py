@@ -68,6 +68,10 @@ NOT_RUN = {
         "serves on the default port; tests/test_auth_modes.py serves gateway mode with "
         "these headers"
     ),
+    "# myapp/auth.py, served with MEMORY_AGENT_AUTH=myapp.auth:auth": (
+        "calls an application's own session lookup; tests/sdkauth.py is such a module, "
+        "served by tests/test_auth_modes.py"
+    ),
     'import { Client } from "@langchain/langgraph-sdk";': (
         "tests/test_lg_js_sdk.py runs the JavaScript SDK against the server"
     ),

@@ -152,6 +152,7 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
         "tests/test_auth_modes.py::test_jwt_mode_over_http_answers_401_with_the_reason",
         "tests/test_auth_modes.py::test_gateway_mode_needs_the_shared_secret",
         "tests/test_auth_modes.py::test_a_bad_combination_of_auth_settings_is_refused",
+        "tests/test_auth_modes.py::test_a_langgraph_sdk_auth_handler_names_the_caller",
     ),
     "MEMORY_AGENT_JWT_SECRET": (
         "tests/test_auth_modes.py::test_jwt_mode_over_http_answers_401_with_the_reason",
