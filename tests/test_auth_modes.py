@@ -445,6 +445,8 @@ async def test_provider_ids_through_the_python_api(id_backend: str) -> None:
             )
             assert f"Name{number}" in result.reply, (owner, result.reply)
             assert (await sessions.aget_memory(owner, "k"))["value"] == {"n": number}
+            values = [m["value"] for m in await sessions.alist_memories(owner, limit=100)]
+            assert [v for v in values if isinstance(v, dict) and "n" in v] == [{"n": number}]
             listed, total = await sessions.alist(owner)
             assert ([t["thread_id"] for t in listed], total) == ([thread], 1), owner
             totals.add((await sessions.aget_messages(owner, thread))[1])
