@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from agent.settings import AgentSettings
 
@@ -58,6 +58,56 @@ class Settings(AgentSettings):
         default="",
         description="Comma-separated `key=tenant/user` entries. Empty: single-user "
         "development mode, every request acts as user `local`.",
+    )
+    auth: str = Field(
+        default="",
+        description="How the caller is identified: `keys` (`api_keys`), `jwt` (a bearer JWT), "
+        "`gateway` (headers a trusted proxy sets) or `package.module:attribute` (a "
+        "`langgraph_sdk.Auth` object's authenticate handler). Empty: `keys`.",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="`jwt` mode: the shared HS256 secret tokens are signed with."
+    )
+    jwt_jwks_url: str | None = Field(
+        default=None,
+        description="`jwt` mode: the JWKS URL of the identity provider (RS256 and ES256 keys).",
+    )
+    jwt_issuer: str | None = Field(
+        default=None, description="`jwt` mode: the `iss` every token must carry."
+    )
+    jwt_audience: str | None = Field(
+        default=None, description="`jwt` mode: the `aud` every token must carry."
+    )
+    jwt_tenant_claim: str = Field(
+        default="tenant", min_length=1, description="`jwt` mode: the claim naming the tenant."
+    )
+    jwt_user_claim: str = Field(
+        default="sub", min_length=1, description="`jwt` mode: the claim naming the user."
+    )
+    jwt_default_tenant: str | None = Field(
+        default=None,
+        description="`jwt` mode: the tenant of a token without the tenant claim (else 401).",
+    )
+    jwt_leeway_seconds: float = Field(
+        default=30.0, ge=0, le=300, description="`jwt` mode: clock skew allowed on exp and nbf."
+    )
+    jwt_jwks_refresh_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="`jwt` mode: the JWKS is fetched again on an unknown `kid` at most this often.",
+    )
+    jwt_jwks_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="`jwt` mode: the deadline of one JWKS fetch."
+    )
+    gateway_secret: SecretStr | None = Field(
+        default=None,
+        description="`gateway` mode: the value of `X-Gateway-Secret` the proxy sends.",
+    )
+    gateway_tenant_header: str = Field(
+        default="X-Tenant-Id", min_length=1, description="`gateway` mode: the tenant's header."
+    )
+    gateway_user_header: str = Field(
+        default="X-User-Id", min_length=1, description="`gateway` mode: the user's header."
     )
     idle_timeout_hours: float = Field(
         default=24.0,
@@ -202,6 +252,47 @@ class Settings(AgentSettings):
                     f"CORS origin {origin!r} must be scheme://host[:port] with no path, or *"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _auth_mode(self) -> Settings:
+        mode = self.auth_mode
+        if mode not in ("keys", "jwt", "gateway", "sdk"):
+            raise ValueError(
+                f"MEMORY_AGENT_AUTH={self.auth!r}: use keys, jwt, gateway or "
+                "package.module:attribute (a langgraph_sdk.Auth object)"
+            )
+        if mode != "keys" and self.api_keys.strip():
+            raise ValueError(
+                f"MEMORY_AGENT_API_KEYS is set but MEMORY_AGENT_AUTH={mode}: keys are only "
+                "read in keys mode; unset one of them"
+            )
+        if mode == "jwt":
+            if (self.jwt_secret is None) == (self.jwt_jwks_url is None):
+                raise ValueError(
+                    "MEMORY_AGENT_AUTH=jwt needs exactly one of MEMORY_AGENT_JWT_SECRET (HS256) "
+                    "and MEMORY_AGENT_JWT_JWKS_URL (RS256, ES256)"
+                )
+            if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
+                raise ValueError("MEMORY_AGENT_JWT_SECRET must be at least 32 characters")
+            url = self.jwt_jwks_url
+            if url is not None and not url.startswith(("https://", "http://")):
+                raise ValueError(f"MEMORY_AGENT_JWT_JWKS_URL {url!r} must be an http(s) URL")
+        if mode == "gateway" and not (
+            self.gateway_secret and self.gateway_secret.get_secret_value()
+        ):
+            raise ValueError(
+                "MEMORY_AGENT_AUTH=gateway needs MEMORY_AGENT_GATEWAY_SECRET: without it any "
+                "client could claim any tenant and user"
+            )
+        return self
+
+    @property
+    def auth_mode(self) -> str:
+        """The identity source: `keys` unless `auth` names another; `sdk` when it names a
+        `langgraph_sdk.Auth` object (`package.module:attribute`)."""
+        if ":" in self.auth:
+            return "sdk"
+        return self.auth.strip().lower() or "keys"
 
     @property
     def cors_origin_list(self) -> list[str]:

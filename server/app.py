@@ -29,7 +29,7 @@ from memory.settings import Settings
 from memory.stores.factory import Backends, aopen_backends
 from memory.stores.outages import as_unavailable
 from server import logs, metrics, openapi, shutdown
-from server.auth import KeyRing, UnauthorizedError
+from server.auth import UnauthorizedError, build_authenticator
 from server.langgraph_api import router as langgraph_router
 from server.limits import BodyLimitMiddleware
 from server.methods import ExactPathMiddleware, MethodTable
@@ -156,7 +156,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runner.start()
     if app.state.chat_model is None and is_offline(settings.model):
         logger.warning(OFFLINE_NOTICE)
-    if app.state.keys.dev_mode:
+    if app.state.auth.dev_mode:
         logger.warning(DEV_MODE_WARNING)
     sweeper = asyncio.create_task(
         _sweep_forever(app, settings.sweep_interval_seconds), name="session-sweeper"
@@ -286,7 +286,7 @@ def create_app(
             (tests pass a scripted model).
 
     Raises:
-        ApiKeyConfigError: `api_keys` is malformed.
+        AuthConfigError: `api_keys` is malformed.
         AppConfigError: `tools` or `graph` names something that cannot be served.
     """
     server_settings = settings or Settings()
@@ -300,7 +300,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = server_settings
-    app.state.keys = KeyRing.parse(server_settings.api_keys)
+    app.state.auth = build_authenticator(server_settings)
     app.state.chat_model = chat_model
     app.state.make_graph = graph_factory(
         tools=server_settings.tools, graph=server_settings.graph, chat_model=chat_model

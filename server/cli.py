@@ -24,7 +24,7 @@ from memory.errors import MemoryAgentError
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import open_backends
-from server.auth import ApiKeyConfigError, KeyRing
+from server.auth import AuthConfigError, build_authenticator
 
 _EXIT_WORDS = {"/exit", "/quit", "exit", "quit"}
 
@@ -223,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
         if args.command == "serve":
-            KeyRing.parse(settings.api_keys)
-    except (ValidationError, ApiKeyConfigError) as exc:
+            build_authenticator(settings)
+    except (ValidationError, AuthConfigError) as exc:
         sys.stderr.write(f"error: invalid settings: {exc}\n")
         return 2
     try:

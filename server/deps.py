@@ -13,14 +13,15 @@ from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import Backends
 from server import logs
-from server.auth import KeyRing
+from server.auth import Authenticator
 
 if TYPE_CHECKING:
     from server.runner import Runner
 
 _bearer = HTTPBearer(
     auto_error=False,
-    description="`Authorization: Bearer <key>`; keys come from MEMORY_AGENT_API_KEYS.",
+    description="`Authorization: Bearer <key>`: a key of MEMORY_AGENT_API_KEYS, or a JWT "
+    "when MEMORY_AGENT_AUTH=jwt.",
 )
 
 _api_key = APIKeyHeader(
@@ -64,13 +65,11 @@ async def get_owner(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Owner:
-    """The tenant and user of the request's API key, sent as `Authorization: Bearer` or
-    `x-api-key` (`default/local` without keys)."""
-    keys: KeyRing = request.app.state.keys
-    if credentials:
-        owner = keys.owner_for(f"Bearer {credentials.credentials}")
-    else:
-        owner = keys.owner_for(f"Bearer {api_key}" if api_key else None)
+    """The tenant and user the configured authenticator reads from the request's headers
+    (`default/local` in development mode); `credentials` and `api_key` document the headers
+    in the OpenAPI schema."""
+    authenticator: Authenticator = request.app.state.auth
+    owner = await authenticator.authenticate(request.headers)
     logs.identify(owner)
     return owner
 

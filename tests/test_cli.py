@@ -84,6 +84,26 @@ def test_invalid_settings_stop_serve_with_a_message(
 
 
 @pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"MEMORY_AGENT_AUTH": "gateway"}, "needs MEMORY_AGENT_GATEWAY_SECRET"),
+        ({"MEMORY_AGENT_AUTH": "jwt"}, "exactly one of MEMORY_AGENT_JWT_SECRET"),
+    ],
+)
+def test_an_auth_mode_without_its_secret_stops_serve(
+    sqlite_env: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = subprocess.run(
+        [*command(), "serve", "--port", "1"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert "invalid settings" in result.stderr
+    assert says in result.stderr
+
+
+@pytest.mark.parametrize(
     ("model", "named"),
     [
         ("nosuchprovider:some-model", "nosuchprovider:some-model"),

@@ -57,6 +57,21 @@ NOT_RUN = {
     "memory-agent serve --workers 4                       # or MEMORY_AGENT_WORKERS=4; one host": (
         "tests/test_workers.py and tests/test_scale_out.py serve several processes"
     ),
+    "MEMORY_AGENT_API_KEYS='k-sam=bakery/sam' memory-agent serve &": (
+        "serves on the default port; keys mode is what the curl session runs"
+    ),
+    "export MEMORY_AGENT_AUTH=jwt MEMORY_AGENT_JWT_SECRET=$(python -c 'import secrets; print(secrets.token_hex(32))')": (
+        "serves on the default port; tests/test_auth_modes.py serves jwt mode with tokens "
+        "minted as shown"
+    ),
+    "MEMORY_AGENT_AUTH=gateway MEMORY_AGENT_GATEWAY_SECRET=change-me memory-agent serve &": (
+        "serves on the default port; tests/test_auth_modes.py serves gateway mode with "
+        "these headers"
+    ),
+    "# myapp/auth.py, served with MEMORY_AGENT_AUTH=myapp.auth:auth": (
+        "calls an application's own session lookup; tests/sdkauth.py is such a module, "
+        "served by tests/test_auth_modes.py"
+    ),
     'import { Client } from "@langchain/langgraph-sdk";': (
         "tests/test_lg_js_sdk.py runs the JavaScript SDK against the server"
     ),

@@ -148,6 +148,51 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
         "tests/test_server_threads.py::test_missing_or_unknown_key_is_401",
         "tests/test_server.py::test_dev_mode_acts_as_local_without_a_key",
     ),
+    "MEMORY_AGENT_AUTH": (
+        "tests/test_auth_modes.py::test_jwt_mode_over_http_answers_401_with_the_reason",
+        "tests/test_auth_modes.py::test_gateway_mode_needs_the_shared_secret",
+        "tests/test_auth_modes.py::test_a_bad_combination_of_auth_settings_is_refused",
+        "tests/test_auth_modes.py::test_a_langgraph_sdk_auth_handler_names_the_caller",
+    ),
+    "MEMORY_AGENT_JWT_SECRET": (
+        "tests/test_auth_modes.py::test_jwt_mode_over_http_answers_401_with_the_reason",
+    ),
+    "MEMORY_AGENT_JWT_JWKS_URL": (
+        "tests/test_auth_modes.py::test_jwks_keys_verify_and_a_rotated_key_is_fetched_once",
+    ),
+    "MEMORY_AGENT_JWT_ISSUER": (
+        "tests/test_auth_modes.py::test_issuer_and_audience_are_checked_only_when_set",
+    ),
+    "MEMORY_AGENT_JWT_AUDIENCE": (
+        "tests/test_auth_modes.py::test_issuer_and_audience_are_checked_only_when_set",
+    ),
+    "MEMORY_AGENT_JWT_TENANT_CLAIM": (
+        "tests/test_auth_modes.py::test_claims_the_settings_name_and_the_default_tenant",
+    ),
+    "MEMORY_AGENT_JWT_USER_CLAIM": (
+        "tests/test_auth_modes.py::test_claims_the_settings_name_and_the_default_tenant",
+    ),
+    "MEMORY_AGENT_JWT_DEFAULT_TENANT": (
+        "tests/test_auth_modes.py::test_claims_the_settings_name_and_the_default_tenant",
+    ),
+    "MEMORY_AGENT_JWT_LEEWAY_SECONDS": (
+        "tests/test_auth_modes.py::test_leeway_accepts_a_token_just_expired",
+    ),
+    "MEMORY_AGENT_JWT_JWKS_REFRESH_SECONDS": (
+        "tests/test_auth_modes.py::test_jwks_keys_verify_and_a_rotated_key_is_fetched_once",
+    ),
+    "MEMORY_AGENT_JWT_JWKS_TIMEOUT_SECONDS": (
+        "tests/test_auth_modes.py::test_an_unreachable_or_hung_jwks_is_a_503_within_the_timeout",
+    ),
+    "MEMORY_AGENT_GATEWAY_SECRET": (
+        "tests/test_auth_modes.py::test_gateway_mode_needs_the_shared_secret",
+    ),
+    "MEMORY_AGENT_GATEWAY_TENANT_HEADER": (
+        "tests/test_auth_modes.py::test_gateway_mode_needs_the_shared_secret",
+    ),
+    "MEMORY_AGENT_GATEWAY_USER_HEADER": (
+        "tests/test_auth_modes.py::test_gateway_mode_needs_the_shared_secret",
+    ),
     "MEMORY_AGENT_IDLE_TIMEOUT_HOURS": (
         "tests/test_server_limits.py::test_idle_session_expires_on_read",
     ),

@@ -263,7 +263,7 @@ class Script:
 
 
 def _owner_key(owner: Owner) -> str:
-    return f"{owner.tenant}/{owner.user}"
+    return owner.key
 
 
 def _text(value: Any) -> str:

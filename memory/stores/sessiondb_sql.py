@@ -249,7 +249,7 @@ class SqlSessionDB(SessionDB):
             return Claim("busy")
         if rate is not None:
             yield from self._owner_lock(owner)
-            who = f"{owner.tenant}/{owner.user}"
+            who = owner.key
             yield Sql(
                 "DELETE FROM memory_agent_rate_events WHERE owner = %s AND at <= %s",
                 (who, now - rate.window_ms),
@@ -469,7 +469,7 @@ class PostgresSessionDB(SqlSessionDB):
     def _owner_lock(self, owner: Owner) -> Steps:
         yield Sql(
             "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-            (f"memory-agent-rate:{owner.tenant}/{owner.user}",),
+            (f"memory-agent-rate:{owner.key}",),
             fetch=True,
         )
 

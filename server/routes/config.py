@@ -23,7 +23,7 @@ async def get_config(request: Request, owner: OwnerDep, settings: SettingsDep) -
     return ServerConfig(
         model=model,
         offline=offline,
-        dev_mode=request.app.state.keys.dev_mode,
+        dev_mode=request.app.state.auth.dev_mode,
         tenant=owner.tenant,
         user=owner.user,
         version=request.app.version,
