@@ -67,3 +67,12 @@ def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
     yield urlunsplit(parts._replace(path=f"/{name}"))
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def langgraph_dev_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One `langgraph dev` for the session (started once, about 12 s); tests use own ids."""
+    from tests.test_langgraph_dev import langgraph_dev
+
+    with langgraph_dev(tmp_path_factory.mktemp("langgraph-dev")) as url:
+        yield url

@@ -141,11 +141,10 @@ def langgraph_dev(workdir: Path) -> Iterator[str]:
         _stop(proc)
 
 
-@pytest.fixture(scope="module")
-def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start `langgraph dev` on a free loopback port; yields its base URL."""
-    with langgraph_dev(tmp_path_factory.mktemp("langgraph-dev")) as url:
-        yield url
+@pytest.fixture
+def dev_server(langgraph_dev_url: str) -> str:
+    """The session's `langgraph dev` (shared with `test_lg_parity.py`); its base URL."""
+    return langgraph_dev_url
 
 
 @pytest.fixture

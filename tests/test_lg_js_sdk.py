@@ -3,18 +3,23 @@
 `tests/js/usestream.mjs` lists the threads, creates one, loads its history, streams two runs,
 stops a third half way and sends a fourth, leaves a fifth mid-reply and rejoins it (a page
 reload), aborts a sixth and sends a seventh at once (Stop, then send), then prints a JSON
-summary; this test starts a real server for it and checks the summary. `tests/js/forks.mjs`
+summary; this test starts a real server for it (one for both SDKs, each run as a user new to
+it) and checks the summary. `tests/js/forks.mjs`
 sends the checkpoints agent-chat-ui sends (the latest with every message; Regenerate's and
 Edit's earlier ones), with the newest SDK and with 1.8.10, the one the UI pins. The SDK is installed from `tests/js/package-lock.json`
-(`npm ci`) when `tests/js/node_modules` is missing or older than the lockfile.
+(`npm ci --prefer-offline`) into a cache directory named by the hash of the package files
+(`$MEMORY_AGENT_TEST_CACHE`, by default `~/.cache/memory-agent-tests`), and
+`tests/js/node_modules` links to it: another checkout or a second run installs nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +31,9 @@ from tests.lgserver import LangGraphServer, langgraph_server
 pytestmark = pytest.mark.slow
 
 JS_DIR = Path(__file__).resolve().parent / "js"
-LOCKFILE = JS_DIR / "package-lock.json"
-#: Written by npm into node_modules on every install: how old the installed tree is.
-INSTALLED = JS_DIR / "node_modules" / ".package-lock.json"
+#: What `npm ci` reads: an installed tree is reused while these are byte for byte the same.
+PACKAGE_FILES = ("package.json", "package-lock.json", ".npmrc")
+NODE_MODULES = JS_DIR / "node_modules"
 _NPM_TIMEOUT = 300
 _SCRIPT_TIMEOUT = 60
 #: Each model reply takes this long, so the third run can be stopped while it streams.
@@ -42,29 +47,71 @@ def _tool(name: str) -> str:
     return path
 
 
-def _installed_is_current() -> bool:
-    return INSTALLED.exists() and INSTALLED.stat().st_mtime >= LOCKFILE.stat().st_mtime
+def cache_root() -> Path:
+    """Where built test assets are kept between runs and checkouts."""
+    configured = os.environ.get("MEMORY_AGENT_TEST_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "memory-agent-tests"
+
+
+def package_key() -> str:
+    """The hash of the package files: the name of the installed tree they make."""
+    digest = hashlib.sha256()
+    for name in PACKAGE_FILES:
+        digest.update(name.encode() + b"\0" + (JS_DIR / name).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _install(target: Path) -> None:
+    """`npm ci` into a fresh directory beside `target`, then renamed to it in one step."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
+    try:
+        for name in PACKAGE_FILES:
+            shutil.copy2(JS_DIR / name, work / name)
+        env = {**os.environ, "npm_config_update_notifier": "false"}
+        command = [_tool("npm"), "ci", "--prefer-offline", "--no-audit", "--no-fund"]
+        done = subprocess.run(
+            command, cwd=work, env=env, capture_output=True, text=True, timeout=_NPM_TIMEOUT
+        )
+        if done.returncode != 0 or not (work / "node_modules" / ".package-lock.json").exists():
+            pytest.fail(
+                f"npm ci for {JS_DIR} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}",
+                pytrace=False,
+            )
+        try:
+            work.rename(target)
+        except OSError:
+            # Another run installed the same tree first; theirs is as good.
+            if not (target / "node_modules" / ".package-lock.json").exists():
+                raise
+    finally:
+        if work.exists():
+            shutil.rmtree(work)
+
+
+def link_node_modules() -> Path:
+    """`tests/js/node_modules` as a link to the cached tree for these package files."""
+    tree = cache_root() / "js" / package_key()
+    if not (tree / "node_modules" / ".package-lock.json").exists():
+        _install(tree)
+    wanted = tree / "node_modules"
+    if NODE_MODULES.is_symlink() and NODE_MODULES.resolve() == wanted.resolve():
+        return wanted
+    if NODE_MODULES.is_symlink() or NODE_MODULES.is_file():
+        NODE_MODULES.unlink()
+    elif NODE_MODULES.exists():
+        shutil.rmtree(NODE_MODULES)
+    link = NODE_MODULES.with_name(f"node_modules.{os.getpid()}")
+    link.symlink_to(wanted, target_is_directory=True)
+    link.replace(NODE_MODULES)
+    return wanted
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    """Node, with the SDK installed from the lockfile (a fresh clone installs it here)."""
+    """Node, with the SDK installed from the lockfile (once per set of package files)."""
     node = _tool("node")
-    if not _installed_is_current():
-        env = {**os.environ, "npm_config_update_notifier": "false"}
-        done = subprocess.run(
-            [_tool("npm"), "ci", "--no-audit", "--no-fund"],
-            cwd=JS_DIR,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=_NPM_TIMEOUT,
-        )
-        if done.returncode != 0 or not _installed_is_current():
-            pytest.fail(
-                f"npm ci in {JS_DIR} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}",
-                pytrace=False,
-            )
+    link_node_modules()
     return node
 
 
@@ -72,12 +119,15 @@ def node() -> str:
 SDKS = ["@langchain/langgraph-sdk", "sdk-1-8"]
 
 
-@pytest.fixture(scope="module", params=SDKS)
-def summary(
-    node: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> dict[str, Any]:
-    """What `usestream.mjs` printed with each SDK, run against a fresh server on SQLite."""
-    sdk = request.param
+#: Each SDK's script runs as a user of its own: each sees a fresh user's empty thread list.
+SCRIPT_USERS = dict(zip(SDKS, ("alice", "bob"), strict=True))
+
+
+@pytest.fixture(scope="module")
+def paced_server(
+    node: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LangGraphServer, Path]]:
+    """A server on SQLite with a paced offline model for both SDKs' `usestream.mjs`; its logs."""
     tmp = tmp_path_factory.mktemp("lg-js")
     with langgraph_server(
         f"sqlite:///{tmp / 'agent.sqlite'}",
@@ -85,12 +135,22 @@ def summary(
         model=f"offline:slow-{_PACE_SECONDS}",
         runs_per_minute="1000",
     ) as server:
-        done = subprocess.run(
-            [node, str(JS_DIR / "usestream.mjs"), server.url, server.keys["alice"], sdk],
-            capture_output=True,
-            text=True,
-            timeout=_SCRIPT_TIMEOUT,
-        )
+        yield server, tmp
+
+
+@pytest.fixture(scope="module", params=SDKS)
+def summary(
+    node: str, paced_server: tuple[LangGraphServer, Path], request: pytest.FixtureRequest
+) -> dict[str, Any]:
+    """What `usestream.mjs` printed with each SDK, as a user new to the server."""
+    sdk = request.param
+    server, tmp = paced_server
+    done = subprocess.run(
+        [node, str(JS_DIR / "usestream.mjs"), server.url, server.keys[SCRIPT_USERS[sdk]], sdk],
+        capture_output=True,
+        text=True,
+        timeout=_SCRIPT_TIMEOUT,
+    )
     if done.returncode != 0:
         logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in tmp.glob("*.log"))
         pytest.fail(
@@ -222,3 +282,15 @@ def test_chat_ui_checkpoints_continue_regenerate_and_edit(
     assert [t for _, t in summary["edit"]][::2] == ["one", "two, edited"]
     assert [r for r, _ in summary["transcript"]] == ["user", "assistant"] * 2
     assert [t for _, t in summary["transcript"]][::2] == ["one", "two, edited"]
+
+
+def test_node_modules_is_the_cached_tree_for_these_package_files(node: str) -> None:
+    tree = cache_root() / "js" / package_key() / "node_modules"
+    assert NODE_MODULES.is_symlink() and NODE_MODULES.resolve() == tree.resolve()
+    # Linking again installs nothing and leaves the same tree in place.
+    before = (tree / ".package-lock.json").stat().st_mtime_ns
+    assert link_node_modules() == tree
+    assert (tree / ".package-lock.json").stat().st_mtime_ns == before
+    installed = json.loads((tree / "@langchain" / "langgraph-sdk" / "package.json").read_text())
+    pinned = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
+    assert installed["version"] == pinned["@langchain/langgraph-sdk"]

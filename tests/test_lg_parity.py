@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -19,7 +18,6 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from tests.lgserver import langgraph_server
-from tests.test_langgraph_dev import langgraph_dev
 
 pytestmark = pytest.mark.slow
 
@@ -94,15 +92,13 @@ async def _script(client: LangGraphClient) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, Any]]]:
-    """The script's answers from each server (one of each for the module)."""
+def answers(
+    tmp_path_factory: pytest.TempPathFactory, langgraph_dev_url: str
+) -> Iterator[dict[str, dict[str, Any]]]:
+    """The script's answers from each server (ours for the module, the session's dev)."""
     tmp = tmp_path_factory.mktemp("parity")
-    (tmp / "dev").mkdir()
-    with ExitStack() as stack:
-        ours = stack.enter_context(
-            langgraph_server(f"sqlite:///{tmp / 'agent.sqlite'}", tmp, runs_per_minute="1000")
-        )
-        dev = stack.enter_context(langgraph_dev(tmp / "dev"))
+    dev = langgraph_dev_url
+    with langgraph_server(f"sqlite:///{tmp / 'agent.sqlite'}", tmp, runs_per_minute="1000") as ours:
 
         async def both() -> dict[str, dict[str, Any]]:
             return {
