@@ -57,12 +57,6 @@ from agent import transcript as agent_transcript
 from agent.memories import INDEX_FIELDS
 from memory.embeddings import load_embeddings
 from memory.settings import Settings, get_settings
-from memory.stores.atomic import (
-    AsyncPostgresUpdates,
-    InMemoryUpdates,
-    PostgresUpdates,
-    SqliteUpdates,
-)
 from memory.stores.outages import BoundedSaver, Breaker, bounded, breaker_for
 from memory.stores.retention import with_retention
 from memory.stores.sessiondb import MemorySessionDB, SessionDB
@@ -173,7 +167,7 @@ def _warn_unapplied_ttl(kind: str, settings: Settings) -> None:
 # --------------------------------------------------------------------------- memory
 
 
-class ExpiringInMemoryStore(InMemoryUpdates, InMemoryStore):
+class ExpiringInMemoryStore(InMemoryStore):
     """LangGraph's in-memory store with TTLs and checked puts (see the module docstring).
 
     Due items are dropped before each operation.
@@ -313,7 +307,7 @@ def _sqlite_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-class ExpiringSqliteStore(SqliteUpdates, SqliteStore):
+class ExpiringSqliteStore(SqliteStore):
     """LangGraph's SQLite store with checked puts; expired items are deleted before each batch."""
 
     def _get_filter_condition(self, key: str, op: str, value: Any) -> tuple[str, list[Any]]:
@@ -397,7 +391,7 @@ class _PostgresFilters:
         return super()._get_filter_condition(key, op, value)  # type: ignore[misc]
 
 
-class CheckedPostgresStore(PostgresUpdates, _PostgresFilters, PostgresStore):
+class CheckedPostgresStore(_PostgresFilters, PostgresStore):
     """LangGraph's Postgres store with checked puts (it filters expired items itself)."""
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
@@ -405,9 +399,7 @@ class CheckedPostgresStore(PostgresUpdates, _PostgresFilters, PostgresStore):
         return super().batch(checked(ops))
 
 
-class AsyncCheckedPostgresStore(
-    AsyncPostgresUpdates, EarlyPutCheck, _PostgresFilters, AsyncPostgresStore
-):
+class AsyncCheckedPostgresStore(EarlyPutCheck, _PostgresFilters, AsyncPostgresStore):
     """Async `CheckedPostgresStore`; `breaker` bounds each call (None: no deadline)."""
 
     def __init__(self, *args: Any, breaker: Breaker | None = None, **kwargs: Any) -> None:
