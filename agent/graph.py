@@ -26,11 +26,12 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime, get_runtime
-from langgraph.store.base import BaseStore, Item, Op, SearchItem, SearchOp
+from langgraph.store.base import BaseStore, Item, Op, PutOp, SearchItem, SearchOp
 from langgraph.types import Checkpointer, interrupt
 
 from agent import namespaces, prompts, transcript
 from agent.context import Context
+from agent.memories import Change, aupdate_item, update_item
 from agent.model import load_chat_model
 from agent.state import InputState, State
 from agent.summarize import clip_summary, plan_fold, transcript_lines
@@ -45,6 +46,9 @@ _STEP_RESERVE = 3
 @dataclass
 class _Batch:
     ops: Sequence[Op]
+    #: Memory writes: each put applied through the store's atomic update of its item, so it
+    #: is ordered with concurrent patches of that memory from any run or process.
+    atomic: bool = False
 
 
 @dataclass
@@ -285,7 +289,7 @@ def _execute_tools_steps(
     for answer in answers:
         answer.id = f"tool-{uuid.uuid4()}"
     if where.has_store and ops:
-        yield _Batch(ops)
+        yield _Batch(ops, atomic=True)
     requests, update = yield from _record(state, where, answers)
     for request in requests:  # noqa: UP028 - the driver sends results back
         yield request
@@ -440,6 +444,11 @@ def _model_for(ctx: Context, request: _Invoke, chat_model: BaseChatModel | None)
     return bound
 
 
+def _replacing(op: PutOp) -> Change:
+    """The change that gives an item the value `op` writes (None: delete it)."""
+    return lambda _current: None if op.value is None else dict(op.value)
+
+
 def _drive(
     steps: _Steps,
     store: BaseStore | None,
@@ -451,7 +460,13 @@ def _drive(
     try:
         while True:
             request = steps.send(result)
-            if isinstance(request, _Batch):
+            if isinstance(request, _Batch) and request.atomic and store is not None:
+                result = [
+                    update_item(store, op.namespace, op.key, _replacing(op))
+                    for op in request.ops
+                    if isinstance(op, PutOp)
+                ]
+            elif isinstance(request, _Batch):
                 result = store.batch(request.ops) if store is not None else []
             elif isinstance(request, _Append):
                 request.sink.append(
@@ -477,7 +492,13 @@ async def _adrive(
     try:
         while True:
             request = steps.send(result)
-            if isinstance(request, _Batch):
+            if isinstance(request, _Batch) and request.atomic and store is not None:
+                result = [
+                    await aupdate_item(store, op.namespace, op.key, _replacing(op))
+                    for op in request.ops
+                    if isinstance(op, PutOp)
+                ]
+            elif isinstance(request, _Batch):
                 result = await store.abatch(request.ops) if store is not None else []
             elif isinstance(request, _Append):
                 await request.sink.aappend(

@@ -43,3 +43,18 @@ class UnavailableError(MemoryAgentError):
     """A backend cannot serve the request now (a database locked or down); retry shortly."""
 
     status_code = 503
+
+
+class PreconditionError(MemoryAgentError):
+    """A conditional write's version condition does not hold; nothing was written."""
+
+    status_code = 412
+
+
+class PatchError(ConflictError):
+    """A JSON Patch operation failed (a `test` that does not hold, a missing path);
+    `operation` is its index in the document; nothing was written."""
+
+    def __init__(self, message: str, operation: int | None = None) -> None:
+        super().__init__(message)
+        self.operation = operation

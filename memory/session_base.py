@@ -14,11 +14,22 @@ from typing import Any, Self, assert_never
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.store.base import GetOp, Op, PutOp, SearchOp
+from langgraph.store.base import GetOp, Item, Op, PutOp, SearchOp
 
 from agent import RECURSION_LIMIT, Context, namespaces, transcript
 from agent.graph import LEASE_KEY
-from agent.memories import MemoryTooLargeError, memory_out, memory_value
+from agent.memories import (
+    Change,
+    MemoryTooLargeError,
+    PatchFailedError,
+    PreconditionFailedError,
+    aupdate_item,
+    check_version,
+    memory_out,
+    memory_value,
+    patched_value,
+    update_item,
+)
 from agent.namespaces import InvalidIdError, Owner, check_id
 from agent.tools import scope_namespace
 from agent.transcript import TRANSCRIPT_KEY
@@ -26,6 +37,8 @@ from memory.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    PatchError,
+    PreconditionError,
 )
 from memory.metrics import MEMORY_WRITES
 from memory.session_steps import (
@@ -44,6 +57,7 @@ from memory.session_steps import (
     _GetState,
     _give_back_from_thread,
     _GiveBack,
+    _History,
     _Invoke,
     _KeepLatest,
     _Renew,
@@ -51,11 +65,13 @@ from memory.session_steps import (
     _Steps,
     _StopRenew,
     _ThreadRenewal,
+    _Update,
     _UpdateState,
     _utcnow,
 )
 from memory.settings import Settings
 from memory.stores import retention
+from memory.stores.atomic import UpdateConflictError
 from memory.stores.factory import SessionTranscript, sessions_db
 from memory.stores.outages import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -134,10 +150,14 @@ class SessionBase:
                 return call(self.db)
             case _Batch(ops):
                 return self.store.batch(ops)
+            case _Update(namespace, key, change):
+                return update_item(self.store, namespace, key, change)
             case _GetState(config):
                 return self.graph.get_state(config)
             case _UpdateState(config, values):
                 return self.graph.update_state(config, values, as_node="call_model")
+            case _History(config):
+                return list(self.graph.get_state_history(config))
             case _Copy(config):
                 return self.graph.update_state(config, None, as_node="__copy__")
             case _Invoke(graph_input, config, context):
@@ -167,10 +187,14 @@ class SessionBase:
                 return await acall(self.db)
             case _Batch(ops):
                 return await self.store.abatch(ops)
+            case _Update(namespace, key, change):
+                return await aupdate_item(self.store, namespace, key, change)
             case _GetState(config):
                 return await self.graph.aget_state(config)
             case _UpdateState(config, values):
                 return await self.graph.aupdate_state(config, values, as_node="call_model")
+            case _History(config):
+                return [s async for s in self.graph.aget_state_history(config)]
             case _Copy(config):
                 return await self.graph.aupdate_state(config, None, as_node="__copy__")
             case _Invoke(graph_input, config, context):
@@ -481,6 +505,53 @@ class SessionBase:
         finally:
             yield Db.release(owner.thread_key(thread_id), token)
 
+    def _undo(self, owner: Owner, thread_id: str, count: int) -> _Steps:
+        """Remove the thread's last `count` messages: whole turns only, so the first one
+        removed must be a user message (a tool call is never parted from its result).
+        The window goes back to the checkpoint that ended before that message (copied as
+        the head) and the transcript, with its counts, to that length."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InvalidInputError("messages must be a positive integer")
+        _record, token = yield from self._claim(owner, thread_id)
+        key = owner.thread_key(thread_id)
+        try:
+            _, total = yield Db.page(key, 0, 0)
+            if count > total:
+                raise InvalidInputError(f"the thread has {total} messages; cannot undo {count}")
+            length = total - count
+            start = max(0, length - _PAGE)
+            before, _ = yield Db.page(key, start, length - start + 1)
+            if before[-1]["role"] != "user":
+                users = [start + i for i, r in enumerate(before[:-1]) if r["role"] == "user"]
+                hint = (
+                    f"; undo {total - users[-1]} to go back to the user message at seq {users[-1]}"
+                    if users
+                    else ""
+                )
+                raise InvalidInputError(
+                    f"undo removes whole turns: message {length} is a {before[-1]['role']} "
+                    f"message, not a user message{hint}"
+                )
+            if length == 0:
+                yield _DeleteThread(key)
+            else:
+                history = yield _History(self.config(owner, thread_id))
+                match = [
+                    snap
+                    for snap in history
+                    if (snap.values or {}).get("transcript_len") == length and not snap.next
+                ]
+                if not match:
+                    raise ConflictError(
+                        f"the checkpoint before message {length} is no longer kept; "
+                        "cannot undo that far"
+                    )
+                yield _Copy(match[0].config)
+            yield Db.truncate(key, length)
+            return {"thread_id": thread_id, "removed": count, "messages": length}
+        finally:
+            yield Db.release(key, token)
+
     def _remove(self, owner: Owner, thread_id: str) -> _Steps:
         """Delete a thread's checkpoints, session memories, transcript and record (the
         caller holds its lease)."""
@@ -628,16 +699,62 @@ class SessionBase:
         yield from self._load(owner, thread_id)
         return scope_namespace("session", owner.tenant, owner.user, owner.thread_key(thread_id))
 
-    def _save_memory(self, owner: Owner, key: str, value: Any, thread_id: str | None) -> _Steps:
+    def _save_memory(
+        self,
+        owner: Owner,
+        key: str,
+        value: Any,
+        thread_id: str | None,
+        expected_version: str | None = None,
+    ) -> _Steps:
         try:
             check_id("memory key", key)
             stored = memory_value(value)
         except (InvalidIdError, MemoryTooLargeError) as exc:
             raise InvalidInputError(str(exc)) from exc
         ns = yield from self._memory_ns(owner, thread_id)
-        yield _Batch([PutOp(ns, key, stored)])
+
+        def change(item: Item | None) -> dict[str, Any]:
+            check_version(item, expected_version)
+            return stored
+
+        item = yield from self._changed(ns, key, change)
         MEMORY_WRITES.labels("api", "save").inc()
-        (item,) = yield _Batch([GetOp(ns, key)])
+        return memory_out(item, "session" if thread_id else "user")
+
+    def _changed(self, ns: tuple[str, ...], key: str, change: Change) -> _Steps:
+        """Apply `change` to a memory atomically, translating what the change refuses."""
+        try:
+            return (yield _Update(ns, key, change))
+        except PreconditionFailedError as exc:
+            raise PreconditionError(str(exc)) from exc
+        except PatchFailedError as exc:
+            raise PatchError(str(exc), exc.index) from exc
+        except MemoryTooLargeError as exc:
+            raise InvalidInputError(str(exc)) from exc
+        except UpdateConflictError as exc:
+            raise ConflictError(str(exc)) from exc
+
+    def _patch_memory(
+        self,
+        owner: Owner,
+        key: str,
+        patch: Any,
+        thread_id: str | None,
+        expected_version: str | None = None,
+    ) -> _Steps:
+        check_id("memory key", key)
+        ns = yield from self._memory_ns(owner, thread_id)
+
+        def change(item: Item | None) -> dict[str, Any]:
+            if item is None:
+                raise NotFoundError(f"memory {key!r} not found")
+            check_version(item, expected_version)
+            current = item.value.get("value", item.value.get("content"))
+            return memory_value(patched_value(current, patch))
+
+        item = yield from self._changed(ns, key, change)
+        MEMORY_WRITES.labels("api", "patch").inc()
         return memory_out(item, "session" if thread_id else "user")
 
     def _get_memory(self, owner: Owner, key: str, thread_id: str | None) -> _Steps:
@@ -648,10 +765,18 @@ class SessionBase:
             raise NotFoundError(f"memory {key!r} not found")
         return memory_out(item, "session" if thread_id else "user")
 
-    def _delete_memory(self, owner: Owner, key: str, thread_id: str | None) -> _Steps:
-        yield from self._get_memory(owner, key, thread_id)
+    def _delete_memory(
+        self, owner: Owner, key: str, thread_id: str | None, expected_version: str | None = None
+    ) -> _Steps:
+        check_id("memory key", key)
         ns = yield from self._memory_ns(owner, thread_id)
-        yield _Batch([PutOp(ns, key, None)])
+
+        def change(item: Item | None) -> None:
+            if item is None:
+                raise NotFoundError(f"memory {key!r} not found")
+            check_version(item, expected_version)
+
+        yield from self._changed(ns, key, change)
         MEMORY_WRITES.labels("api", "delete").inc()
 
     def _list_memories(

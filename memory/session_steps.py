@@ -27,6 +27,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.store.base import Op, PutOp
 
 from agent import Context, transcript
+from agent.memories import Change
 from agent.namespaces import Owner
 from memory.errors import InvalidInputError
 from memory.stores.sessiondb import RateLimit, Record, SessionDB
@@ -401,6 +402,15 @@ class _Batch:
 
 
 @dataclass(frozen=True)
+class _Update:
+    """Apply a change to one store item atomically (`agent.memories.update_item`)."""
+
+    namespace: tuple[str, ...]
+    key: str
+    change: Change
+
+
+@dataclass(frozen=True)
 class _GetState:
     config: RunnableConfig
 
@@ -409,6 +419,13 @@ class _GetState:
 class _UpdateState:
     config: RunnableConfig
     values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _History:
+    """The thread's checkpoints, newest first (`StateSnapshot`s)."""
+
+    config: RunnableConfig
 
 
 @dataclass(frozen=True)
@@ -470,8 +487,10 @@ class _GiveBack:
 Request = (
     _Db
     | _Batch
+    | _Update
     | _GetState
     | _UpdateState
+    | _History
     | _Copy
     | _Invoke
     | _DeleteThread

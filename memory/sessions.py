@@ -185,19 +185,73 @@ class SessionManager(SessionStreaming):
         """The session record and the thread's latest `StateSnapshot`."""
         return self._drive(self._snapshot(owner, thread_id))
 
+    def undo(self, owner: Owner, thread_id: str, messages: int = 1) -> dict[str, Any]:
+        """Remove the thread's last `messages` messages from the transcript, the window and
+        the counts alike; `{"thread_id", "removed", "messages"}` (what is left).
+
+        Only whole turns go: the first message removed must be a user message, so a tool
+        call is never parted from its result.
+
+        Raises:
+            InvalidInputError: more messages than the thread has, or a count that would
+                start inside a turn (the message names the nearest count that does not).
+            ConflictError: a run is active on the thread.
+            NotFoundError: no such thread.
+        """
+        return self._drive(self._undo(owner, thread_id, messages))
+
     def save_memory(
-        self, owner: Owner, key: str, value: Any, thread_id: str | None = None
+        self,
+        owner: Owner,
+        key: str,
+        value: Any,
+        thread_id: str | None = None,
+        *,
+        expected_version: str | None = None,
     ) -> dict[str, Any]:
-        """Save a user memory, or a session memory when `thread_id` is given."""
-        return self._drive(self._save_memory(owner, key, value, thread_id))
+        """Save a user memory, or a session memory when `thread_id` is given.
+
+        `expected_version` makes it conditional: an `etag` the memory must be at, `*` (it
+        must exist) or `!*` (it must not: create only); `PreconditionError` otherwise,
+        with nothing written.
+        """
+        return self._drive(self._save_memory(owner, key, value, thread_id, expected_version))
+
+    def patch_memory(
+        self,
+        owner: Owner,
+        key: str,
+        patch: builtins.list[dict[str, Any]],
+        thread_id: str | None = None,
+        *,
+        expected_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Apply a JSON Patch (RFC 6902) to a memory's value atomically: concurrent patches
+        of one memory, from any process, each apply to the value the one before left.
+
+        Raises:
+            NotFoundError: no such memory.
+            PatchError: an operation failed (its index is `operation`); nothing written.
+            PreconditionError: not at `expected_version`; nothing written.
+            InvalidInputError: the patched value is not one a memory can hold.
+        """
+        return self._drive(self._patch_memory(owner, key, patch, thread_id, expected_version))
 
     def get_memory(self, owner: Owner, key: str, thread_id: str | None = None) -> dict[str, Any]:
         """One memory; `NotFoundError` if absent."""
         return self._drive(self._get_memory(owner, key, thread_id))
 
-    def delete_memory(self, owner: Owner, key: str, thread_id: str | None = None) -> None:
-        """Delete one memory; `NotFoundError` if absent."""
-        return self._drive(self._delete_memory(owner, key, thread_id))
+    def delete_memory(
+        self,
+        owner: Owner,
+        key: str,
+        thread_id: str | None = None,
+        *,
+        expected_version: str | None = None,
+    ) -> None:
+        """Delete one memory; `NotFoundError` if absent, `PreconditionError` (nothing
+        deleted) if it is not at `expected_version`."""
+        return self._drive(self._delete_memory(owner, key, thread_id, expected_version))
 
     def list_memories(
         self, owner: Owner, query: str | None = None, limit: int = 20, thread_id: str | None = None
@@ -310,11 +364,35 @@ class SessionManager(SessionStreaming):
         self._drive(self._load(owner, thread_id))
         yield from self.graph.get_state_history(self.config(owner, thread_id))
 
+    async def aundo(self, owner: Owner, thread_id: str, messages: int = 1) -> dict[str, Any]:
+        """Async `undo`."""
+        return await self._adrive(self._undo(owner, thread_id, messages))
+
     async def asave_memory(
-        self, owner: Owner, key: str, value: Any, thread_id: str | None = None
+        self,
+        owner: Owner,
+        key: str,
+        value: Any,
+        thread_id: str | None = None,
+        *,
+        expected_version: str | None = None,
     ) -> dict[str, Any]:
         """Async `save_memory`."""
-        return await self._adrive(self._save_memory(owner, key, value, thread_id))
+        steps = self._save_memory(owner, key, value, thread_id, expected_version)
+        return await self._adrive(steps)
+
+    async def apatch_memory(
+        self,
+        owner: Owner,
+        key: str,
+        patch: builtins.list[dict[str, Any]],
+        thread_id: str | None = None,
+        *,
+        expected_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Async `patch_memory`."""
+        steps = self._patch_memory(owner, key, patch, thread_id, expected_version)
+        return await self._adrive(steps)
 
     async def aget_memory(
         self, owner: Owner, key: str, thread_id: str | None = None
@@ -322,9 +400,16 @@ class SessionManager(SessionStreaming):
         """Async `get_memory`."""
         return await self._adrive(self._get_memory(owner, key, thread_id))
 
-    async def adelete_memory(self, owner: Owner, key: str, thread_id: str | None = None) -> None:
+    async def adelete_memory(
+        self,
+        owner: Owner,
+        key: str,
+        thread_id: str | None = None,
+        *,
+        expected_version: str | None = None,
+    ) -> None:
         """Async `delete_memory`."""
-        return await self._adrive(self._delete_memory(owner, key, thread_id))
+        return await self._adrive(self._delete_memory(owner, key, thread_id, expected_version))
 
     async def alist_memories(
         self, owner: Owner, query: str | None = None, limit: int = 20, thread_id: str | None = None

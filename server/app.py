@@ -23,7 +23,7 @@ from agent import OFFLINE_NOTICE
 from agent.loading import graph_factory
 from agent.model import is_offline
 from agent.namespaces import InvalidIdError
-from memory.errors import MemoryAgentError, RateLimitedError, UnavailableError
+from memory.errors import MemoryAgentError, PatchError, RateLimitedError, UnavailableError
 from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.factory import Backends, aopen_backends
@@ -232,7 +232,10 @@ async def _agent_error(request: Request, exc: Exception) -> ErrorResponse:
         headers = {"Retry-After": str(int(exc.retry_after))}
     elif isinstance(exc, UnavailableError):
         headers = {"Retry-After": "1"}
-    return ErrorResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
+    body: dict[str, Any] = {"detail": str(exc)}
+    if isinstance(exc, PatchError):
+        body["operation"] = exc.operation
+    return ErrorResponse(body, status_code=exc.status_code, headers=headers)
 
 
 async def _invalid_id(request: Request, exc: Exception) -> ErrorResponse:

@@ -303,6 +303,25 @@ class Appended(BaseModel):
     total: int = Field(description="Messages in the transcript afterwards.")
 
 
+class UndoIn(_Request):
+    """How many of the thread's last messages to remove (whole turns only)."""
+
+    messages: JsonInt = Field(
+        default=1,
+        ge=1,
+        le=100_000,
+        description="Count from the end; the first removed is a user message.",
+    )
+
+
+class UndoOut(BaseModel):
+    """What an undo removed and left."""
+
+    thread_id: str
+    removed: int
+    messages: int = Field(description="Messages in the transcript afterwards.")
+
+
 class SummaryIn(_Request):
     """A replacement for a thread's running summary."""
 
@@ -354,6 +373,21 @@ class MemoryIn(_Request):
     value: JsonValue
 
 
+class PatchOp(_Request):
+    """One RFC 6902 operation; `value` for add, replace and test, `from` for move and copy."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    op: Literal["add", "remove", "replace", "move", "copy", "test"]
+    path: str = Field(max_length=1000, description="A JSON Pointer into the memory's value.")
+    value: JsonValue = None
+    from_: str | None = Field(default=None, alias="from", max_length=1000)
+
+    def document(self) -> dict[str, Any]:
+        """The operation as `jsonpatch` takes it."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
+
 class FieldError(BaseModel):
     """One field a request got wrong."""
 
@@ -367,6 +401,9 @@ class ErrorOut(BaseModel):
 
     detail: str | list[FieldError] = Field(
         description="A sentence, or the fields a request got wrong (422)."
+    )
+    operation: int | None = Field(
+        default=None, description="A JSON Patch that failed (409): the failed operation's index."
     )
 
 
@@ -481,6 +518,7 @@ class MemoryOut(BaseModel):
     scope: Literal["user", "session"]
     created_at: str
     updated_at: str
+    etag: str = Field(description="The memory's version, for `If-Match` (also the ETag header).")
     score: float | None = None
 
 
@@ -524,8 +562,12 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing or unknown API key.",
         404: "Not found: the thread, memory, assistant, run or checkpoint named (also another "
         "user's), or no route at the path.",
-        409: "Conflict: a run is active, the session has ended, it exists, or the cap is hit.",
+        409: "Conflict: a run is active, the session has ended, it exists, or the cap is hit; "
+        "for a JSON Patch, the failed operation (`operation` is its index).",
+        412: "Precondition failed: the memory is not at the version `If-Match` names, or "
+        "exists despite `If-None-Match: *`; nothing was written.",
         413: "Request body too large.",
+        415: "A JSON Patch must be sent as `application/json-patch+json`.",
         422: "Invalid input; `detail` names the field.",
         429: "Rate limit reached; see the Retry-After header.",
         503: "The database could not be reached in time; see the Retry-After header.",

@@ -298,3 +298,32 @@ async def rate_limit_under_concurrency(client: Client, user: str, limit: int) ->
     for response in responses:
         if response.status_code == 429:
             assert 1 <= int(response.headers["retry-after"]) <= 60, response.headers
+
+
+_PATCH = {"content-type": "application/json-patch+json"}
+
+
+async def concurrent_patch_adds(
+    client: Client, user: str, count: int = 50, thread_id: str | None = None
+) -> None:
+    """`count` concurrent JSON Patch `add`s to one memory's list all land: `count` items."""
+    base = f"/threads/{thread_id}/memories" if thread_id else "/memories"
+    url = f"{base}/{fresh_id('cart')}"
+    created = await client.request(user, "PUT", url, json={"value": {"items": []}})
+    assert created.status_code == 200, created.text
+    responses = await asyncio.gather(
+        *(
+            client.request(
+                user,
+                "PATCH",
+                url,
+                headers=_PATCH,
+                json=[{"op": "add", "path": "/items/-", "value": n}],
+            )
+            for n in range(count)
+        )
+    )
+    assert statuses(responses) == {200: count}, _explain(responses)
+    final = await client.request(user, "GET", url)
+    assert sorted(final.json()["value"]["items"]) == list(range(count))
+    assert final.headers["etag"] == final.json()["etag"]

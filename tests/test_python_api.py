@@ -161,6 +161,9 @@ async def _sessions(api: Api, owner: Owner, model: SeeingModel) -> None:
     await api("keep_latest", owner, "c")
     assert (await api("run", owner, "c", _user("What is my name?"))).reply == "Your name is Sam."
     assert (await api("get_messages", owner, "a", 100))[1] == total + 2  # the source stays
+    undone = await api("undo", owner, "c", 2)  # the copy's last turn
+    assert (undone["removed"], undone["messages"]) == (2, total + 2)
+    assert (await api("get_messages", owner, "c", 100))[1] == total + 2
 
 
 async def _memories(api: Api, owner: Owner) -> None:
@@ -168,6 +171,12 @@ async def _memories(api: Api, owner: Owner) -> None:
     await api("save_memory", owner, "bread", "likes rye bread")
     await api("save_memory", owner, "cart", ["blue mug"], thread_id="a")
     assert (await api("get_memory", owner, "cart", thread_id="a"))["value"] == ["blue mug"]
+    added = [{"op": "add", "path": "/-", "value": "red mug"}]
+    await api("patch_memory", owner, "cart", added, thread_id="a")
+    assert (await api("get_memory", owner, "cart", thread_id="a"))["value"] == [
+        "blue mug",
+        "red mug",
+    ]
     found = await api("list_memories", owner, query="which antibiotics should I avoid?")
     assert found[0]["key"] == "allergy"
     assert [m["key"] for m in await api("list_memories", owner, thread_id="a")] == ["cart"]

@@ -52,3 +52,11 @@ async def test_a_delete_racing_a_run_leaves_nothing_behind(make_api: ApiFactory)
 async def test_rate_limit_is_exact_under_concurrent_runs(make_api: ApiFactory) -> None:
     async with make_api(users=("alice",), runs_per_minute=10) as api:
         await races.rate_limit_under_concurrency(api, "alice", limit=10)
+
+
+async def test_concurrent_json_patch_adds_to_one_memory_all_land(make_api: ApiFactory) -> None:
+    async with make_api(users=("alice",), runs_per_minute=_UNLIMITED_RUNS) as api:
+        await races.concurrent_patch_adds(api, "alice", count=50)
+        thread = "cart-thread-" + random.randbytes(4).hex()
+        assert (await api.run("alice", thread, "hello")).status_code == 200
+        await races.concurrent_patch_adds(api, "alice", count=50, thread_id=thread)

@@ -201,6 +201,9 @@ def test_every_example_is_run_or_says_why_not() -> None:
         "# myapp/tools.py",
         "from langgraph.graph import END, START, StateGraph",
         "curl -s localhost:8000/threads/demo/runs -H 'content-type: application/json' \\",
+        "curl -s -X PUT localhost:8000/memories/cart -H 'content-type: application/json' \\",
+        "# a cart kept right under concurrent writers",
+        "curl -s -X POST localhost:8000/threads/demo/undo -H 'content-type: application/json' \\",
     }
     blocks = {b.first_line for b in readme.code_blocks("python", "bash", "sh", "js", "")}
     assert blocks == run | set(NOT_RUN)
@@ -219,6 +222,43 @@ def test_the_python_api_example_runs_twice(python: Forker, tmp_path: Path) -> No
         _, total = sessions.get_messages(sam, "session_123")
         assert total == 4  # one turn per run, both on the one session
         assert sessions.get_memory(sam, "allergies")["value"] == ["penicillin"]
+
+
+def test_the_conditional_memory_examples_run(
+    python: Forker, served: Served, tmp_path: Path
+) -> None:
+    printed = _run(python, _block("python", "# a cart kept right"), tmp_path)
+    assert "refused: the memory already exists" in printed
+    assert "operation 0 failed" in printed
+    script = served.readme(_block("bash", "curl -s -X PUT localhost:8000/memories/cart"))
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.rstrip()  # three JSON answers, then the DELETE's status code
+    values, code = _json_values(printed[:-3]), printed[-3:]
+    assert values[0]["value"] == {"items": []} and values[1]["value"] == {"items": ["blue mug"]}
+    assert values[2]["value"] == {"items": ["red mug"]} and code == "412"
+
+
+def test_the_undo_example_runs(served: Served) -> None:
+    ran = httpx.post(f"{served.base}/threads/demo/runs", json={"message": "hello"}, timeout=60)
+    assert ran.status_code == 200, ran.text
+    before = httpx.get(f"{served.base}/threads/demo/messages", timeout=10).json()["total"]
+    script = served.readme(_block("bash", "curl -s -X POST localhost:8000/threads/demo/undo"))
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"thread_id": "demo", "removed": 2, "messages": before - 2}
 
 
 def test_serve_listens_where_the_settings_say(served: Served) -> None:

@@ -306,3 +306,10 @@ async def test_a_killed_run_frees_its_thread_within_the_lease(
     assert contents[-2:] == [f"after the crash on {thread}", response.json()["reply"]], contents
     assert contents.count("cut off") <= 1, contents
     assert roles[-2:] == ["user", "assistant"]
+
+
+async def test_json_patch_adds_from_three_processes_all_land(
+    cluster: Cluster, spread: Spread
+) -> None:
+    (user,) = cluster.users(1)
+    await races.concurrent_patch_adds(spread, user, count=50)

@@ -57,6 +57,12 @@ from agent import transcript as agent_transcript
 from agent.memories import INDEX_FIELDS
 from memory.embeddings import load_embeddings
 from memory.settings import Settings, get_settings
+from memory.stores.atomic import (
+    AsyncPostgresUpdates,
+    InMemoryUpdates,
+    PostgresUpdates,
+    SqliteUpdates,
+)
 from memory.stores.outages import BoundedSaver, Breaker, bounded, breaker_for
 from memory.stores.retention import with_retention
 from memory.stores.sessiondb import MemorySessionDB, SessionDB
@@ -167,7 +173,7 @@ def _warn_unapplied_ttl(kind: str, settings: Settings) -> None:
 # --------------------------------------------------------------------------- memory
 
 
-class ExpiringInMemoryStore(InMemoryStore):
+class ExpiringInMemoryStore(InMemoryUpdates, InMemoryStore):
     """LangGraph's in-memory store with TTLs and checked puts (see the module docstring).
 
     Due items are dropped before each operation.
@@ -307,7 +313,7 @@ def _sqlite_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-class ExpiringSqliteStore(SqliteStore):
+class ExpiringSqliteStore(SqliteUpdates, SqliteStore):
     """LangGraph's SQLite store with checked puts; expired items are deleted before each batch."""
 
     def _get_filter_condition(self, key: str, op: str, value: Any) -> tuple[str, list[Any]]:
@@ -391,7 +397,7 @@ class _PostgresFilters:
         return super()._get_filter_condition(key, op, value)  # type: ignore[misc]
 
 
-class CheckedPostgresStore(_PostgresFilters, PostgresStore):
+class CheckedPostgresStore(PostgresUpdates, _PostgresFilters, PostgresStore):
     """LangGraph's Postgres store with checked puts (it filters expired items itself)."""
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
@@ -399,7 +405,9 @@ class CheckedPostgresStore(_PostgresFilters, PostgresStore):
         return super().batch(checked(ops))
 
 
-class AsyncCheckedPostgresStore(EarlyPutCheck, _PostgresFilters, AsyncPostgresStore):
+class AsyncCheckedPostgresStore(
+    AsyncPostgresUpdates, EarlyPutCheck, _PostgresFilters, AsyncPostgresStore
+):
     """Async `CheckedPostgresStore`; `breaker` bounds each call (None: no deadline)."""
 
     def __init__(self, *args: Any, breaker: Breaker | None = None, **kwargs: Any) -> None:
@@ -607,7 +615,7 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
             sqlite_store = ExpiringSqliteStore(conn, index=index, ttl=ttl)  # type: ignore[arg-type]
             sqlite_store.setup()
             store = sqlite_store
-            db = _sqlite_sessions(url, stack)
+            db = _sqlite_sessions(url, stack, settings)
         elif kind == "postgres":
             from memory.stores.postgres_setup import setup_lock
 
@@ -653,7 +661,7 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             inline_store = InlineSqliteStore(conn, index=index, ttl=ttl)  # type: ignore[arg-type]
             retry_sync(inline_store.setup)
             store = inline_store
-            db = _sqlite_sessions(url, stack)
+            db = _sqlite_sessions(url, stack, settings)
         elif kind == "postgres":
             from memory.stores.postgres_setup import asetup_lock
 
@@ -684,11 +692,20 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
         yield store
 
 
-def _sqlite_sessions(url: str, stack: ExitStack | AsyncExitStack) -> SqliteSessionDB:
-    """The session database in the store's SQLite file, on a connection of its own."""
+def _sqlite_sessions(
+    url: str, stack: ExitStack | AsyncExitStack, settings: Settings
+) -> SqliteSessionDB:
+    """The session database in the store's SQLite file, on a connection of its own.
+
+    Its wait for another process's write lock ends just before the database deadline: a
+    call the caller has given up on must not go on waiting, or a lease it was claiming
+    would be granted after its request had answered 503 and hold the thread until given
+    back.
+    """
     conn = _sqlite_connect(sqlite_path(url), store=True)
     stack.callback(conn.close)
-    db = SqliteSessionDB(conn)
+    busy = settings.backend_timeout_seconds
+    db = SqliteSessionDB(conn, busy_timeout=max(busy * 0.9, busy - 0.1))
     db.setup()
     return db
 

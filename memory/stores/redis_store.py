@@ -37,7 +37,9 @@ import contextlib
 import hashlib
 import json
 import math
+import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -70,6 +72,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError, ResponseError
 
+from memory.stores.atomic import Change, UpdateConflictError, put_of
 from memory.stores.outages import Breaker, bounded
 from memory.stores.values import EarlyPutCheck, checked, matches_filter
 
@@ -214,6 +217,13 @@ class _Embed:
 
 
 @dataclass
+class _Pause:
+    """Wait before the next attempt of a compare-and-set loop."""
+
+    seconds: float
+
+
+@dataclass
 class _Stored:
     """A store document as read back: the item and its TTL bookkeeping."""
 
@@ -222,7 +232,29 @@ class _Stored:
     redis_key: str
 
 
-_Steps = Generator[_Round | _Embed, Any, Any]
+_Steps = Generator[_Round | _Embed | _Pause, Any, Any]
+
+#: Turns an update waits for the item's lock (1-3 ms apart) before it gives up.
+UPDATE_ATTEMPTS = 3000
+#: Compare-and-set writes an update may lose (its lock ran out meanwhile) before it gives up.
+_CAS_ATTEMPTS = 10
+#: How long an update's lock is held at most (it is released as soon as it has written).
+_LOCK_MS = 2000
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# Runs a put's commands only if the document is still the one read (ARGV[1] = 1: absent).
+_GUARDED_PUT = """
+local current = redis.call('JSON.GET', KEYS[1])
+if ARGV[1] == '1' then
+  if current then return 0 end
+elseif current ~= ARGV[2] then
+  return 0
+end
+for _, command in ipairs(cjson.decode(ARGV[3])) do redis.call(unpack(command)) end
+return 1
+"""
 
 
 class _KeyedCore:
@@ -500,7 +532,40 @@ class _KeyedCore:
         if commands:
             yield _Round(commands, transaction=True)
 
-    def _put_steps(self, puts: Sequence[PutOp]) -> _Steps:
+    def _update_steps(self, namespace: tuple[str, ...], key: str, change: Change) -> _Steps:
+        """Read the document, apply `change`, write only if the document is unchanged.
+
+        Writers of one item take turns under a short lock (`SET NX PX`), so the change (and
+        its embedding) runs once per update rather than once per lost race; the write itself
+        is still a compare-and-set, so a holder whose lock ran out cannot overwrite a newer
+        value: it reads again. Both loops are bounded."""
+        redis_key = self.redis_key(namespace, key)
+        lock_key = f"{self.key_prefix}-lock:{redis_key.rsplit(':', 1)[1]}"
+        token = uuid.uuid4().hex
+        conflicts = 0
+        for _ in range(UPDATE_ATTEMPTS):
+            (locked,) = yield _Round([("SET", lock_key, token, "NX", "PX", _LOCK_MS)])
+            if not locked:
+                yield _Pause(random.uniform(0.0005, 0.003))
+                continue
+            try:
+                (raw,) = yield _Round([("JSON.GET", redis_key)])
+                stored = self._parse_doc(redis_key, raw)
+                op = put_of(namespace, key, change(stored.item if stored else None))
+                written = yield from self._put_steps([op], guard=(raw is None, raw or ""))
+            finally:
+                yield _Round([("EVAL", _UNLOCK, 1, lock_key, token)])
+            if written:
+                (after,) = yield from self._get_steps([GetOp(namespace, key)])
+                return after.item if after else None
+            conflicts += 1
+            if conflicts >= _CAS_ATTEMPTS:
+                break
+        raise UpdateConflictError(
+            f"store item {key!r} stayed busy through {UPDATE_ATTEMPTS} attempts; try again"
+        )
+
+    def _put_steps(self, puts: Sequence[PutOp], guard: tuple[bool, Any] | None = None) -> _Steps:
         latest: dict[tuple[tuple[str, ...], str], PutOp] = {}
         for op in puts:  # the last write to a key wins
             latest[(op.namespace, op.key)] = op
@@ -548,7 +613,15 @@ class _KeyedCore:
             commands.append(("JSON.SET", key, "$", json.dumps(doc, ensure_ascii=False)))
             if ttl_ms:
                 commands.append(("PEXPIRE", key, ttl_ms))
-        yield _Round(commands, transaction=True)
+        if guard is None:
+            yield _Round(commands, transaction=True)
+            return True
+        absent, raw = guard
+        script = json.dumps(
+            [[_text(a) if isinstance(a, bytes) else str(a) for a in c] for c in commands]
+        )
+        (done,) = yield _Round([("EVAL", _GUARDED_PUT, 1, keys[0], int(absent), raw, script)])
+        return bool(done)
 
     def _texts_to_embed(self, op: PutOp) -> list[str]:
         if op.value is None or op.index is False or not self.index_config:
@@ -630,7 +703,18 @@ class KeyedRedisStore(_KeyedCore, BaseStore):
         except StopIteration as done:
             return done.value
 
-    def _perform(self, request: _Round | _Embed) -> Any:
+    def update(self, namespace: tuple[str, ...], key: str, change: Change) -> Item | None:
+        """Apply `change` to the item atomically (a compare-and-set loop); the item after
+        it, None if deleted."""
+        return cast(Item | None, self._drive(self._update_steps(namespace, key, change)))
+
+    async def aupdate(self, namespace: tuple[str, ...], key: str, change: Change) -> Item | None:
+        """Async `update`, in a worker thread."""
+        return await asyncio.to_thread(self.update, namespace, key, change)
+
+    def _perform(self, request: _Round | _Embed | _Pause) -> Any:
+        if isinstance(request, _Pause):
+            return time.sleep(request.seconds)
         if isinstance(request, _Round):
             return self._execute(request)
         if request.query:
@@ -736,7 +820,18 @@ class AsyncKeyedRedisStore(_KeyedCore, EarlyPutCheck, AsyncBatchedBaseStore):
         except StopIteration as done:
             return done.value
 
-    async def _aperform(self, request: _Round | _Embed) -> Any:
+    async def aupdate(self, namespace: tuple[str, ...], key: str, change: Change) -> Item | None:
+        """Apply `change` to the item atomically (a compare-and-set loop); the item after
+        it, None if deleted."""
+        steps = self._update_steps(namespace, key, change)
+        return cast(Item | None, await self._adrive(steps))
+
+    def update(self, namespace: tuple[str, ...], key: str, change: Change) -> Item | None:
+        raise TypeError("this store is async: use `await store.aupdate(...)`")
+
+    async def _aperform(self, request: _Round | _Embed | _Pause) -> Any:
+        if isinstance(request, _Pause):
+            return await asyncio.sleep(request.seconds)
         if isinstance(request, _Round):
             return await bounded(self.breaker, self._aexecute(request))
         if request.query:

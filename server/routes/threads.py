@@ -26,6 +26,8 @@ from server.schemas import (
     ThreadDetail,
     ThreadOut,
     ThreadPage,
+    UndoIn,
+    UndoOut,
     errors,
 )
 
@@ -135,6 +137,17 @@ async def end_thread(thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep
     """End the session; one with enough messages leaves its summary in long-term memory."""
     record = await sessions.aend(owner, thread_id)
     return _detail(record, record.get("summary", ""), False)
+
+
+@router.post(
+    "/threads/{thread_id}/undo", response_model=UndoOut, responses=errors(401, 404, 409, 422)
+)
+async def undo_messages(
+    thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep, body: UndoIn | None = None
+) -> UndoOut:
+    """Remove the last `messages` messages (whole turns) from transcript, window and counts."""
+    count = body.messages if body is not None else 1
+    return UndoOut.model_validate(await sessions.aundo(owner, thread_id, count))
 
 
 @router.get(
