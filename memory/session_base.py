@@ -39,8 +39,9 @@ from memory.errors import (
     NotFoundError,
     PatchError,
     PreconditionError,
+    RateLimitedError,
 )
-from memory.metrics import MEMORY_WRITES
+from memory.metrics import MEMORY_WRITES, RATE_LIMITED
 from memory.session_steps import (
     _PAGE,
     _RECENT,
@@ -413,10 +414,36 @@ class SessionBase:
         yield _DeleteThread(owner.thread_key(thread_id))
         return ended
 
-    def _claim(self, owner: Owner, thread_id: str) -> _Steps:
-        """Take a thread's lease for a transition other than a run: `(record, token)`."""
+    def _limited(self, claim: Claim) -> RateLimitedError:
+        """The 429 for a claim the owner's rate limit refused."""
+        RATE_LIMITED.inc()
+        retry = max(1, int(claim.retry_after + 0.999))
+        limit = self.rate.limit if self.rate else 0
+        return RateLimitedError(
+            f"rate limit of {limit} runs and appends per 60 s reached; retry in {retry} s",
+            retry_after=retry,
+        )
+
+    def _claim(self, owner: Owner, thread_id: str, *, counted: bool = False) -> _Steps:
+        """Take a thread's lease for a transition other than a run: `(record, token)`.
+
+        A `counted` transition (an append of messages) is admitted by the owner's rate
+        limit as a run is, in the same claim."""
         check_id("thread_id", thread_id)
         key, token = owner.thread_key(thread_id), uuid.uuid4().hex
+        if counted and self.rate is not None:
+            claim: Claim = yield Db.begin(owner, thread_id, token, self.lease_ms, self.rate)
+            match claim.outcome:
+                case "busy":
+                    raise ConflictError(
+                        f"a run is active on thread {thread_id!r}; retry when it ends"
+                    )
+                case "limited":
+                    raise self._limited(claim)
+                case "missing" | "full":
+                    raise NotFoundError(f"thread {thread_id!r} not found")
+            assert claim.record is not None
+            return claim.record, token
         if not (yield Db.acquire(key, token, self.lease_ms)):
             if (yield Db.get(owner, thread_id)) is None:
                 raise NotFoundError(f"thread {thread_id!r} not found")

@@ -14,10 +14,8 @@ from agent.namespaces import Owner, check_id
 from memory.errors import (
     ConflictError,
     InvalidInputError,
-    RateLimitedError,
     SessionEndedError,
 )
-from memory.metrics import RATE_LIMITED
 from memory.session_base import SessionBase
 from memory.session_steps import (
     Db,
@@ -76,13 +74,7 @@ class SessionCores(SessionBase):
             case "busy":
                 raise ConflictError(f"a run is already active on thread {thread_id!r}")
             case "limited":
-                RATE_LIMITED.inc()
-                retry = max(1, int(claim.retry_after + 0.999))
-                limit = self.rate.limit if self.rate else 0
-                raise RateLimitedError(
-                    f"rate limit of {limit} runs per 60 s reached; retry in {retry} s",
-                    retry_after=retry,
-                )
+                raise self._limited(claim)
             case "full" | "missing":
                 raise self._full()
         record = claim.record
@@ -218,7 +210,7 @@ class SessionCores(SessionBase):
         }
 
     def _add_messages(self, owner: Owner, thread_id: str, messages: Sequence[Any]) -> _Steps:
-        record, token = yield from self._claim(owner, thread_id)
+        record, token = yield from self._claim(owner, thread_id, counted=True)
         key = owner.thread_key(thread_id)
         try:
             if self.is_idle(record):  # an append does not revive a session that expired

@@ -124,7 +124,10 @@ class Settings(AgentSettings):
         description="Open (not ended) sessions a user may have; creating one more is a 409.",
     )
     runs_per_minute: int = Field(
-        default=60, ge=1, description="Runs a user may start per rolling minute; then 429."
+        default=60,
+        ge=1,
+        description="Runs a user may start, and message appends a user may make, per rolling "
+        "minute; then 429.",
     )
     max_message_chars: int = Field(
         default=20_000, ge=1, description="Longest message content a client may send."

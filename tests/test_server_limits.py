@@ -125,6 +125,40 @@ async def test_rate_limit_is_per_user_with_retry_after(make_api: ApiFactory) -> 
         assert (await api.run("alice", thread, "later")).status_code == 200
 
 
+async def test_appends_count_against_the_rate_limit_with_runs(make_api: ApiFactory) -> None:
+    async with make_api(runs_per_minute=3) as api:
+        api.app.state.sessions.rate = RateLimit(limit=3, window_ms=1500)
+        thread = fresh_id("t")
+        assert (await api.run("alice", thread, "one")).status_code == 200
+        append = {"messages": [{"role": "user", "content": "noted"}]}
+        path = f"/threads/{thread}/messages"
+        assert (await api.request("alice", "POST", path, json=append)).status_code == 201
+        assert (await api.request("alice", "POST", path, json=append)).status_code == 201
+        limited = await api.request("alice", "POST", path, json=append)
+        assert limited.status_code == 429, limited.text
+        assert "appends" in limited.json()["detail"]
+        assert 1 <= int(limited.headers["retry-after"]) <= 2
+        assert (await api.run("alice", thread, "two")).status_code == 429
+        # Nothing refused was stored; another user is not limited by alice's appends.
+        total = (await api.request("alice", "GET", path)).json()["total"]
+        assert total == 4
+        missing = await api.request(
+            "alice", "POST", f"/threads/{fresh_id('t')}/messages", json=append
+        )
+        assert missing.status_code in (404, 429)
+        other = fresh_id("t")
+        assert (await api.run("bob", other, "mine")).status_code == 200
+        assert (
+            await api.request("bob", "POST", f"/threads/{other}/messages", json=append)
+        ).status_code == 201
+        await asyncio.sleep(1.6)
+        assert (await api.request("alice", "POST", path, json=append)).status_code == 201
+        missing = await api.request(
+            "alice", "POST", f"/threads/{fresh_id('t')}/messages", json=append
+        )
+        assert missing.status_code == 404, missing.text
+
+
 # -- idle expiry and the open-session cap ------------------------------------------------------
 
 

@@ -194,7 +194,7 @@ async def get_messages(
     "/threads/{thread_id}/messages",
     response_model=Appended,
     status_code=status.HTTP_201_CREATED,
-    responses=errors(401, 404, 409, 413, 422),
+    responses=errors(401, 404, 409, 413, 422, 429),
 )
 async def add_messages(
     thread_id: ThreadId,
