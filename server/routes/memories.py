@@ -155,6 +155,22 @@ async def put_memory(
     return await _put(sessions, owner, key, body, None, expected, response)
 
 
+async def _patch(
+    sessions: SessionManager,
+    owner: Owner,
+    key: str,
+    patch: PatchBody,
+    thread_id: str | None,
+    if_match: str | None,
+    request: Request,
+    response: Response,
+) -> MemoryOut:
+    _patch_media(request)
+    ops = [op.document() for op in patch]
+    patched = await sessions.apatch_memory(owner, key, ops, thread_id, expected_version=if_match)
+    return _versioned(patched, response)
+
+
 @router.patch(
     "/memories/{key}",
     response_model=MemoryOut,
@@ -171,11 +187,7 @@ async def patch_memory(
     if_match: IfMatch = None,
 ) -> MemoryOut:
     """Apply a JSON Patch (RFC 6902) to a memory's value atomically."""
-    _patch_media(request)
-    ops = [op.document() for op in patch]
-    return _versioned(
-        await sessions.apatch_memory(owner, key, ops, expected_version=if_match), response
-    )
+    return await _patch(sessions, owner, key, patch, None, if_match, request, response)
 
 
 @router.get(
@@ -264,10 +276,7 @@ async def patch_session_memory(
     if_match: IfMatch = None,
 ) -> MemoryOut:
     """Apply a JSON Patch (RFC 6902) to a session memory's value atomically."""
-    _patch_media(request)
-    ops = [op.document() for op in patch]
-    patched = await sessions.apatch_memory(owner, key, ops, thread_id, expected_version=if_match)
-    return _versioned(patched, response)
+    return await _patch(sessions, owner, key, patch, thread_id, if_match, request, response)
 
 
 @router.get(
