@@ -148,7 +148,9 @@ def chat(browser: Browser, ui: str) -> Iterator[object]:
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         context.set_default_timeout(_TIMEOUT_MS)
         key = target.api_key if api_key is None else api_key
-        context.add_init_script(f"localStorage.setItem({json.dumps(API_KEY_STORAGE)}, {json.dumps(key)})")
+        context.add_init_script(
+            f"localStorage.setItem({json.dumps(API_KEY_STORAGE)}, {json.dumps(key)})"
+        )
         contexts.append(context)
         return Chat(context, ui, target).open(**query)
 
@@ -254,6 +256,9 @@ def test_stop_then_send(chat: object, memory_agent: Target) -> None:
     page.page.get_by_role("button", name="Cancel").click()
     page.say("then this one")
     page.assert_no_error_toast()
+    stored = _stored(memory_agent, page.thread_id or "")
+    assert [text for kind, text in stored if kind == "human"] == ["stop this one", "then this one"]
+    assert stored[-1] == ("ai", _REPLY.format("then this one"))
 
 
 def test_reload_mid_reply(chat: object, memory_agent: Target) -> None:
@@ -270,9 +275,13 @@ def test_reload_mid_reply(chat: object, memory_agent: Target) -> None:
     page.page.wait_for_function("() => new URLSearchParams(location.search).get('threadId')")
     thread_id = page.thread_id or ""
     page.page.reload()
-    assert ("ai", _REPLY.format("keep going while I reload")) not in _stored(memory_agent, thread_id)
+    assert ("ai", _REPLY.format("keep going while I reload")) not in _stored(
+        memory_agent, thread_id
+    )
     deadline = time.monotonic() + _TIMEOUT_MS / 1000
-    while ("ai", _REPLY.format("keep going while I reload")) not in _stored(memory_agent, thread_id):
+    while ("ai", _REPLY.format("keep going while I reload")) not in _stored(
+        memory_agent, thread_id
+    ):
         assert time.monotonic() < deadline, _stored(memory_agent, thread_id)
         time.sleep(0.2)
     page.page.reload()
