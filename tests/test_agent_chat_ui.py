@@ -310,6 +310,15 @@ def test_tool_approval_card(chat: object, memory_agent: Target) -> None:
     stored = _stored(memory_agent, page.thread_id or "")
     assert not any(kind == "tool" and "no order B-2" in text for kind, text in stored)
 
+    # Edited: the call runs with the arguments the card was given.
+    page.type("then where is order A-1 now?")
+    expect(page.page.get_by_role("button", name="Approve", exact=True)).to_be_visible()
+    page.page.get_by_role("textbox").filter(has_text="A-1").last.fill("C-3")
+    page.page.get_by_role("button", name="Submit", exact=True).click()
+    expect(page.page.get_by_text("Noted: no order C-3")).to_be_visible()
+    assert ("tool", "no order C-3") in _stored(memory_agent, page.thread_id or "")
+    page.assert_no_error_toast()
+
 
 def test_wrong_key_warns(chat: object, memory_agent: Target) -> None:
     page = chat(memory_agent, api_key="not-a-key")  # type: ignore[operator]
