@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCall
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import interrupt
 
+from agent.graph import make_builder
+from agent.offline import OfflineChatModel
+from agent.offline import _chunks as offline_chunks
 from agent.pieces import (
     Context,
     State,
@@ -21,6 +29,7 @@ from agent.pieces import (
     route_turn,
     summarize_conversation,
 )
+from agent.transcript import content_text
 
 ORDERS = {"A-1": "two croissants, ready at 9:00"}
 
@@ -112,3 +121,61 @@ def make_reviewed_graph(chat_model: BaseChatModel | None = None, tools: Any = ()
     builder.add_edge("review", "record_messages")
     builder.add_edge("record_messages", END)
     return builder
+
+
+#: "where is order A-1?": the order desk's model looks the order up.
+_ORDER_ASKED = re.compile(r"\border ([A-Z]-\d+)")
+
+
+class OrderDeskModel(OfflineChatModel):
+    """The offline model, which also calls `order_status` for a message naming an order."""
+
+    def _order_call(self, messages: list[BaseMessage]) -> AIMessage | None:
+        last = messages[-1] if messages else None
+        found = (
+            _ORDER_ASKED.search(content_text(last.content))
+            if isinstance(last, HumanMessage)
+            else None
+        )
+        if found is None:
+            return None
+        call = ToolCall(
+            name="order_status",
+            args={"order_id": found.group(1)},
+            id=f"call_{uuid.uuid4().hex[:12]}",
+            type="tool_call",
+        )
+        return AIMessage("", tool_calls=[call], id=f"order-desk-{uuid.uuid4()}")
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        call = self._order_call(messages)
+        if call is None:
+            return await super()._agenerate(messages, stop, run_manager, **kwargs)
+        return ChatResult(generations=[ChatGeneration(message=call)])
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        call = self._order_call(messages)
+        if call is None:
+            async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
+                yield chunk
+            return
+        for piece in offline_chunks(call):
+            yield ChatGenerationChunk(message=piece)
+
+
+def make_order_desk() -> StateGraph:
+    """The built-in agent with `order_status`, its replies paced over 0.6 s, for a browser
+    to watch stream (`MEMORY_AGENT_GRAPH=tests.owngraph:make_order_desk`)."""
+    return make_builder(OrderDeskModel(pace_seconds=0.6), tools=[order_status])

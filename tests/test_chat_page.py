@@ -13,24 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.test_server_restart import free_port, serve
+from tests.browser import chat_server, chromium
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("MEMORY_AGENT_TEST_CHROMIUM", "/usr/bin/chromium")
-# Headless, and nothing that phones home: this machine has no network beyond loopback.
-# Playwright adds --headless and a fresh temporary --user-data-dir itself.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 _KEY = "key-sam-chat-page"
 _TIMEOUT_MS = 20_000
 # Each model call's reply is spread over this long, so tokens arrive one by one.
@@ -42,31 +30,13 @@ expect.set_options(timeout=_TIMEOUT_MS)
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Headless Chromium, from the system (never a browser a test tool downloads)."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"no Chromium at {CHROMIUM}: run `make browser` (installs Debian's chromium) "
-            "or point MEMORY_AGENT_TEST_CHROMIUM at one"
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _server(tmp_path: Path, api_keys: str) -> Iterator[str]:
-    with pytest.MonkeyPatch.context() as env:
-        for name in list(os.environ):
-            if name.startswith("MEMORY_AGENT_") and not name.startswith("MEMORY_AGENT_TEST_"):
-                env.delenv(name)
-        env.setenv("MEMORY_AGENT_DATABASE_URL", f"sqlite:///{tmp_path / 'chat.sqlite'}")
-        env.setenv("MEMORY_AGENT_DATA_DIR", str(tmp_path))
-        env.setenv("MEMORY_AGENT_API_KEYS", api_keys)
-        env.setenv("MEMORY_AGENT_MODEL", _MODEL)
-        env.setenv("MEMORY_AGENT_EMBEDDINGS", "none")
-        with serve(free_port()) as base:
-            yield base
+    with chat_server(tmp_path, api_keys, _MODEL) as base:
+        yield base
 
 
 @pytest.fixture

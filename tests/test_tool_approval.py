@@ -102,3 +102,23 @@ async def test_a_rejected_call_does_not_run_and_the_model_reads_why(make_api: Ap
         await _ask(api, tid)
         values = await _answer(api, tid, {"type": "maybe"})
         assert "not understood" in values["messages"][2]["content"]
+
+
+async def test_an_answer_with_empty_input_as_agent_chat_ui_sends_it(make_api: ApiFactory) -> None:
+    # agent-chat-ui's card submits `input: {}` beside the command; `{}` is no input.
+    async with make_api(chat_model=_model(), **_settings()) as api:
+        tid = fresh_id("approve")
+        await _ask(api, tid)
+        body = {
+            "assistant_id": "agent",
+            "input": {},
+            "command": {"resume": {"decisions": [{"type": "approve"}]}},
+        }
+        response = await api.request("alice", "POST", f"{LG}/threads/{tid}/runs/wait", json=body)
+        assert response.status_code == 200, response.text
+        assert response.json()["messages"][2]["content"] == "two croissants, ready at 9:00"
+        # Without a command or a checkpoint, `{}` is still no message to answer.
+        body = {"assistant_id": "agent", "input": {}}
+        response = await api.request("alice", "POST", f"{LG}/threads/{tid}/runs/wait", json=body)
+        assert response.status_code == 422
+        assert "input is required" in response.text

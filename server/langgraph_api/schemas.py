@@ -413,7 +413,8 @@ class RunCreate(_Body):
             raise ValueError("send input or command, not both")
         if self.webhook:
             raise ValueError("webhook is not supported")
-        if self.input is None:
+        if not self.input:
+            # `{}` is no input: what agent-chat-ui sends with an interrupt's answer.
             if self.from_checkpoint is None and self.command is None:
                 raise ValueError("input is required: {'messages': [...]}")
             self.input = {"messages": []}  # continue what the checkpoint left to do
