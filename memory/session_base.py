@@ -15,6 +15,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import GetOp, Item, Op, PutOp, SearchOp
+from langgraph.types import Command
 
 from agent import RECURSION_LIMIT, Context, namespaces, transcript
 from agent.graph import LEASE_KEY
@@ -51,6 +52,7 @@ from memory.session_steps import (
     Durability,
     Request,
     _Batch,
+    _Compact,
     _Copy,
     _CopyCheckpoints,
     _Db,
@@ -84,6 +86,9 @@ from memory.stores.outages import (
 )
 from memory.stores.sessiondb import Claim, RateLimit, SessionDB
 from memory.stores.values import StoreValueError
+
+#: The built-in graph's summarisation node, which an append over the budget runs alone.
+SUMMARIZE_NODE = "summarize_conversation"
 
 
 class SessionBase:
@@ -157,6 +162,15 @@ class SessionBase:
                 return self.graph.get_state(config)
             case _UpdateState(config, values):
                 return self.graph.update_state(config, values, as_node="call_model")
+            case _Compact(config, context):
+                self.graph.invoke(
+                    Command(goto=SUMMARIZE_NODE),
+                    config,
+                    context=context,
+                    interrupt_after=[SUMMARIZE_NODE],
+                    durability=self.durability,
+                )
+                return self.graph.update_state(config, None, as_node="call_model")
             case _History(config):
                 return list(self.graph.get_state_history(config))
             case _Copy(config):
@@ -194,6 +208,15 @@ class SessionBase:
                 return await self.graph.aget_state(config)
             case _UpdateState(config, values):
                 return await self.graph.aupdate_state(config, values, as_node="call_model")
+            case _Compact(config, context):
+                await self.graph.ainvoke(
+                    Command(goto=SUMMARIZE_NODE),
+                    config,
+                    context=context,
+                    interrupt_after=[SUMMARIZE_NODE],
+                    durability=self.durability,
+                )
+                return await self.graph.aupdate_state(config, None, as_node="call_model")
             case _History(config):
                 return [s async for s in self.graph.aget_state_history(config)]
             case _Copy(config):
@@ -246,7 +269,7 @@ class SessionBase:
             except StopIteration as done:
                 return done.value
             try:
-                if isinstance(request, _Invoke | _Renew | _StopRenew | _GiveBack):
+                if isinstance(request, _Invoke | _Compact | _Renew | _StopRenew | _GiveBack):
                     value = await self._aperform(request)
                 elif self.breaker is not None:  # a database call: within the deadline
                     value = await self.breaker.call(

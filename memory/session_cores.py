@@ -11,15 +11,17 @@ from langchain_core.messages import ToolMessage
 
 from agent import transcript
 from agent.namespaces import Owner, check_id
+from agent.summarize import plan_fold
 from memory.errors import (
     ConflictError,
     InvalidInputError,
     SessionEndedError,
 )
-from memory.session_base import SessionBase
+from memory.session_base import SUMMARIZE_NODE, SessionBase
 from memory.session_steps import (
     Db,
     RunResult,
+    _Compact,
     _GiveBack,
     _Invoke,
     _Renew,
@@ -232,11 +234,29 @@ class SessionCores(SessionBase):
                         "recorded_id": new[-1].id,
                     },
                 )
+                if self._over_budget(owner, [*window, *new]):
+                    yield from self._compact(owner, thread_id, key, token)
             yield Db.save(owner, self._touched(record, records), token, True)
         except BaseException:
             yield Db.release(key, token)
             raise
         return total + len(new)
+
+    def _over_budget(self, owner: Owner, window: Sequence[Any]) -> bool:
+        """Whether the built-in graph would fold `window` before its next model call."""
+        if SUMMARIZE_NODE not in self.graph.nodes:
+            return False  # an application's graph: its own nodes keep its window
+        ctx = self.run_context(owner)
+        return plan_fold(window, ctx.token_budget, int(ctx.token_budget * ctx.keep_ratio)) > 0
+
+    def _compact(self, owner: Owner, thread_id: str, key: str, token: str) -> _Steps:
+        """Fold the window as a run's summarisation would, with no reply after it: appends
+        alone keep the window, and the cost of each later write, within the budget."""
+        renewal = yield _Renew(key, token)
+        try:
+            yield _Compact(self.run_config(owner, thread_id, token), self.run_context(owner))
+        finally:
+            yield _StopRenew(renewal)
 
     def _update_summary(self, owner: Owner, thread_id: str, summary: str) -> _Steps:
         if not isinstance(summary, str):

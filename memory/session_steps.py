@@ -422,6 +422,15 @@ class _UpdateState:
 
 
 @dataclass(frozen=True)
+class _Compact:
+    """Run the graph's summarisation node alone on the thread (the window is over its
+    budget after an append), then end the turn there, so no model reply follows."""
+
+    config: RunnableConfig
+    context: Any
+
+
+@dataclass(frozen=True)
 class _History:
     """The thread's checkpoints, newest first (`StateSnapshot`s)."""
 
@@ -490,6 +499,7 @@ Request = (
     | _Update
     | _GetState
     | _UpdateState
+    | _Compact
     | _History
     | _Copy
     | _Invoke
