@@ -247,7 +247,10 @@ def test_a_database_of_a_newer_release_is_refused_and_left_as_it_is(
     with open_backends(upgrade_url, settings=backend_settings):
         pass
     _stamp(upgrade_url, SCHEMA_VERSION + 1)
-    with pytest.raises(SchemaVersionError) as raised, open_backends(upgrade_url, settings=backend_settings):
+    with (
+        pytest.raises(SchemaVersionError) as raised,
+        open_backends(upgrade_url, settings=backend_settings),
+    ):
         pass
     message = str(raised.value)
     assert f"schema version {SCHEMA_VERSION + 1}, newer than the {SCHEMA_VERSION}" in message
@@ -279,3 +282,44 @@ def test_migrate_has_help() -> None:
     assert shown.returncode == 0, shown.stderr
     assert "schema version" in shown.stdout
     assert "newer release" in shown.stdout
+
+
+def _forget_version(url: str) -> None:
+    """Take the schema version out, leaving the layout v0.1.0 wrote and read."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        store_file = url.removeprefix("sqlite:///").removesuffix(".sqlite") + ".store.sqlite"
+        with sqlite3.connect(store_file) as conn:
+            conn.execute("DROP TABLE memory_agent_schema")
+    elif url.startswith("postgres"):
+        with psycopg.connect(url) as conn:
+            conn.execute("DROP TABLE memory_agent_schema")
+    else:
+        redis.Redis.from_url(url).delete("memory_agent:schema")
+
+
+def test_processes_migrating_at_once_upgrade_the_database_once(
+    upgrade_url: str, backend_settings: Settings
+) -> None:
+    with open_backends(upgrade_url, settings=backend_settings):
+        pass
+    _forget_version(upgrade_url)
+    started = [
+        subprocess.Popen(
+            [*command(), "migrate"],
+            env=_env(upgrade_url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    said = []
+    for process in started:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        said.append(out)
+    upgraded = [out for out in said if "upgraded from schema version none recorded" in out]
+    assert len(upgraded) == 1, said
+    assert sum("nothing to upgrade" in out for out in said) == 2, said
