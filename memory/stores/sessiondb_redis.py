@@ -381,6 +381,8 @@ class RedisSessionDB(SessionDB):
         try:
             found = yield Command(("GET", _SCHEMA_KEY))
             version = int(found) if found is not None else None
+            # No key but the lock: a new database (the savers' and stores' indexes are no keys).
+            fresh = version is None and (yield Command(("DBSIZE",))) == 1
             for upgrade in schema.pending(version):
                 for lua in upgrade.redis:
                     yield Command(("EVAL", lua, 0))
@@ -389,7 +391,7 @@ class RedisSessionDB(SessionDB):
                 yield Command(("SET", _SCHEMA_KEY, schema.SCHEMA_VERSION))
         finally:
             yield from self._release(_UPGRADE_LOCK, token)
-        return schema.SchemaChange(version or 0, schema.SCHEMA_VERSION)
+        return schema.SchemaChange(version or 0, schema.SCHEMA_VERSION, fresh)
 
     def _perform(self, request: Script | Command | Pause) -> Any:
         if isinstance(request, Command):
