@@ -213,6 +213,29 @@ async def test_a_database_of_the_previous_release_is_upgraded_read_and_continued
             "/threads/ended/runs", headers=HEADERS, json={"message": "hello again"}
         )
         assert ended.status_code == 409, ended.text
+        # Memories the previous release wrote take conditional and partial writes.
+        color = await client.get("/memories/color", headers=HEADERS)
+        assert color.status_code == 200, color.text
+        written = await client.put(
+            "/memories/color",
+            headers={**HEADERS, "If-Match": color.headers["ETag"]},
+            json={"value": {"favourite": "blue"}},
+        )
+        assert written.status_code == 200, written.text
+        stale = await client.put(
+            "/memories/color",
+            headers={**HEADERS, "If-Match": color.headers["ETag"]},
+            json={"value": {"favourite": "red"}},
+        )
+        assert stale.status_code == 412, stale.text
+        patched = await client.patch(
+            "/threads/kept/memories/cart",
+            headers={**HEADERS, "Content-Type": "application/json-patch+json"},
+            content=json.dumps([{"op": "add", "path": "/-", "value": "pot"}]),
+        )
+        assert patched.status_code == 200, patched.text
+        session = _memories(await ok("GET", "/threads/kept/memories"))
+        assert session == {"cart": ["tea", "cups", "pot"]}
         assert (await ok("POST", "/threads/kept/end"))["status"] == "ended"
         waited = await ok(
             "POST",
