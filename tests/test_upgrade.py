@@ -4,9 +4,11 @@ database of a newer release is refused; `memory-agent migrate` runs the upgrade.
 
 The previous release's code comes from the repository's own history (`git archive`) and
 runs in a subprocess with `PYTHONPATH` at that tree, under this venv's interpreter: its
-`agent`, `memory` and `server` packages are the old ones, the third-party packages the
-ones the release was tested with (v0.1.0 pins nothing this tree changed), and no package
-index is needed.
+`agent`, `memory` and `server` packages are the old ones (the writer checks), the
+third-party packages this venv's. Since v0.1.0 the project only added dependencies and kept
+the lower bounds of the old ones, so every package the old code imports is one it accepts,
+and no package index or second venv is needed (an install from an index would take minutes
+per run).
 """
 
 from __future__ import annotations
