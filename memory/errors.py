@@ -58,3 +58,24 @@ class PatchError(ConflictError):
     def __init__(self, message: str, operation: int | None = None) -> None:
         super().__init__(message)
         self.operation = operation
+
+
+class SchemaVersionError(MemoryAgentError):
+    """The session database was written by a newer release: its schema version is above
+    the one this release knows, so it is neither read nor changed."""
+
+    status_code = 503
+
+    def __init__(self, found: int, known: int, where: str = "the session database") -> None:
+        super().__init__(found, known, where)
+        self.found = found
+        self.known = known
+        self.where = where
+
+    def __str__(self) -> str:
+        return (
+            f"{self.where} has schema version {self.found}, newer than the {self.known} this "
+            f"release of memory-agent knows: it was written by a newer release. Run that "
+            "release (or a later one) against it, or point MEMORY_AGENT_DATABASE_URL / "
+            "MEMORY_AGENT_STORE_URL at another database"
+        )

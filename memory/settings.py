@@ -51,7 +51,8 @@ class Settings(AgentSettings):
     ttl_minutes: float | None = Field(
         default=None,
         gt=0,
-        description="Redis only: every key expires after this many idle minutes (reads refresh).",
+        description="Redis only: every key but the schema version expires after this many idle "
+        "minutes (reads refresh).",
     )
 
     api_keys: str = Field(

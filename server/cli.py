@@ -1,4 +1,5 @@
-"""The `memory-agent` command: `serve` the HTTP API, or `chat` in the terminal."""
+"""The `memory-agent` command: `serve` the HTTP API, `chat` in the terminal, or `migrate`
+the session database to this release's schema."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ from agent.loading import AppConfigError, graph_factory
 from agent.model import ModelConfigError, is_offline, load_chat_model
 from agent.namespaces import InvalidIdError, Owner, check_id
 from memory.embeddings import EmbeddingsUnavailableError, provider_embeddings
-from memory.errors import MemoryAgentError
+from memory.errors import MemoryAgentError, SchemaVersionError
 from memory.sessions import SessionManager
 from memory.settings import Settings
-from memory.stores.factory import open_backends
+from memory.stores.factory import backend_urls, migrate, open_backends, shown_url
+from memory.stores.outages import as_unavailable
 from server.auth import AuthConfigError, build_authenticator
 
 _EXIT_WORDS = {"/exit", "/quit", "exit", "quit"}
@@ -44,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="server processes sharing the database (default MEMORY_AGENT_WORKERS or 1); "
         "SQLite, Postgres or Redis",
+    )
+    commands.add_parser(
+        "migrate",
+        help="upgrade the session database to this release's schema version and exit "
+        "(serve and chat also do it when they open the database)",
+        description="Upgrade the database named by MEMORY_AGENT_DATABASE_URL (and "
+        "MEMORY_AGENT_STORE_URL) in place to this release's schema version, running the "
+        "LangGraph savers' and stores' own migrations too; a database written by a newer "
+        "release is refused and left as it is.",
     )
     chat = commands.add_parser("chat", help="chat in the terminal, persisted like the server")
     chat.add_argument("--thread", help="thread id to resume (default: a new one)")
@@ -217,6 +228,23 @@ def chat(
             return 1
 
 
+def run_migrate(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Upgrade the session database of `settings` in place and say what changed.
+
+    Returns:
+        The process exit code: 0 once the database is at this release's version, 1 if it
+        was written by a newer release or cannot be reached now.
+    """
+    _, store_url = backend_urls(settings)
+    try:
+        change = migrate(settings=settings)
+    except MemoryAgentError as exc:
+        err.write(f"error: {exc}\n")
+        return 1
+    out.write(f"the session database at {shown_url(store_url)}: {change}\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `memory-agent` console script."""
     args = _parser().parse_args(argv)
@@ -237,15 +265,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AppConfigError, ModelConfigError, EmbeddingsUnavailableError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    if args.command == "migrate":
+        return run_migrate(settings)
     if args.command == "serve":
         try:
             check_workers(settings, args.workers if args.workers is not None else settings.workers)
         except WorkersError as exc:
             sys.stderr.write(f"error: {exc}\n")
             return 2
+        # The database is upgraded (or refused) once here, before any worker starts; one
+        # that is down is checked by the server when it answers.
+        try:
+            migrate(settings=settings)
+        except SchemaVersionError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 2
+        except Exception as exc:
+            if as_unavailable(exc) is None:
+                raise
         serve(settings, args.host, args.port, args.workers)
         return 0
-    return chat(settings, args.thread, args.user, args.message)
+    try:
+        return chat(settings, args.thread, args.user, args.message)
+    except SchemaVersionError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
 
 
 if __name__ == "__main__":

@@ -236,6 +236,8 @@ async def test_every_redis_key_expires_when_a_ttl_is_set(own_redis: str) -> None
     expiries = _expiries(own_redis)
     kinds = {key.split(b":", 1)[0] for key in expiries}
     assert {b"checkpoint", b"checkpoint_write", b"memory-agent"} <= kinds
+    # The schema version is kept for as long as the data it describes may be.
+    assert expiries.pop(b"memory_agent:schema") == -1
     assert {key: ms for key, ms in expiries.items() if not 0 < ms <= 5 * 60_000} == {}
 
 

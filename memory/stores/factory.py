@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -56,6 +57,7 @@ from langgraph.store.sqlite import SqliteStore
 from agent import transcript as agent_transcript
 from agent.memories import INDEX_FIELDS
 from memory.embeddings import load_embeddings
+from memory.errors import SchemaVersionError
 from memory.settings import Settings, get_settings
 from memory.stores.atomic import (
     AsyncPostgresUpdates,
@@ -65,6 +67,7 @@ from memory.stores.atomic import (
 )
 from memory.stores.outages import BoundedSaver, Breaker, bounded, breaker_for
 from memory.stores.retention import with_retention
+from memory.stores.schema import SCHEMA_VERSION, SchemaChange
 from memory.stores.sessiondb import MemorySessionDB, SessionDB
 from memory.stores.sessiondb_redis import RedisSessionDB
 from memory.stores.sessiondb_sql import PostgresSessionDB, SqliteSessionDB
@@ -604,6 +607,7 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
     index = index_config(settings)
     ttl = store_ttl(kind, settings)
     with ExitStack() as stack:
+        stack.enter_context(_SchemaOf(url))
         store: BaseStore
         db: SessionDB
         if kind == "memory":
@@ -612,10 +616,10 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
         elif kind == "sqlite":
             conn = _sqlite_connect(sqlite_path(url), store=True)
             stack.callback(conn.close)
+            db = _sqlite_sessions(url, stack, settings)
             sqlite_store = ExpiringSqliteStore(conn, index=index, ttl=ttl)  # type: ignore[arg-type]
             sqlite_store.setup()
             store = sqlite_store
-            db = _sqlite_sessions(url, stack, settings)
         elif kind == "postgres":
             from memory.stores.postgres_setup import setup_lock
 
@@ -625,8 +629,8 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
             pg_store = CheckedPostgresStore(pool, index=index, ttl=ttl)  # type: ignore[arg-type]
             db = PostgresSessionDB(pool)
             with setup_lock(url):
+                _record(db, db.setup(), url)
                 pg_store.setup()
-                db.setup()
             pg_store.start_ttl_sweeper()
             stack.callback(pg_store.stop_ttl_sweeper, 10)
             store = pg_store
@@ -636,8 +640,9 @@ def open_store(url: str, settings: Settings | None = None) -> Iterator[BaseStore
             client = redis_client(url, settings.backend_timeout_seconds)
             stack.callback(client.close)
             store = KeyedRedisStore(client, index=index, ttl=ttl)  # type: ignore[arg-type]
-            store.setup()
             db = RedisSessionDB(client, settings.ttl_minutes)
+            _record(db, db.setup(), url)
+            store.setup()
         _attach(store, db)
         yield store
 
@@ -650,6 +655,7 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
     index = index_config(settings)
     ttl = store_ttl(kind, settings)
     async with AsyncExitStack() as stack:
+        stack.enter_context(_SchemaOf(url))
         store: BaseStore
         db: SessionDB
         if kind == "memory":
@@ -658,10 +664,10 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
         elif kind == "sqlite":
             conn = _sqlite_connect(sqlite_path(url), store=True)
             stack.callback(conn.close)
+            db = _sqlite_sessions(url, stack, settings)
             inline_store = InlineSqliteStore(conn, index=index, ttl=ttl)  # type: ignore[arg-type]
             retry_sync(inline_store.setup)
             store = inline_store
-            db = _sqlite_sessions(url, stack, settings)
         elif kind == "postgres":
             from memory.stores.postgres_setup import asetup_lock
 
@@ -672,8 +678,8 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             pg_store = AsyncCheckedPostgresStore(pool, index=index, ttl=ttl, breaker=breaker)  # type: ignore[arg-type]
             db = PostgresSessionDB(pool, breaker)
             async with asetup_lock(url):
+                _record(db, await db.asetup(), url)
                 await pg_store.setup()
-                await db.asetup()
             await pg_store.start_ttl_sweeper()
             stack.push_async_callback(pg_store.stop_ttl_sweeper, 10)
             store = pg_store
@@ -685,11 +691,35 @@ async def aopen_store(url: str, settings: Settings | None = None) -> AsyncIterat
             breaker = breaker_for(url, settings.backend_timeout_seconds)
             redis_store = AsyncKeyedRedisStore(client, index=index, ttl=ttl, breaker=breaker)  # type: ignore[arg-type]
             stack.push_async_callback(redis_store.aclose)
+            db = RedisSessionDB(client, settings.ttl_minutes, breaker)
+            _record(db, await db.asetup(), url)
             await redis_store.setup()
             store = redis_store
-            db = RedisSessionDB(client, settings.ttl_minutes, breaker)
         _attach(store, db)
         yield store
+
+
+def shown_url(url: str) -> str:
+    """`url` with its password, if any, replaced by `***` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+class _SchemaOf:
+    """Names the database in a `SchemaVersionError` raised while it is opened."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, SchemaVersionError):
+            exc.where = f"the session database at {shown_url(self.url)}"
 
 
 def _sqlite_sessions(
@@ -706,8 +736,15 @@ def _sqlite_sessions(
     stack.callback(conn.close)
     busy = settings.backend_timeout_seconds
     db = SqliteSessionDB(conn, busy_timeout=max(busy * 0.9, busy - 0.1))
-    db.setup()
+    _record(db, db.setup(), url)
     return db
+
+
+def _record(db: SessionDB, change: SchemaChange, url: str) -> None:
+    """Keep what opening `db` did to its schema version, and log an upgrade."""
+    _SCHEMA_CHANGES[db] = change
+    if change.found != change.version and not change.fresh:
+        logger.info("the session database at %s: %s", shown_url(url), change)
 
 
 class SessionTranscript:
@@ -737,6 +774,9 @@ def _attach(store: BaseStore, db: SessionDB) -> SessionDB:
     agent_transcript.attach(store, SessionTranscript(db))
     return db
 
+
+#: What opening each session database did to its schema version.
+_SCHEMA_CHANGES: weakref.WeakKeyDictionary[SessionDB, SchemaChange] = weakref.WeakKeyDictionary()
 
 #: The session database opened beside each store the factory opened (the store itself
 #: knows nothing of it), kept as long as the store is.
@@ -810,3 +850,21 @@ async def aopen_backends(
     _warn_unapplied_ttl(scheme_of(db), settings)
     async with aopen_checkpointer(db, settings) as saver, aopen_store(st, settings) as store:
         yield Backends(saver, store, db, st)
+
+
+def migrate(
+    database_url: str | None = None,
+    store_url: str | None = None,
+    settings: Settings | None = None,
+) -> SchemaChange:
+    """Open the backends once, which upgrades the session database in place (and runs the
+    LangGraph savers' and stores' own migrations), and close them again.
+
+    Returns:
+        What happened to the session database's schema version.
+
+    Raises:
+        SchemaVersionError: The database was written by a newer release.
+    """
+    with open_backends(database_url, store_url, settings) as backends:
+        return _SCHEMA_CHANGES.get(backends.sessions, SchemaChange(SCHEMA_VERSION, SCHEMA_VERSION))

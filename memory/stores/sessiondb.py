@@ -36,6 +36,7 @@ from agent.namespaces import Owner
 from memory.errors import ConflictError
 from memory.stores.outages import Breaker
 from memory.stores.rundb import MemoryRunDB, RunDB
+from memory.stores.schema import SCHEMA_VERSION, SchemaChange
 
 Record = dict[str, Any]
 Steps = Generator[Any, Any, Any]
@@ -118,6 +119,15 @@ class SessionDB:
     #: The database's breaker (Postgres, Redis), which bounds the session service's async
     #: calls and shares the outage state of every pool and client on that database.
     breaker: Breaker | None = None
+
+    def setup(self) -> SchemaChange:
+        """Create or upgrade what the database keeps (`memory.stores.schema`); nothing in
+        memory, which starts new with each process."""
+        return SchemaChange(SCHEMA_VERSION, SCHEMA_VERSION, fresh=True)
+
+    async def asetup(self) -> SchemaChange:
+        """Async `setup`."""
+        return self.setup()
 
     # -- drivers -------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ Keys (all under `memory_agent:`), with `K` an owner's `tenant/user` and `T` a th
 - `transcript:T`: the thread's transcript, one JSON record per list element;
 - `counts:T`: the transcript's records by role (a hash), changed by the script that
   changes the transcript;
-- `run:…`, `runs:…`, `run_events:…`: the LangGraph runs (`memory.stores.rundb_redis`).
+- `run:…`, `runs:…`, `run_events:…`: the LangGraph runs (`memory.stores.rundb_redis`);
+- `schema`: the database's schema version (`memory.stores.schema`), never expiring, and
+  `lease:schema-upgrade`, held (`SET NX PX`) by the process upgrading it.
 
 With a TTL (`MEMORY_AGENT_TTL_MINUTES`) every key a script touches, but leases and rate
 windows (which carry their own expiry), expires that long after its last use.
@@ -21,12 +23,17 @@ Times come from the server's clock (`TIME`), so hosts with skewed clocks agree.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agent.namespaces import Owner
+from memory.errors import UnavailableError
+from memory.stores import schema
 from memory.stores.outages import Breaker
 from memory.stores.rundb_redis import RedisRunDB
 from memory.stores.sessiondb import (
@@ -262,6 +269,28 @@ class Script:
     args: tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class Command:
+    """One plain Redis command: no script, no TTL applied to its key."""
+
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Wait this many seconds (`time.sleep` or `asyncio.sleep` by the driver)."""
+
+    seconds: float
+
+
+_SCHEMA_KEY = f"{PREFIX}schema"
+_UPGRADE_LOCK = "schema-upgrade"
+#: How long the upgrade lock lasts unless renewed (between steps), and how long another
+#: process's lock is waited for.
+_UPGRADE_LOCK_MS = 30_000
+_UPGRADE_WAIT_SECONDS = 60.0
+
+
 def _owner_key(owner: Owner) -> str:
     return owner.key
 
@@ -324,16 +353,58 @@ class RedisSessionDB(SessionDB):
         }
         self.runs = RedisRunDB(client, self.ttl_ms, PREFIX, breaker)
 
-    def setup(self) -> None:
-        """Nothing to create: keys appear as they are written."""
+    def setup(self) -> schema.SchemaChange:
+        """Check the schema version and run the pending upgrades under the upgrade lock
+        (other keys appear as they are written).
 
-    async def asetup(self) -> None:
+        Raises:
+            SchemaVersionError: The database's schema version is newer than this release's.
+            UnavailableError: Another process held the upgrade lock for too long.
+        """
+        return self._drive(self._upgrade(), True)  # type: ignore[no-any-return]
+
+    async def asetup(self) -> schema.SchemaChange:
         """Async `setup`."""
+        return await self._adrive(self._upgrade(), True)  # type: ignore[no-any-return]
 
-    def _perform(self, request: Script) -> Any:
+    def _upgrade(self) -> Steps:
+        token = uuid.uuid4().hex
+        lock = _lease_key(_UPGRADE_LOCK)
+        deadline = time.monotonic() + _UPGRADE_WAIT_SECONDS
+        while not (yield Command(("SET", lock, token, "NX", "PX", _UPGRADE_LOCK_MS))):
+            if time.monotonic() > deadline:
+                raise UnavailableError(
+                    f"another process has held the Redis schema upgrade lock ({lock}) for "
+                    f"over {_UPGRADE_WAIT_SECONDS:g}s; retry once it has finished"
+                )
+            yield Pause(0.05)
+        try:
+            found = yield Command(("GET", _SCHEMA_KEY))
+            version = int(found) if found is not None else None
+            # No key but the lock: a new database (the savers' and stores' indexes are no keys).
+            fresh = version is None and (yield Command(("DBSIZE",))) == 1
+            for upgrade in schema.pending(version):
+                for lua in upgrade.redis:
+                    yield Command(("EVAL", lua, 0))
+                    yield from self._renew(_UPGRADE_LOCK, token, _UPGRADE_LOCK_MS)
+            if version != schema.SCHEMA_VERSION:
+                yield Command(("SET", _SCHEMA_KEY, schema.SCHEMA_VERSION))
+        finally:
+            yield from self._release(_UPGRADE_LOCK, token)
+        return schema.SchemaChange(version or 0, schema.SCHEMA_VERSION, fresh)
+
+    def _perform(self, request: Script | Command | Pause) -> Any:
+        if isinstance(request, Command):
+            return self.client.execute_command(*request.args)
+        if isinstance(request, Pause):
+            return time.sleep(request.seconds)
         return self._scripts[request.name](keys=request.keys, args=(*request.args, self.ttl_ms))
 
-    async def _aperform(self, request: Script) -> Any:
+    async def _aperform(self, request: Script | Command | Pause) -> Any:
+        if isinstance(request, Command):
+            return await self.client.execute_command(*request.args)
+        if isinstance(request, Pause):
+            return await asyncio.sleep(request.seconds)
         script = self._scripts[request.name]
         return await script(keys=request.keys, args=(*request.args, self.ttl_ms))
 

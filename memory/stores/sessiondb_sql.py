@@ -25,7 +25,9 @@ from typing import Any
 
 from agent.namespaces import Owner
 from memory.errors import UnavailableError
+from memory.stores import schema
 from memory.stores.outages import Breaker
+from memory.stores.schema import SchemaChange
 from memory.stores.sessiondb import (
     Claim,
     LeaseLostError,
@@ -40,7 +42,9 @@ from memory.stores.sessiondb import (
     with_counts,
 )
 
-#: Schema versions, applied in order; the index is the version. Never edit an entry.
+#: The tables of schema version 1, applied in order; the index is the statement's number in
+#: `memory_agent_migrations`. Never edit an entry: a later layout change is an upgrade in
+#: `memory.stores.schema`, which raises the schema version.
 MIGRATIONS = (
     """CREATE TABLE IF NOT EXISTS memory_agent_sessions (
         tenant TEXT NOT NULL,
@@ -478,13 +482,18 @@ class PostgresSessionDB(SqlSessionDB):
         rows = yield Sql(f"SELECT {function}(hashtextextended(%s, 0))", (name,), fetch=True)
         return wait or bool(rows[0][0])
 
-    def setup(self) -> None:
-        """Create or migrate the tables (run under the caller's setup lock)."""
-        self._drive(_migrations(), True)
+    def setup(self) -> SchemaChange:
+        """Create or upgrade the tables in one transaction (run under the caller's setup
+        lock, which serialises the processes that open the database).
 
-    async def asetup(self) -> None:
+        Raises:
+            SchemaVersionError: The database's schema version is newer than this release's.
+        """
+        return self._drive(_migrations(), True)  # type: ignore[no-any-return]
+
+    async def asetup(self) -> SchemaChange:
         """Async `setup`."""
-        await self._adrive(_migrations(), True)
+        return await self._adrive(_migrations(), True)  # type: ignore[no-any-return]
 
     def _drive(self, steps: Steps, write: bool) -> Any:
         from psycopg.rows import tuple_row
@@ -524,7 +533,23 @@ class PostgresSessionDB(SqlSessionDB):
 _VERSIONS_DDL = "CREATE TABLE IF NOT EXISTS memory_agent_migrations (v INTEGER PRIMARY KEY)"
 
 
+#: The database's schema version (`memory.stores.schema`): one row.
+_SCHEMA_DDL = (
+    "CREATE TABLE IF NOT EXISTS memory_agent_schema "
+    "(name TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+)
+_SCHEMA_NAME = "memory-agent"
+
+
 def _migrations() -> Steps:
+    """Check the schema version, create the tables, run the pending upgrades and record
+    the version, all in the caller's one transaction."""
+    yield Sql(_SCHEMA_DDL)
+    rows = yield Sql(
+        "SELECT version FROM memory_agent_schema WHERE name = %s", (_SCHEMA_NAME,), True
+    )
+    found = rows[0][0] if rows else None
+    upgrades = schema.pending(found)  # a newer database is refused before anything changes
     yield Sql(_VERSIONS_DDL)
     rows = yield Sql("SELECT v FROM memory_agent_migrations", fetch=True)
     have = {r[0] for r in rows}
@@ -532,6 +557,16 @@ def _migrations() -> Steps:
         if version not in have:
             yield Sql(statement)
             yield Sql("INSERT INTO memory_agent_migrations (v) VALUES (%s)", (version,))
+    for upgrade in upgrades:
+        for statement in upgrade.sql:
+            yield Sql(statement)
+    if found != schema.SCHEMA_VERSION:
+        yield Sql(
+            "INSERT INTO memory_agent_schema (name, version) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET version = excluded.version",
+            (_SCHEMA_NAME, schema.SCHEMA_VERSION),
+        )
+    return schema.SchemaChange(found or 0, schema.SCHEMA_VERSION, fresh=not have)
 
 
 # --------------------------------------------------------------------------- sqlite
@@ -562,9 +597,13 @@ class SqliteSessionDB(SqlSessionDB):
         conn.execute("PRAGMA busy_timeout=0")
         self.runs = SqlRunDB(self)
 
-    def setup(self) -> None:
-        """Create or migrate the tables."""
-        self._drive(_migrations(), True)
+    def setup(self) -> SchemaChange:
+        """Create or upgrade the tables in one transaction under the database's write lock.
+
+        Raises:
+            SchemaVersionError: The database's schema version is newer than this release's.
+        """
+        return self._drive(_migrations(), True)  # type: ignore[no-any-return]
 
     def _begin_tx(self, write: bool) -> bool:
         """Start a transaction under the connection's lock; False if another process
