@@ -15,6 +15,7 @@ from agent.summarize import plan_fold
 from memory.errors import (
     ConflictError,
     InvalidInputError,
+    NotFoundError,
     SessionEndedError,
 )
 from memory.session_base import SUMMARIZE_NODE, SessionBase
@@ -52,11 +53,13 @@ class SessionCores(SessionBase):
         messages: Sequence[Any],
         *,
         resuming: bool = False,
+        answering: bool = False,
     ) -> _Steps:
         """Validate a run, claim its thread (created if new) and start renewing the lease.
 
         A run needs at least one message unless it is `resuming` a checkpoint (it then
-        continues what the checkpoint has left to do)."""
+        continues what the checkpoint has left to do). One `answering` a pause needs a
+        thread that exists and waits at one."""
         new = to_messages(messages)
         if not new and not resuming:
             raise InvalidInputError("a run needs at least one message")
@@ -66,7 +69,7 @@ class SessionCores(SessionBase):
             window = (yield from self._state(owner, thread_id)).get("messages") or []
             check_conversation(new, *exchanged(window))
         key, token = owner.thread_key(thread_id), uuid.uuid4().hex
-        fresh = self._new_record(owner, thread_id, None)
+        fresh = None if answering else self._new_record(owner, thread_id, None)
         claim: Claim = yield Db.begin(
             owner, thread_id, token, self.lease_ms, self.rate, fresh, self._cap()
         )
@@ -77,10 +80,15 @@ class SessionCores(SessionBase):
                 raise ConflictError(f"a run is already active on thread {thread_id!r}")
             case "limited":
                 raise self._limited(claim)
+            case "missing" if answering:
+                raise NotFoundError(f"thread {thread_id!r} not found")
             case "full" | "missing":
                 raise self._full()
         record = claim.record
         assert record is not None
+        if answering and not record.get("waiting"):
+            yield Db.release(key, token)
+            raise ConflictError(f"thread {thread_id!r} is not waiting for an answer")
         if record["status"] == "ended" or self.is_idle(record):
             try:
                 if self.is_idle(record):

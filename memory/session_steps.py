@@ -18,7 +18,7 @@ from collections.abc import (
     Iterable,
     Sequence,
 )
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -279,6 +279,8 @@ class RunResult:
     thread_id: str
     reply: str
     messages: list[dict[str, Any]]
+    #: The pauses the run ended at, `{"id", "value"}` each (answer them with `resume`).
+    interrupts: list[dict[str, Any]] = field(default_factory=list)
 
 
 # -- requests a core yields ------------------------------------------------------------

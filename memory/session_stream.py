@@ -49,6 +49,7 @@ class SessionStreaming(SessionCores):
         messages: Sequence[Any],
         *,
         run_id: str | None = None,
+        resume: Any = None,
     ) -> AsyncIterator[tuple[str, Any]]:
         """Run like `arun`, yielding `("thread", thread_id)` once the thread is claimed,
         `("token", text)` as the model writes, then `("done", RunResult)`: the run of
@@ -60,14 +61,23 @@ class SessionStreaming(SessionCores):
         the same run started again resumes from its last checkpoint).
         """
         parts = self.astream_graph(
-            owner, thread_id, messages, stream_mode=("messages",), views=False, run_id=run_id
+            owner,
+            thread_id,
+            messages,
+            stream_mode=("messages",),
+            views=False,
+            run_id=run_id,
+            command=None if resume is None else {"resume": resume},
+            answering=resume is not None,
         )
         try:
             async for kind, payload in parts:
                 if kind == "thread":
                     yield "thread", payload["thread_id"]
                 elif kind == "done":
-                    yield "done", payload[0]
+                    result, values = payload
+                    paused = [{"id": i.id, "value": i.value} for i in values.get(INTERRUPT) or []]
+                    yield "done", replace(result, interrupts=paused) if paused else result
                 elif kind == "messages" and (text := _token_text(*payload)):
                     yield "token", text
         finally:
@@ -322,6 +332,7 @@ class SessionStreaming(SessionCores):
         interrupt_before: Sequence[str] | str | None = None,
         interrupt_after: Sequence[str] | str | None = None,
         views: bool = True,
+        answering: bool = False,
     ) -> AsyncGenerator[tuple[str, Any], None]:
         """Run like `arun`, yielding the graph's own stream parts for LangGraph clients.
 
@@ -350,7 +361,8 @@ class SessionStreaming(SessionCores):
         part `{"__interrupt__": [...]}` (a `values` part when `updates` was not asked
         for, as LangGraph's server sends it) and the final values carry `__interrupt__`.
         `command` (`resume`, `update`, `goto`) answers it: the run continues from where the
-        thread waits, with no new messages.
+        thread waits, with no new messages. `answering` makes such a run refuse a thread
+        that does not exist (`NotFoundError`) or waits at no pause (`ConflictError`).
         """
         graph_context = self.graph_context(owner, context)
         run = await self._adrive(
@@ -359,6 +371,7 @@ class SessionStreaming(SessionCores):
                 thread_id,
                 messages,
                 resuming=checkpoint_id is not None or command is not None,
+                answering=answering,
             )
         )
         config = self.run_config(owner, run.record["thread_id"], run.token)

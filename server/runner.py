@@ -80,12 +80,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def native_kwargs(messages: Sequence[dict[str, Any]], *, resumable: bool) -> dict[str, Any]:
+def native_kwargs(
+    messages: Sequence[dict[str, Any]], *, resumable: bool, resume: Any = None
+) -> dict[str, Any]:
     """The kwargs of a native run of `messages` (each with its id fixed, so a run taken
-    over after a crash resumes with the same messages); a `resumable` one logs its events
-    for callers that rejoin its stream."""
+    over after a crash resumes with the same messages), or of the answer `resume` to the
+    thread's pause; a `resumable` one logs its events for callers that rejoin its stream."""
     fixed = [{**m, "id": m.get("id") or str(uuid.uuid4())} for m in messages]
-    return {"native": True, "input": {"messages": fixed}, "stream_resumable": resumable}
+    kwargs = {"native": True, "input": {"messages": fixed}, "stream_resumable": resumable}
+    return kwargs if resume is None else {**kwargs, "resume": resume}
 
 
 def is_native(record: Record) -> bool:
@@ -514,7 +517,11 @@ class Runner:
         record = live.record
         result: dict[str, Any] | None = None
         async for kind, value in sessions.astream(
-            owner, record["thread_id"], record["kwargs"]["input"]["messages"], run_id=live.run_id
+            owner,
+            record["thread_id"],
+            record["kwargs"]["input"]["messages"],
+            run_id=live.run_id,
+            resume=record["kwargs"].get("resume"),
         ):
             if kind == "thread":
                 live.emit("metadata", {"thread_id": value, "run_id": live.run_id})

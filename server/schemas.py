@@ -274,8 +274,36 @@ class MessagesIn(_Request):
         return [m.model_dump(exclude_none=True) for m in items]
 
 
+def _one_of_message_messages_or_resume(schema: dict[str, Any]) -> None:
+    _one_of_message_or_messages(schema)
+    schema["oneOf"].append({"required": ["resume"]})
+
+
 class RunRequest(MessagesIn):
-    """One message (`message`) or several (`messages`) to send to the agent."""
+    """One message (`message`) or several (`messages`) to send to the agent, or the answer
+    (`resume`) to the pause its thread waits at."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of_message_messages_or_resume)
+
+    resume: JsonValue = Field(
+        default=None,
+        description="Answer the thread's pause (a graph's `interrupt()`, such as a tool call "
+        "waiting for approval) with this value instead of sending a message; a map of "
+        "interrupt id to value answers several. The run goes on from where the thread waits.",
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RunRequest:
+        sent = [self.message is not None, self.messages is not None, self.resume is not None]
+        if sum(sent) != 1:
+            raise ValueError("send exactly one of `message`, `messages` or `resume`")
+        return self
+
+    def to_dicts(self, max_chars: int, max_messages: int) -> list[dict[str, Any]]:
+        """The messages, as `MessagesIn.to_dicts`; none for an answer to a pause."""
+        if self.resume is not None:
+            return []
+        return super().to_dicts(max_chars, max_messages)
 
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = Field(
         default=None,
@@ -419,12 +447,24 @@ class MessageOut(BaseModel):
     created_at: str | None = None
 
 
+class PendingInterrupt(BaseModel):
+    """A pause the thread waits at: what the graph asks (`value`) and the id to answer."""
+
+    id: str
+    value: Any
+
+
 class RunOut(BaseModel):
     """The reply of a run and every message it added."""
 
     thread_id: str
     reply: str
     messages: list[MessageOut]
+    interrupts: list[PendingInterrupt] = Field(
+        default_factory=list,
+        description="Pauses the run ended at (a tool call waiting for approval): answer with "
+        "a run whose `resume` holds the value, or a map of `id` to value.",
+    )
     previous_thread_id: str | None = Field(
         default=None,
         description="`/chat` only: the session asked for, which had ended or expired; the "

@@ -4,6 +4,7 @@ approve, edit or reject them. Over `/langgraph` on every backend, with a scripte
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
@@ -122,3 +123,42 @@ async def test_an_answer_with_empty_input_as_agent_chat_ui_sends_it(make_api: Ap
         response = await api.request("alice", "POST", f"{LG}/threads/{tid}/runs/wait", json=body)
         assert response.status_code == 422
         assert "input is required" in response.text
+
+
+async def test_the_native_api_shows_the_pause_and_answers_it(make_api: ApiFactory) -> None:
+    model = _model()
+    async with make_api(chat_model=model, **_settings()) as api:
+        tid = fresh_id("native")
+        path = f"/threads/{tid}/runs"
+        paused = await api.request("alice", "POST", path, json={"message": "where is my order?"})
+        assert paused.status_code == 200, paused.text
+        (pending,) = paused.json()["interrupts"]
+        assert pending["value"]["action_requests"][0]["name"] == "order_status"
+        assert (await api.request("alice", "GET", f"{LG}/threads/{tid}")).json()["status"] == (
+            "interrupted"
+        )
+        # Another user cannot answer it; a message and an answer at once is a 422.
+        theirs = await api.request("bob", "POST", path, json={"resume": {"decisions": []}})
+        assert theirs.status_code == 404, theirs.text
+        assert (await api.request("alice", "GET", f"{LG}/threads/{tid}")).json()["status"] == (
+            "interrupted"
+        )
+        both = {"message": "hi", "resume": {"decisions": [{"type": "approve"}]}}
+        refused = await api.request("alice", "POST", path, json=both)
+        assert refused.status_code == 422 and "resume" in str(refused.json()["detail"])
+        # The answer, streamed: the tool runs and the reply comes.
+        answer = {"resume": {"decisions": [{"type": "approve"}]}}
+        streamed = await api.request("alice", "POST", f"{path}/stream", json=answer)
+        assert streamed.status_code == 200, streamed.text
+        (done,) = [b for b in streamed.text.split("\n\n") if b.startswith("event: done")]
+        result = json.loads(done.split("data: ", 1)[1].split("\n", 1)[0])
+        assert result["interrupts"] == [] and result["reply"] == "done"
+        page = (await api.request("alice", "GET", f"/threads/{tid}/messages")).json()
+        assert [m["role"] for m in page["items"]] == ["user", "assistant", "tool", "assistant"]
+        assert page["items"][2]["content"] == "two croissants, ready at 9:00"
+        assert page["items"][3]["content"] == "done"
+        assert (await api.request("alice", "GET", f"{LG}/threads/{tid}")).json()["status"] == "idle"
+        again = await api.request("alice", "POST", path, json=answer)
+        assert again.status_code == 409 and "not waiting" in again.json()["detail"]
+        chat = await api.request("alice", "POST", "/chat", json={"resume": 1})
+        assert chat.status_code == 422 and "thread_id" in chat.json()["detail"]

@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from agent.namespaces import Owner
 from memory.errors import (
     ConflictError,
+    InvalidInputError,
     MemoryAgentError,
     NotFoundError,
     RateLimitedError,
@@ -107,11 +108,13 @@ async def _submit(
     streamed: bool,
 ) -> tuple[Record, LiveRun | None]:
     messages = body.to_dicts(settings.max_message_chars, settings.max_messages_per_request)
+    if body.resume is not None and thread_id is None:
+        raise InvalidInputError("resume answers a thread's pause: name the thread (thread_id)")
     record, live = await runner.submit(
         sessions,
         owner,
         thread_id or str(uuid.uuid4()),
-        kwargs=native_kwargs(messages, resumable=streamed),
+        kwargs=native_kwargs(messages, resumable=streamed, resume=body.resume),
         metadata={},
         strategy=body.multitask_strategy or "reject",
         streamed=True,  # the caller is there for the end: a stream logs what it sends
