@@ -160,8 +160,8 @@ class SessionBase:
                 return update_item(self.store, namespace, key, change)
             case _GetState(config):
                 return self.graph.get_state(config)
-            case _UpdateState(config, values):
-                return self.graph.update_state(config, values, as_node="call_model")
+            case _UpdateState(config, values, as_node):
+                return self.graph.update_state(config, values, as_node=as_node)
             case _Compact(config, context):
                 self.graph.invoke(
                     Command(goto=SUMMARIZE_NODE),
@@ -206,8 +206,8 @@ class SessionBase:
                 return await aupdate_item(self.store, namespace, key, change)
             case _GetState(config):
                 return await self.graph.aget_state(config)
-            case _UpdateState(config, values):
-                return await self.graph.aupdate_state(config, values, as_node="call_model")
+            case _UpdateState(config, values, as_node):
+                return await self.graph.aupdate_state(config, values, as_node=as_node)
             case _Compact(config, context):
                 await self.graph.ainvoke(
                     Command(goto=SUMMARIZE_NODE),

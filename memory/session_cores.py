@@ -219,7 +219,9 @@ class SessionCores(SessionBase):
             ),
         }
 
-    def _add_messages(self, owner: Owner, thread_id: str, messages: Sequence[Any]) -> _Steps:
+    def _add_messages(
+        self, owner: Owner, thread_id: str, messages: Sequence[Any], as_node: str = "call_model"
+    ) -> _Steps:
         record, token = yield from self._claim(owner, thread_id, counted=True)
         key = owner.thread_key(thread_id)
         try:
@@ -241,8 +243,11 @@ class SessionCores(SessionBase):
                         "transcript_len": total + len(new),
                         "recorded_id": new[-1].id,
                     },
+                    as_node,
                 )
-                if self._over_budget(owner, [*window, *new]):
+                # Written as another node, the thread has that node's next steps to take:
+                # a fold would run before them, so it waits for the next run.
+                if as_node == "call_model" and self._over_budget(owner, [*window, *new]):
                     yield from self._compact(owner, thread_id, key, token)
             yield Db.save(owner, self._touched(record, records), token, True)
         except BaseException:
@@ -266,12 +271,16 @@ class SessionCores(SessionBase):
         finally:
             yield _StopRenew(renewal)
 
-    def _update_summary(self, owner: Owner, thread_id: str, summary: str) -> _Steps:
-        if not isinstance(summary, str):
+    def _update_summary(
+        self, owner: Owner, thread_id: str, summary: str | None, as_node: str = "call_model"
+    ) -> _Steps:
+        """Replace the summary (None: write a checkpoint of no values) as `as_node`."""
+        if summary is not None and not isinstance(summary, str):
             raise InvalidInputError("summary must be a string")
         _, token = yield from self._claim(owner, thread_id)
         try:
-            yield _UpdateState(self.config(owner, thread_id), {"summary": summary})
+            values = None if summary is None else {"summary": summary}
+            yield _UpdateState(self.config(owner, thread_id), values, as_node)
         finally:
             yield Db.release(owner.thread_key(thread_id), token)
         return summary

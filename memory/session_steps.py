@@ -419,8 +419,11 @@ class _GetState:
 
 @dataclass(frozen=True)
 class _UpdateState:
+    """A checkpoint written as `as_node` wrote `values` (None: a checkpoint of no writes)."""
+
     config: RunnableConfig
-    values: dict[str, Any]
+    values: dict[str, Any] | None
+    as_node: str = "call_model"
 
 
 @dataclass(frozen=True)

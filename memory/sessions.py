@@ -150,9 +150,14 @@ class SessionManager(SessionStreaming):
         """
         return self._drive(self._run_steps(owner, thread_id, messages))
 
-    def add_messages(self, owner: Owner, thread_id: str, messages: Sequence[Any]) -> int:
-        """Append messages without running the model; returns the new total."""
-        return self._drive(self._add_messages(owner, thread_id, messages))
+    def add_messages(
+        self, owner: Owner, thread_id: str, messages: Sequence[Any], *, as_node: str = "call_model"
+    ) -> int:
+        """Append messages without running the model; returns the new total.
+
+        The checkpoint is written as `as_node` wrote them (the node that adds messages by
+        default), which decides what the graph does next when a run continues from it."""
+        return self._drive(self._add_messages(owner, thread_id, messages, as_node))
 
     def get_messages(
         self, owner: Owner, thread_id: str, limit: int = 20, offset: int = 0
@@ -177,9 +182,12 @@ class SessionManager(SessionStreaming):
         """The running summary of a thread."""
         return self._drive(self._summary(owner, thread_id))
 
-    def update_summary(self, owner: Owner, thread_id: str, summary: str) -> str:
-        """Replace the running summary of a thread."""
-        return self._drive(self._update_summary(owner, thread_id, summary))
+    def update_summary(
+        self, owner: Owner, thread_id: str, summary: str | None, *, as_node: str = "call_model"
+    ) -> str | None:
+        """Replace the running summary of a thread (None: keep it, and only write a
+        checkpoint as `as_node`, as LangGraph's `update_state(config, None, as_node)` does)."""
+        return self._drive(self._update_summary(owner, thread_id, summary, as_node))
 
     def get_state(self, owner: Owner, thread_id: str) -> tuple[dict[str, Any], Any]:
         """The session record and the thread's latest `StateSnapshot`."""
@@ -321,9 +329,11 @@ class SessionManager(SessionStreaming):
         """Async `run`."""
         return await self._adrive(self._run_steps(owner, thread_id, messages))
 
-    async def aadd_messages(self, owner: Owner, thread_id: str, messages: Sequence[Any]) -> int:
+    async def aadd_messages(
+        self, owner: Owner, thread_id: str, messages: Sequence[Any], *, as_node: str = "call_model"
+    ) -> int:
         """Async `add_messages`."""
-        return await self._adrive(self._add_messages(owner, thread_id, messages))
+        return await self._adrive(self._add_messages(owner, thread_id, messages, as_node))
 
     async def aget_messages(
         self, owner: Owner, thread_id: str, limit: int = 20, offset: int = 0
@@ -345,9 +355,11 @@ class SessionManager(SessionStreaming):
         """Async `get_summary`."""
         return await self._adrive(self._summary(owner, thread_id))
 
-    async def aupdate_summary(self, owner: Owner, thread_id: str, summary: str) -> str:
+    async def aupdate_summary(
+        self, owner: Owner, thread_id: str, summary: str | None, *, as_node: str = "call_model"
+    ) -> str | None:
         """Async `update_summary`."""
-        return await self._adrive(self._update_summary(owner, thread_id, summary))
+        return await self._adrive(self._update_summary(owner, thread_id, summary, as_node))
 
     async def aget_state(self, owner: Owner, thread_id: str) -> tuple[dict[str, Any], Any]:
         """Async `get_state`."""

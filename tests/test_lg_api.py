@@ -137,6 +137,39 @@ async def test_async_sdk_threads_runs_state_and_history(server: LangGraphServer)
     assert gone.value.response.status_code == 404
 
 
+async def test_state_updates_as_any_node_and_with_no_values(server: LangGraphServer) -> None:
+    client = get_client(url=server.url, api_key=server.keys["alice"])
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(tid, "agent", input={"messages": [_human("Hello.")]})
+    before = await client.threads.get_state(tid)
+    # No values: a new checkpoint, written as the node named, and nothing else changes.
+    marked = await client.threads.update_state(tid, None, as_node="__start__")
+    now = await client.threads.get_state(tid)
+    assert marked["checkpoint"]["checkpoint_id"] == now["checkpoint"]["checkpoint_id"]
+    assert now["checkpoint"]["checkpoint_id"] != before["checkpoint"]["checkpoint_id"]
+    assert now["values"]["messages"] == before["values"]["messages"]
+    assert now["metadata"]["source"] == "update"
+    # Written as the start, the graph's next step is what follows the start.
+    assert now["next"] == ["call_model"]
+    # Messages as another node: recorded as any other, in the transcript too.
+    await client.threads.update_state(
+        tid, {"messages": [{"type": "ai", "content": "Filed."}]}, as_node="save_memories"
+    )
+    after = await client.threads.get_state(tid)
+    assert after["values"]["messages"][-1]["content"] == "Filed."
+    page = (await client.http.get(f"/threads/{tid}/state"))["values"]["transcript_len"]
+    assert page == before["values"]["transcript_len"] + 1
+    # A run from here goes on as usual and the thread ends idle.
+    await client.runs.wait(tid, "agent", input={"messages": [_human("Thanks.")]})
+    final = await client.threads.get(tid)
+    assert final["status"] == "idle"
+    assert (await client.threads.get_state(tid))["next"] == []
+    with pytest.raises(httpx.HTTPStatusError) as unknown:
+        await client.threads.update_state(tid, None, as_node="nowhere")
+    assert unknown.value.response.status_code == 422
+    assert "nowhere" in unknown.value.response.text
+
+
 def test_sync_sdk_and_store(server: LangGraphServer) -> None:
     client = get_sync_client(url=server.url, api_key=server.keys["alice"])
     thread = client.threads.create()

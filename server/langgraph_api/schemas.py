@@ -255,23 +255,28 @@ class StateAt(_Body):
 def _state_update_schema(schema: dict[str, Any]) -> None:
     # What `StateUpdate._supported` enforces: messages and/or a summary, at the head.
     props = schema["properties"]
-    schema["required"] = ["values"]
     props["values"] = {
-        "type": "object",
-        "minProperties": 1,
-        "properties": {
-            "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
-            "summary": {"type": "string"},
-        },
-        "additionalProperties": False,
+        "anyOf": [
+            {"type": "null"},
+            {
+                "type": "object",
+                "properties": {
+                    "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                    "summary": {"type": "string"},
+                },
+                "additionalProperties": False,
+            },
+        ]
     }
-    props["as_node"] = {"anyOf": [{"type": "null"}, {"const": "call_model"}]}
+    props["as_node"] = {"anyOf": [{"type": "null"}, {"type": "string"}]}
     props["checkpoint_id"] = _NO_CHECKPOINT
     props["checkpoint"] = {"anyOf": [{"type": "null"}, _checkpoint_ref_at_head()]}
 
 
 class StateUpdate(_Body):
-    """`POST /threads/{id}/state`: add messages and/or replace the summary."""
+    """`POST /threads/{id}/state`: add messages and/or replace the summary, as `as_node`
+    (default `call_model`, the node that adds messages); no values: a checkpoint of no
+    writes as `as_node`."""
 
     model_config = ConfigDict(extra="ignore", json_schema_extra=_state_update_schema)
 
@@ -284,10 +289,8 @@ class StateUpdate(_Body):
     def _supported(self) -> StateUpdate:
         if self.checkpoint_id or (self.checkpoint and self.checkpoint.checkpoint_id):
             raise ValueError("updating an earlier checkpoint (forking) is not supported")
-        if self.as_node not in (None, "call_model"):
-            raise ValueError("as_node must be call_model (the node that adds messages)")
         if not self.values:
-            raise ValueError("values must set messages and/or summary")
+            return self
         if unknown := sorted(set(self.values) - {"messages", "summary"}):
             raise ValueError(f"values may set messages and summary only, not {unknown}")
         summary = self.values.get("summary")

@@ -269,8 +269,15 @@ async def update_state(
     sessions: SessionsDep,
     settings: SettingsDep,
 ) -> LangGraphJSON:
-    """Add `messages` to the thread (recorded in its transcript) and/or replace its `summary`."""
+    """Add `messages` to the thread (recorded in its transcript) and/or replace its
+    `summary`, as `as_node` wrote them; with no values, a checkpoint of no writes."""
     values = body.values or {}
+    as_node = body.as_node or "call_model"
+    if as_node not in sessions.graph.nodes:
+        known = ", ".join(sorted(sessions.graph.nodes))
+        raise InvalidInputError(f"as_node {as_node!r} is not a node of the graph ({known})")
+    if not values:
+        await sessions.aupdate_summary(owner, thread_id, None, as_node=as_node)
     if "messages" in values:
         messages = values["messages"]
         messages = [messages] if isinstance(messages, dict) else messages
@@ -288,13 +295,13 @@ async def update_state(
                     f"values.messages[{i}].content is longer than "
                     f"{settings.max_message_chars} characters"
                 )
-        await sessions.aadd_messages(owner, thread_id, messages)
+        await sessions.aadd_messages(owner, thread_id, messages, as_node=as_node)
     if "summary" in values:
         if len(values["summary"]) > settings.max_message_chars:
             raise InvalidInputError(
                 f"values.summary is longer than {settings.max_message_chars} characters"
             )
-        await sessions.aupdate_summary(owner, thread_id, values["summary"])
+        await sessions.aupdate_summary(owner, thread_id, values["summary"], as_node=as_node)
     _, snapshot, _ = await sessions.aview_state(owner, thread_id, recent=0)
     return LangGraphJSON({"checkpoint": views.state(thread_id, snapshot, {})["checkpoint"]})
 

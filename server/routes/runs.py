@@ -39,7 +39,7 @@ from server.schemas import ChatRequest, RunId, RunOut, RunRequest, errors
 
 router = APIRouter(tags=["runs"])
 
-_RUN_ERRORS = errors(401, 409, 413, 422, 429)
+_RUN_ERRORS = errors(401, 404, 409, 413, 422, 429)
 _STREAM_DOC = sse.stream_doc(
     "Server-sent events, each with an `id`: `metadata` ({thread_id, run_id}), `token` "
     "({text}) as the model writes, then `done` (the run's result) or `error` ({detail, "

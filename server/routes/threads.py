@@ -226,8 +226,8 @@ async def put_summary(
     thread_id: ThreadId, body: SummaryIn, owner: OwnerDep, sessions: SessionsDep
 ) -> SummaryOut:
     """Replace the running summary (409 while a run is active on the thread)."""
-    summary = await sessions.aupdate_summary(owner, thread_id, body.summary)
-    return SummaryOut(thread_id=thread_id, summary=summary)
+    await sessions.aupdate_summary(owner, thread_id, body.summary)
+    return SummaryOut(thread_id=thread_id, summary=body.summary)
 
 
 @router.get("/threads/{thread_id}/state", response_model=StateOut, responses=errors(401, 404, 422))
