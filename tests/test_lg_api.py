@@ -170,6 +170,47 @@ async def test_state_updates_as_any_node_and_with_no_values(server: LangGraphSer
     assert "nowhere" in unknown.value.response.text
 
 
+async def test_a_thread_created_with_supersteps_holds_that_history(
+    server: LangGraphServer,
+) -> None:
+    client = get_client(url=server.url, api_key=server.keys["alice"])
+    steps = [
+        {"updates": [{"values": {"messages": [_human("Is A-1 ready?")]}, "as_node": "__start__"}]},
+        {
+            "updates": [
+                {
+                    "values": {"messages": [{"type": "ai", "content": "Yes, at 9."}]},
+                    "as_node": "call_model",
+                }
+            ]
+        },
+        {"updates": [{"values": {"summary": "Sam asked about A-1."}, "as_node": "call_model"}]},
+    ]
+    thread = await client.threads.create(supersteps=steps)
+    tid = thread["thread_id"]
+    state = await client.threads.get_state(tid)
+    assert [m["content"] for m in state["values"]["messages"]] == [
+        [{"type": "text", "text": "Is A-1 ready?"}],
+        "Yes, at 9.",
+    ]
+    assert state["values"]["summary"] == "Sam asked about A-1."
+    history = await client.threads.get_history(tid, limit=10)
+    assert len(history) >= 3
+    page = await client.http.get(f"/threads/{tid}/state")
+    assert page["values"]["transcript_len"] == 2
+    # An existing thread is left as it is by do_nothing; a bad step leaves no thread.
+    same = await client.threads.create(thread_id=tid, if_exists="do_nothing", supersteps=steps)
+    assert same["thread_id"] == tid
+    assert (await client.threads.get_state(tid))["values"]["transcript_len"] == 2
+    bad = [*steps, {"updates": [{"values": {"summary": "x"}, "as_node": "nowhere"}]}]
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        await client.threads.create(thread_id=f"{tid}-bad", supersteps=bad)
+    assert refused.value.response.status_code == 422
+    with pytest.raises(httpx.HTTPStatusError) as gone:
+        await client.threads.get(f"{tid}-bad")
+    assert gone.value.response.status_code == 404
+
+
 def test_sync_sdk_and_store(server: LangGraphServer) -> None:
     client = get_sync_client(url=server.url, api_key=server.keys["alice"])
     thread = client.threads.create()

@@ -158,11 +158,13 @@ Metadata = dict[str, JsonValue] | None
 
 
 class ThreadCreate(_Body):
-    """`POST /threads`."""
+    """`POST /threads`; `supersteps` are state updates applied, in order, to a thread this
+    request creates (a history copied in from elsewhere)."""
 
     thread_id: ThreadIdField | None = None
     metadata: Metadata = None
     if_exists: Literal["raise", "do_nothing"] = "raise"
+    supersteps: list[Superstep] | None = Field(default=None, max_length=100)
 
     _metadata = field_validator("metadata")(check_metadata)
 
@@ -269,6 +271,7 @@ def _state_update_schema(schema: dict[str, Any]) -> None:
         ]
     }
     props["as_node"] = {"anyOf": [{"type": "null"}, {"type": "string"}]}
+    props["command"] = {"type": "null"}
     props["checkpoint_id"] = _NO_CHECKPOINT
     props["checkpoint"] = {"anyOf": [{"type": "null"}, _checkpoint_ref_at_head()]}
 
@@ -284,9 +287,12 @@ class StateUpdate(_Body):
     as_node: SafeText | None = None
     checkpoint: CheckpointRef | None = None
     checkpoint_id: SafeText | None = None
+    command: dict[SafeText, JsonValue] | None = None
 
     @model_validator(mode="after")
     def _supported(self) -> StateUpdate:
+        if self.command is not None:
+            raise ValueError("a command in a state update is not supported: run it instead")
         if self.checkpoint_id or (self.checkpoint and self.checkpoint.checkpoint_id):
             raise ValueError("updating an earlier checkpoint (forking) is not supported")
         if not self.values:
@@ -297,6 +303,12 @@ class StateUpdate(_Body):
         if "summary" in self.values and not isinstance(summary, str):
             raise ValueError("values.summary must be a string")
         return self
+
+
+class Superstep(_Body):
+    """One step of a thread's copied-in history: its state updates, in order."""
+
+    updates: list[StateUpdate] = Field(min_length=1, max_length=100)
 
 
 class History(_Body):
@@ -550,3 +562,6 @@ class RunsCancel(_Body):
         if self.thread_id is None:
             raise ValueError("thread_id is required: runs are cancelled per thread")
         return self
+
+
+ThreadCreate.model_rebuild()

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Response, status
 from agent.namespaces import Owner
 from memory.errors import InvalidInputError, NotFoundError
 from memory.sessions import SessionManager
+from memory.settings import Settings
 from server.deps import OwnerDep, RunnerDep, SessionsDep, SettingsDep, ThreadId
 from server.langgraph_api import views
 from server.langgraph_api.schemas import (
@@ -33,14 +34,26 @@ router = APIRouter(tags=["langgraph: threads"])
 
 @router.post("/threads", response_class=LangGraphJSON, responses=errors(401, 409, 413, 422))
 async def create_thread(
-    owner: OwnerDep, sessions: SessionsDep, body: ThreadCreate | None = None
+    owner: OwnerDep, sessions: SessionsDep, settings: SettingsDep, body: ThreadCreate | None = None
 ) -> LangGraphJSON:
-    """Create a thread (409 if `thread_id` exists, unless `if_exists` is `do_nothing`)."""
+    """Create a thread (409 if `thread_id` exists, unless `if_exists` is `do_nothing`),
+    then apply `supersteps` to it when this request created it."""
     body = body or ThreadCreate()
     if body.if_exists == "do_nothing":
-        record, _ = await sessions.aget_or_create(owner, body.thread_id, body.metadata)
+        record, created = await sessions.aget_or_create(owner, body.thread_id, body.metadata)
     else:
-        record = await sessions.acreate(owner, body.thread_id, body.metadata)
+        record, created = await sessions.acreate(owner, body.thread_id, body.metadata), True
+    if created and body.supersteps:
+        thread_id = record["thread_id"]
+        try:
+            for step in body.supersteps:
+                for update in step.updates:
+                    await _apply(owner, thread_id, update, sessions, settings)
+        except BaseException:
+            # All or nothing: a history that cannot be applied leaves no thread behind.
+            await asyncio.shield(sessions.adelete(owner, thread_id))
+            raise
+        record = await sessions.aget(owner, thread_id)
     return LangGraphJSON(views.thread(record, False))
 
 
@@ -271,6 +284,15 @@ async def update_state(
 ) -> LangGraphJSON:
     """Add `messages` to the thread (recorded in its transcript) and/or replace its
     `summary`, as `as_node` wrote them; with no values, a checkpoint of no writes."""
+    await _apply(owner, thread_id, body, sessions, settings)
+    _, snapshot, _ = await sessions.aview_state(owner, thread_id, recent=0)
+    return LangGraphJSON({"checkpoint": views.state(thread_id, snapshot, {})["checkpoint"]})
+
+
+async def _apply(
+    owner: Owner, thread_id: str, body: StateUpdate, sessions: SessionManager, settings: Settings
+) -> None:
+    """One state update: its messages recorded, its summary set, as its node wrote them."""
     values = body.values or {}
     as_node = body.as_node or "call_model"
     if as_node not in sessions.graph.nodes:
@@ -302,8 +324,6 @@ async def update_state(
                 f"values.summary is longer than {settings.max_message_chars} characters"
             )
         await sessions.aupdate_summary(owner, thread_id, values["summary"], as_node=as_node)
-    _, snapshot, _ = await sessions.aview_state(owner, thread_id, recent=0)
-    return LangGraphJSON({"checkpoint": views.state(thread_id, snapshot, {})["checkpoint"]})
 
 
 @router.post(
