@@ -17,6 +17,8 @@ from playwright.sync_api import Browser, sync_playwright
 
 from tests.test_server_restart import free_port, serve
 
+_ROOT = Path(__file__).resolve().parents[1]
+
 CHROMIUM = os.environ.get("MEMORY_AGENT_TEST_CHROMIUM", "/usr/bin/chromium")
 # Headless, and nothing that phones home: this machine has no network beyond loopback.
 # Playwright adds --headless and a fresh temporary --user-data-dir itself.
@@ -62,6 +64,10 @@ def chat_server(data_dir: Path, api_keys: str, model: str, **settings: str) -> I
         env.setenv("MEMORY_AGENT_API_KEYS", api_keys)
         env.setenv("MEMORY_AGENT_MODEL", model)
         env.setenv("MEMORY_AGENT_EMBEDDINGS", "none")
+        # A graph or tools named in `settings` may live in this repository's `tests` package.
+        env.setenv(
+            "PYTHONPATH", os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))
+        )
         for name, value in settings.items():
             env.setenv(f"MEMORY_AGENT_{name.upper()}", value)
         with serve(free_port()) as base:

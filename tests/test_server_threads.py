@@ -250,6 +250,7 @@ async def test_chat_endpoint_starts_or_resumes_a_thread(api: Api) -> None:
         "thread_id": thread,
         "reply": "Your name is Zoe.",
         "messages": None,
+        "interrupts": [],
         "previous_thread_id": None,
         "reason": None,
     }
