@@ -103,7 +103,7 @@ class Chat:
         self.target = target
         self.page: Page = context.new_page()
         self.errors: list[str] = []
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("pageerror", lambda e: self.errors.append(f"{e}\n{e.stack}"))
 
     def open(self, **query: str) -> Chat:
         params = {"apiUrl": self.target.api_url, "assistantId": "agent", **query}
@@ -133,6 +133,30 @@ class Chat:
         self.type(text)
         expect(self.reply_to(text)).to_be_visible()
         expect(self.page.get_by_role("button", name="Send")).to_be_visible()
+
+    def await_card(self) -> None:
+        """Wait for the approval card of a paused run, once the page has stopped refreshing.
+
+        The card resets what was typed into it whenever the page renders the interrupt
+        again (the end of the stream, the history it then fetches), so it is filled only
+        once the thread is paused on the server and the page's requests are done.
+        """
+        expect(self.page.get_by_role("button", name="Submit rejection")).to_be_visible()
+        deadline = time.monotonic() + _TIMEOUT_MS / 1000
+        while _status(self.target, self.thread_id or "") != "interrupted":
+            assert time.monotonic() < deadline, "the run never paused"
+            time.sleep(0.1)
+        self.page.wait_for_load_state("networkidle")
+
+    def fill_card(self, box: object, text: str) -> None:
+        """Type into the card, again if a late refresh of the card cleared it."""
+        handle = box.element_handle()  # type: ignore[attr-defined]
+        for _ in range(5):
+            handle.fill(text)
+            self.page.wait_for_timeout(300)
+            if handle.input_value() == text:
+                return
+        raise AssertionError(f"the card kept clearing {text!r}")
 
     def assert_no_error_toast(self) -> None:
         expect(self.page.locator('[data-sonner-toast][data-type="error"]')).to_have_count(0)
@@ -165,6 +189,12 @@ def _stored(target: Target, thread_id: str) -> list[tuple[str, str]]:
     state = httpx.get(f"{target.api_url}/threads/{thread_id}/state", headers=headers, timeout=10)
     assert state.status_code == 200, state.text
     return [(m["type"], _text(m["content"])) for m in state.json()["values"]["messages"]]
+
+
+def _status(target: Target, thread_id: str) -> str:
+    headers = {"x-api-key": target.api_key} if target.api_key else {}
+    thread = httpx.get(f"{target.api_url}/threads/{thread_id}", headers=headers, timeout=10)
+    return str(thread.json().get("status")) if thread.status_code == 200 else ""
 
 
 def _text(content: object) -> str:
@@ -295,16 +325,20 @@ def test_reload_mid_reply(chat: object, memory_agent: Target) -> None:
 def test_tool_approval_card(chat: object, memory_agent: Target) -> None:
     page = chat(memory_agent)  # type: ignore[operator]
     page.type("where is order A-1?")
-    expect(page.page.get_by_role("button", name="Submit rejection")).to_be_visible()
+    page.await_card()
     page.page.get_by_role("button", name="Approve", exact=True).click()
     expect(page.page.get_by_text("Noted: two croissants, ready at 9:00")).to_be_visible()
     page.assert_no_error_toast()
     stored = _stored(memory_agent, page.thread_id or "")
     assert ("tool", "two croissants, ready at 9:00") in stored
+    # The UI refreshes its thread list 4 s after a thread is created, and that refresh
+    # resets an open card (what was typed into it is lost, Approve is selected again):
+    # let it happen before typing into one.
+    expect(page.page.get_by_role("button", name="where is order A-1?")).to_be_visible()
 
     page.type("and where is order B-2?")
-    expect(page.page.get_by_role("button", name="Submit rejection")).to_be_visible()
-    page.page.get_by_placeholder("Share feedback with the agent...").fill("not today")
+    page.await_card()
+    page.fill_card(page.page.get_by_placeholder("Share feedback with the agent..."), "not today")
     page.page.get_by_role("button", name="Submit rejection").click()
     expect(page.page.get_by_text(re.compile("not today")).last).to_be_visible()
     stored = _stored(memory_agent, page.thread_id or "")
@@ -312,8 +346,8 @@ def test_tool_approval_card(chat: object, memory_agent: Target) -> None:
 
     # Edited: the call runs with the arguments the card was given.
     page.type("then where is order A-1 now?")
-    expect(page.page.get_by_role("button", name="Approve", exact=True)).to_be_visible()
-    page.page.get_by_role("textbox").filter(has_text="A-1").last.fill("C-3")
+    page.await_card()
+    page.fill_card(page.page.get_by_role("textbox").filter(has_text="A-1").last, "C-3")
     page.page.get_by_role("button", name="Submit", exact=True).click()
     expect(page.page.get_by_text("Noted: no order C-3")).to_be_visible()
     assert ("tool", "no order C-3") in _stored(memory_agent, page.thread_id or "")
