@@ -526,6 +526,11 @@ class StateOut(BaseModel):
     transcript_len: int
     checkpoint_id: str | None
     next: list[str]
+    interrupts: list[PendingInterrupt] = Field(
+        default_factory=list,
+        description="Pauses the thread waits at (a tool call waiting for approval): answer "
+        "with a run whose `resume` holds the value, or a map of `id` to value.",
+    )
 
 
 class CheckpointOut(BaseModel):

@@ -134,9 +134,15 @@ async def test_the_native_api_shows_the_pause_and_answers_it(make_api: ApiFactor
         assert paused.status_code == 200, paused.text
         (pending,) = paused.json()["interrupts"]
         assert pending["value"]["action_requests"][0]["name"] == "order_status"
-        assert (await api.request("alice", "GET", f"{LG}/threads/{tid}")).json()["status"] == (
-            "interrupted"
-        )
+        thread = (await api.request("alice", "GET", f"{LG}/threads/{tid}")).json()
+        assert thread["status"] == "interrupted"
+        # The pause, as the native state and the LangGraph thread show it (by task id).
+        state = (await api.request("alice", "GET", f"/threads/{tid}/state")).json()
+        assert state["interrupts"] == [pending] and state["next"] == ["save_memories"]
+        ((task_id, shown),) = thread["interrupts"].items()
+        assert [{"id": i["id"], "value": i["value"]} for i in shown] == [pending]
+        lg_state = (await api.request("alice", "GET", f"{LG}/threads/{tid}/state")).json()
+        assert [t["id"] for t in lg_state["tasks"]] == [task_id]
         # Another user cannot answer it; a message and an answer at once is a 422.
         theirs = await api.request("bob", "POST", path, json={"resume": {"decisions": []}})
         assert theirs.status_code == 404, theirs.text
@@ -157,7 +163,10 @@ async def test_the_native_api_shows_the_pause_and_answers_it(make_api: ApiFactor
         assert [m["role"] for m in page["items"]] == ["user", "assistant", "tool", "assistant"]
         assert page["items"][2]["content"] == "two croissants, ready at 9:00"
         assert page["items"][3]["content"] == "done"
-        assert (await api.request("alice", "GET", f"{LG}/threads/{tid}")).json()["status"] == "idle"
+        thread = (await api.request("alice", "GET", f"{LG}/threads/{tid}")).json()
+        assert thread["status"] == "idle" and thread["interrupts"] == {}
+        state = (await api.request("alice", "GET", f"/threads/{tid}/state")).json()
+        assert state["interrupts"] == []
         again = await api.request("alice", "POST", path, json=answer)
         assert again.status_code == 409 and "not waiting" in again.json()["detail"]
         chat = await api.request("alice", "POST", "/chat", json={"resume": 1})

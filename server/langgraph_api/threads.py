@@ -160,9 +160,11 @@ async def get_thread(
     thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep, settings: SettingsDep
 ) -> LangGraphJSON:
     """The thread with its current values."""
-    record, _, values = await sessions.aview_state(owner, thread_id, recent=settings.state_messages)
+    record, snapshot, values = await sessions.aview_state(
+        owner, thread_id, recent=settings.state_messages
+    )
     running = await sessions.arunning(owner, thread_id)
-    return LangGraphJSON(views.thread(record, running, values))
+    return LangGraphJSON(views.thread(record, running, values, snapshot))
 
 
 @router.patch(

@@ -10,6 +10,7 @@ from uuid import UUID, uuid5
 
 from fastapi.responses import JSONResponse
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StateSnapshot
 
 #: Where the LangGraph server API is mounted.
 PREFIX = "/langgraph"
@@ -83,9 +84,13 @@ def thread_metadata(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def thread(
-    record: dict[str, Any], running: bool, values: dict[str, Any] | None = None
+    record: dict[str, Any],
+    running: bool,
+    values: dict[str, Any] | None = None,
+    snapshot: StateSnapshot | None = None,
 ) -> dict[str, Any]:
-    """A session record as a LangGraph `Thread` (`values` null when not read)."""
+    """A session record as a LangGraph `Thread` (`values` null when not read; its pauses by
+    task id from `snapshot`, when read)."""
     return {
         "thread_id": record["thread_id"],
         "created_at": record["created_at"],
@@ -95,7 +100,11 @@ def thread(
         "status": "busy" if running else "interrupted" if record.get("waiting") else "idle",
         "config": {},
         "values": values,
-        "interrupts": {},
+        "interrupts": {
+            task.id: [_interrupt(i) for i in task.interrupts]
+            for task in (snapshot.tasks if snapshot is not None else ())
+            if task.interrupts
+        },
         "error": None,
     }
 

@@ -19,6 +19,7 @@ from server.schemas import (
     CreateThread,
     MessageOut,
     MessagePage,
+    PendingInterrupt,
     QueryInt,
     StateOut,
     SummaryIn,
@@ -242,6 +243,9 @@ async def get_state(thread_id: ThreadId, owner: OwnerDep, sessions: SessionsDep)
         transcript_len=values.get("transcript_len", 0),
         checkpoint_id=(snapshot.config or {}).get("configurable", {}).get("checkpoint_id"),
         next=list(snapshot.next),
+        interrupts=[
+            PendingInterrupt(id=i.id, value=i.value) for t in snapshot.tasks for i in t.interrupts
+        ],
     )
 
 
