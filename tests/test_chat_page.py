@@ -107,14 +107,19 @@ def _record_stream(page: Page) -> None:
     )
 
 
-def _send(page: Page, text: str) -> str:
-    """Send `text` from the composer; the final reply, once the transcript is reloaded."""
+def _submit(page: Page, text: str) -> None:
+    """Send `text` from the composer and wait until the page has shown the outcome."""
     sent = int(page.locator("body").get_attribute("data-sent") or 0)
     _record_stream(page)
     page.fill("#message", text)
     page.press("#message", "Enter")
     expect(page.locator("body")).to_have_attribute("data-sent", str(sent + 1))
     expect(page.locator("#notice")).to_be_hidden()
+
+
+def _send(page: Page, text: str) -> str:
+    """Send `text` from the composer; the final reply, once the transcript is reloaded."""
+    _submit(page, text)
     return page.locator(".message.assistant").last.locator(".text").inner_text()
 
 
@@ -238,4 +243,69 @@ def test_chat_page_in_development_mode(dev_server: str, open_page) -> None:
             ".opblock-summary-path", has_text=re.compile(r"^/threads/\{thread_id\}/runs/stream$")
         )
     ).to_have_count(1)
+    watched.assert_clean()
+
+
+@pytest.fixture
+def approval_server(tmp_path: Path) -> Iterator[str]:
+    """Development mode, serving the order desk with `order_status` waiting for approval."""
+    with chat_server(
+        tmp_path,
+        "",
+        "offline",
+        graph="tests.owngraph:make_order_desk",
+        approve_tools="order_status",
+    ) as base:
+        yield base
+
+
+def _answer(page: Page, click: str) -> None:
+    """Click a card's button and wait until the page has shown the run it started."""
+    sent = int(page.locator("body").get_attribute("data-sent") or 0)
+    page.locator(".approval").get_by_role("button", name=click).click()
+    expect(page.locator("body")).to_have_attribute("data-sent", str(sent + 1))
+    expect(page.locator("#notice")).to_be_hidden()
+
+
+def test_a_tool_call_waits_for_approval_on_the_page(approval_server: str, open_page) -> None:
+    watched: Watched = open_page(approval_server)
+    page = watched.page
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    _submit(page, "where is order A-1?")
+    card = page.locator(".approval")
+    expect(card).to_have_count(1)
+    expect(card.locator(".approval-tool")).to_have_text("order_status")
+    assert '"A-1"' in card.locator(".approval-args").input_value()
+    expect(page.locator("#message")).to_be_disabled()
+    _screenshot(page, "approval.png")
+    # Nothing ran yet, and the pause outlives a reload: the page reads it from the state.
+    expect(page.locator(".message.tool .text").filter(has_text="croissants")).to_have_count(0)
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(card).to_have_count(1)
+    # Arguments that are not JSON are refused on the page; the call still waits.
+    card.locator(".approval-args").fill("{order_id: B-2")
+    card.get_by_role("button", name="Run edited").click()
+    expect(page.locator("#notice")).to_contain_text("not JSON")
+    expect(card).to_have_count(1)
+    # Edited, the call runs with the new arguments.
+    card.locator(".approval-args").fill('{"order_id": "B-2"}')
+    _answer(page, "Run edited")
+    expect(card).to_have_count(0)
+    expect(page.locator("#message")).to_be_enabled()
+    expect(page.locator(".message.tool .text").filter(has_text="no order B-2")).to_have_count(1)
+    # Rejected with a reason, it does not run and the model reads why.
+    _submit(page, "and where is order A-1?")
+    expect(card).to_have_count(1)
+    card.locator(".approval-reason").fill("ask the shop instead")
+    _answer(page, "Reject")
+    expect(card).to_have_count(0)
+    expect(page.locator(".message.tool .text").filter(has_text="croissants")).to_have_count(0)
+    expect(
+        page.locator(".message.tool .text").filter(has_text="ask the shop instead")
+    ).to_have_count(1)
+    # Approved, it runs as the model asked.
+    _submit(page, "then where is order A-1 now?")
+    _answer(page, "Approve")
+    expect(page.locator(".message.tool .text").filter(has_text="croissants")).to_have_count(1)
     watched.assert_clean()

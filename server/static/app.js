@@ -6,7 +6,7 @@
 (() => {
   const KEY_STORAGE = "memory-agent.api-key";
   const $ = (id) => document.getElementById(id);
-  const state = { threadId: null, thread: null, busy: false, config: null };
+  const state = { threadId: null, thread: null, busy: false, config: null, pending: [] };
 
   class HttpError extends Error {
     constructor(status, detail) {
@@ -175,8 +175,12 @@
     const ended = Boolean(thread && thread.status === "ended");
     $("end-session").disabled = !thread || ended || state.busy;
     $("delete-session").disabled = !thread || state.busy;
-    $("message").disabled = ended || state.busy;
-    $("send").disabled = ended || state.busy;
+    const waiting = state.pending.length > 0;
+    $("message").disabled = ended || state.busy || waiting;
+    $("send").disabled = ended || state.busy || waiting;
+    $("message").placeholder = waiting
+      ? "Answer the tool call waiting for approval first."
+      : "Write a message… (Enter sends, Shift+Enter for a new line)";
     $("placeholder").hidden = Boolean(state.threadId);
     if (ended) showNotice("This session has ended: start a new session to keep talking.");
   }
@@ -263,6 +267,8 @@
   async function selectThread(threadId) {
     state.threadId = threadId;
     state.thread = null;
+    state.pending = [];
+    $("approvals").replaceChildren();
     showNotice("");
     history.replaceState(null, "", threadId ? `#${encodeURIComponent(threadId)}` : location.pathname);
     $("transcript").replaceChildren();
@@ -283,6 +289,106 @@
     }
     renderHeader();
     await loadTranscript();
+    await loadPending();
+  }
+
+  // -- tool calls waiting for approval --------------------------------------------------
+
+  // The pauses the session waits at (`interrupts` of its state), as one card per call.
+  async function loadPending() {
+    const threadId = state.threadId;
+    const snapshot = await api("GET", `${threadPath(threadId)}/state`);
+    if (threadId !== state.threadId) return;
+    state.pending = (snapshot.interrupts || []).filter(
+      (pause) => pause.value && Array.isArray(pause.value.action_requests),
+    );
+    const cards = [];
+    const answers = state.pending.map((pause) => new Array(pause.value.action_requests.length));
+    state.pending.forEach((pause, p) => {
+      const configs = pause.value.review_configs || [];
+      pause.value.action_requests.forEach((action, a) => {
+        const allowed = (configs.find((c) => c.action_name === action.name) || {})
+          .allowed_decisions || ["approve", "edit", "reject"];
+        cards.push(approvalCard(action, allowed, (decision) => {
+          answers[p][a] = decision;
+          if (answers.every((list) => list.every(Boolean))) answerPending(answers);
+        }));
+      });
+    });
+    $("approvals").replaceChildren(...cards);
+    renderHeader();
+    scrollToEnd();
+  }
+
+  function approvalCard(action, allowed, decide) {
+    const card = el("li", "approval");
+    card.dataset.tool = action.name;
+    card.append(el("span", "who", "Waiting for your approval"));
+    card.append(el("div", "approval-tool", action.name));
+    if (action.description) card.append(el("div", "muted small", action.description));
+    const args = el("textarea", "approval-args");
+    args.rows = 3;
+    args.setAttribute("aria-label", `Arguments of ${action.name}`);
+    args.value = JSON.stringify(action.args ?? {}, null, 2);
+    args.readOnly = !allowed.includes("edit");
+    const reason = el("input", "approval-reason");
+    reason.placeholder = "Why not (sent to the agent)";
+    reason.setAttribute("aria-label", `Why not run ${action.name}`);
+    const buttons = el("div", "approval-buttons");
+    const chosen = (decision, label) => {
+      for (const button of buttons.querySelectorAll("button")) button.disabled = true;
+      args.readOnly = true;
+      reason.disabled = true;
+      card.dataset.decision = decision.type;
+      card.querySelector(".who").textContent = label;
+      decide(decision);
+    };
+    const button = (text, className, onClick) => {
+      const node = el("button", className, text);
+      node.type = "button";
+      node.addEventListener("click", guarded(onClick));
+      buttons.append(node);
+    };
+    if (allowed.includes("approve")) {
+      button("Approve", "primary", () => {
+        const edited = args.value.trim() !== JSON.stringify(action.args ?? {}, null, 2);
+        if (edited && allowed.includes("edit")) throw new Error("The arguments were changed: use Run edited.");
+        chosen({ type: "approve" }, "Approved");
+      });
+    }
+    if (allowed.includes("edit")) {
+      button("Run edited", "", () => {
+        let edited;
+        try {
+          edited = JSON.parse(args.value);
+        } catch (error) {
+          throw new Error(`The arguments are not JSON: ${error.message}`);
+        }
+        if (!edited || typeof edited !== "object" || Array.isArray(edited)) {
+          throw new Error("The arguments must be a JSON object.");
+        }
+        chosen({ type: "edit", edited_action: { name: action.name, args: edited } }, "Edited");
+      });
+    }
+    if (allowed.includes("reject")) {
+      button("Reject", "danger", () => {
+        const message = reason.value.trim();
+        chosen(message ? { type: "reject", message } : { type: "reject" }, "Rejected");
+      });
+    }
+    card.append(args);
+    if (allowed.includes("reject")) card.append(reason);
+    card.append(buttons);
+    return card;
+  }
+
+  // Every call has its decision: the run goes on with them (one pause, or a map by id).
+  async function answerPending(answers) {
+    const pending = state.pending;
+    const resume = pending.length === 1
+      ? { decisions: answers[0] }
+      : Object.fromEntries(pending.map((pause, p) => [pause.id, { decisions: answers[p] }]));
+    await runTurn({ resume }, null);
   }
 
   // -- actions -------------------------------------------------------------------------
@@ -302,11 +408,16 @@
 
   async function send(text) {
     if (!state.threadId) await newSession();
+    await runTurn({ message: text }, text);
+  }
+
+  // One streamed run: a message (shown as the user's) or an answer to a pause.
+  async function runTurn(body, text) {
     const threadId = state.threadId;
     showNotice("");
     setBusy(true);
     const transcript = $("transcript");
-    transcript.append(messageItem("user", text));
+    if (text !== null) transcript.append(messageItem("user", text));
     const reply = messageItem("assistant", "");
     reply.classList.add("streaming");
     reply.dataset.state = "streaming";
@@ -315,7 +426,7 @@
     scrollToEnd();
     let failed = null;
     try {
-      const response = await request("POST", `${threadPath(threadId)}/runs/stream`, { message: text });
+      const response = await request("POST", `${threadPath(threadId)}/runs/stream`, body);
       if (!response.ok) throw await errorOf(response);
       let streamed = "";
       for await (const { event, data } of sseEvents(response)) {
@@ -324,7 +435,7 @@
           replyText.textContent = streamed;
           scrollToEnd();
         } else if (event === "done") {
-          replyText.textContent = data.reply;
+          replyText.textContent = data.reply || "";
         } else if (event === "error") {
           throw new HttpError(data.status_code, data.detail);
         }
@@ -343,8 +454,8 @@
       loadMemories(),
     ]);
     if (failed) {
-      showNotice(`The message was not answered: ${failed.message}`);
-      $("message").value = text;
+      showNotice(`The ${text === null ? "answer" : "message"} was not taken: ${failed.message}`);
+      if (text !== null) $("message").value = text;
     }
     // How many messages this page has sent and shown the outcome of (tests wait on it).
     document.body.dataset.sent = String(Number(document.body.dataset.sent || 0) + 1);
