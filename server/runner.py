@@ -508,7 +508,9 @@ class Runner:
                 chunk, meta = payload
                 live.emit("messages", [chunk, self._message_metadata(live, meta)])
             elif kind in modes:
-                live.emit(kind, payload)
+                run_meta = {**(record.get("metadata") or {}), "run_id": live.run_id}
+                run_meta.update(graph_id=views.GRAPH_ID, assistant_id=views.ASSISTANT_ID)
+                live.emit(kind, views.stream_part(kind, payload, record["thread_id"], run_meta))
         return result
 
     async def _stream_native(

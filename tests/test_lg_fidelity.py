@@ -4,6 +4,7 @@ sent, the run's metadata and ids in its checkpoints, its `config` given to the g
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -107,3 +108,78 @@ async def test_the_runs_config_reaches_the_graph(api: Api) -> None:
         )
         assert response.status_code == 422, (bad, response.text)
         assert "config" in response.text
+
+
+def _events(text: str) -> list[tuple[str, Any]]:
+    """Server-sent events of a body, as (event, data) pairs."""
+    out = []
+    for block in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.split("\n") if ": " in line and line[0] != ":"
+        )
+        if "event" in fields:
+            out.append((fields["event"], json.loads(fields["data"])))
+    return out
+
+
+async def test_step_events_stream_and_rejoin_with_the_clients_ids(api: Api) -> None:
+    tid = fresh_id("steps")
+    modes = ["tasks", "checkpoints", "debug"]
+    body = _run("hi there", stream_mode=modes, stream_resumable=True)
+    response = await api.request("alice", "POST", f"{LG}/threads/{tid}/runs/stream", json=body)
+    assert response.status_code == 200, response.text
+    events = _events(response.text)
+    (meta,) = [d for n, d in events if n == "metadata"]
+    run_id = meta["run_id"]
+    checkpoints = [d for n, d in events if n == "checkpoints"]
+    debug = [d for n, d in events if n == "debug"]
+    tasks = [d for n, d in events if n == "tasks"]
+    # Each checkpoint the run wrote, in order, as history lists them (newest first there).
+    history = await api.request("alice", "POST", f"{LG}/threads/{tid}/history", json={})
+    written = [s["checkpoint"]["checkpoint_id"] for s in history.json()][::-1]
+    assert [c["config"]["configurable"]["checkpoint_id"] for c in checkpoints] == written
+    for c in checkpoints + [d["payload"] for d in debug if d["type"] == "checkpoint"]:
+        conf = c["config"]["configurable"]
+        assert conf["thread_id"] == tid and conf["run_id"] == run_id
+        assert set(conf) == {
+            "thread_id",
+            "checkpoint_ns",
+            "checkpoint_id",
+            "run_id",
+            "graph_id",
+            "assistant_id",
+        }
+    # `debug` carries the same checkpoints and tasks, typed and stepped.
+    assert [d["payload"] for d in debug if d["type"] == "checkpoint"] == [
+        {
+            **c,
+            "checkpoint": {"checkpoint_id": cid, "thread_id": tid, "checkpoint_ns": ""},
+            "parent_checkpoint": (
+                None
+                if c["parent_config"] is None
+                else {
+                    "checkpoint_id": c["parent_config"]["configurable"]["checkpoint_id"],
+                    "thread_id": tid,
+                    "checkpoint_ns": "",
+                }
+            ),
+        }
+        for c, cid in zip(checkpoints, written, strict=True)
+    ]
+    assert [d["payload"] for d in debug if d["type"] != "checkpoint"] == tasks
+    started = [t for t in tasks if "input" in t]
+    assert [t["name"] for t in started] == ["call_model"]
+    assert started[0]["metadata"]["run_id"] == run_id
+    (result,) = [t for t in tasks if "result" in t]
+    assert result["id"] == started[0]["id"] and result["error"] is None
+    assert result["result"]["messages"][0]["type"] == "ai"
+    # Rejoined later, the run's stream gives the same events again.
+    path = f"{LG}/threads/{tid}/runs/{run_id}/stream"
+    again = await api.request("alice", "GET", path, params={"stream_mode": modes})
+    assert again.status_code == 200, again.text
+    assert [e for e in _events(again.text) if e[0] != "metadata"] == [
+        e for e in events if e[0] != "metadata"
+    ]
+    # Another user's rejoin finds nothing.
+    theirs = await api.request("bob", "GET", path)
+    assert theirs.status_code == 404, theirs.text

@@ -84,6 +84,18 @@ async def _script(client: LangGraphClient) -> dict[str, Any]:
     out["update"] = await client.threads.update_state(
         tid, {"messages": [{"type": "ai", "content": "An imported reply."}]}
     )
+    other = await client.threads.create()
+    out["stream.steps"] = [
+        (part.event, part.data)
+        async for part in client.runs.stream(
+            other["thread_id"],
+            "agent",
+            input=_human("hi there"),
+            stream_mode=["tasks", "checkpoints", "debug"],
+            context=_CONTEXT,
+        )
+    ]
+    out["stream.steps.thread"] = other["thread_id"]
     await client.store.put_item(["parity", "notes"], "first", {"content": "hello"})
     out["store.get"] = await client.store.get_item(["parity", "notes"], "first")
     out["store.search"] = await client.store.search_items(["parity"])
@@ -300,3 +312,40 @@ def test_store_items_have_the_same_shape(answers: dict[str, dict[str, Any]]) -> 
             "first",
             {"content": "hello"},
         )
+
+
+def test_step_events_have_the_same_shape(answers: dict[str, dict[str, Any]]) -> None:
+    """`tasks`, `checkpoints` and `debug`, as Studio-style tools stream them: the same events
+    in the same order with the same fields; a checkpoint's config carries the client's ids
+    (langgraph-api also copies the deployment's request and auth entries into it)."""
+    dev, ours = answers[DEV]["stream.steps"], answers[OURS]["stream.steps"]
+    assert [n for n, _ in ours] == [n for n, _ in dev]
+    assert {n for n, _ in ours} == {"metadata", "tasks", "checkpoints", "debug"}
+    kinds = [(d["type"], d["step"]) for n, d in dev if n == "debug"]
+    assert kinds == [(d["type"], d["step"]) for n, d in ours if n == "debug"]
+    assert {k for k, _ in kinds} == {"checkpoint", "task", "task_result"}
+    tid = answers[OURS]["stream.steps.thread"]
+    for (name, d), (_, o) in zip(dev, ours, strict=True):
+        if name == "metadata":
+            continue
+        if name == "debug":
+            assert _keys(d) == _keys(o)
+            d, o = d["payload"], o["payload"]
+        assert _keys(d) == _keys(o), name
+        if "config" in o:  # a checkpoint
+            conf = o["config"]["configurable"]
+            assert conf["thread_id"] == tid and conf["checkpoint_ns"] == ""
+            assert set(conf) <= set(d["config"]["configurable"])
+            assert o["next"] == d["next"]
+            assert [t["name"] for t in o["tasks"]] == [t["name"] for t in d["tasks"]]
+            assert _keys(d["values"]) - VALUES_ONLY_DEV <= _keys(o["values"])
+            if "checkpoint" in o:
+                assert o["checkpoint"]["checkpoint_id"] == conf["checkpoint_id"]
+                assert o["checkpoint"]["thread_id"] == tid
+        elif "input" in o:  # a task starting
+            assert o["name"] == d["name"] and o["triggers"] == d["triggers"]
+            assert o["metadata"]["run_id"] == ours[0][1]["run_id"]
+            assert set(o["metadata"]) <= set(d["metadata"])
+        else:  # a task's result
+            assert o["name"] == d["name"] and o["error"] is None and o["interrupts"] == []
+            assert _keys(o["result"]) == _keys(d["result"])

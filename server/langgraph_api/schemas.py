@@ -38,7 +38,7 @@ from server.schemas import (
 )
 
 #: Stream modes served; `messages-tuple` is sent as `messages` events.
-STREAM_MODES = ("values", "updates", "messages-tuple", "custom")
+STREAM_MODES = ("values", "updates", "messages-tuple", "custom", "tasks", "checkpoints", "debug")
 MAX_LABELS = 10
 MAX_LABEL_CHARS = 128
 MAX_KEY_CHARS = 1024

@@ -129,6 +129,73 @@ def clean_metadata(metadata: Any, thread_id: str) -> dict[str, Any]:
     return out
 
 
+#: Run-level keys of a checkpoint's config a client is shown (everything else in it is the
+#: server's own: the internal thread key, the context, the store).
+_CONFIG_KEYS = ("checkpoint_ns", "checkpoint_id", "run_id", "graph_id", "assistant_id")
+
+
+def _client_config(config: Any, thread_id: str, metadata: Any) -> dict[str, Any] | None:
+    """A checkpoint's config as langgraph-api streams it: its ids, with the client's
+    thread id and the run's."""
+    if not config:
+        return None
+    conf = dict((config or {}).get("configurable") or {})
+    run = dict(metadata or {})
+    out = {key: conf[key] for key in _CONFIG_KEYS if key in conf}
+    for key in ("run_id", "graph_id", "assistant_id"):
+        if key not in out and key in run:
+            out[key] = run[key]
+    out["thread_id"] = thread_id
+    return {"configurable": out}
+
+
+def _stream_checkpoint(
+    payload: dict[str, Any], thread_id: str, metadata: Any, *, refs: bool
+) -> dict[str, Any]:
+    out = {
+        **payload,
+        "config": _client_config(payload.get("config"), thread_id, metadata),
+        "parent_config": _client_config(payload.get("parent_config"), thread_id, metadata),
+        "metadata": checkpoint_metadata(payload.get("metadata"), thread_id),
+    }
+    if refs:  # `debug` names the checkpoints too
+        out["checkpoint"] = _ref(thread_id, payload.get("config"))
+        out["parent_checkpoint"] = _ref(thread_id, payload.get("parent_config"))
+    return out
+
+
+def _ref(thread_id: str, config: Any) -> dict[str, Any] | None:
+    found = _checkpoint(thread_id, config)
+    if found is None:
+        return None
+    return {k: found[k] for k in ("checkpoint_id", "thread_id", "checkpoint_ns")}
+
+
+def _stream_task(payload: dict[str, Any], thread_id: str, metadata: Any) -> dict[str, Any]:
+    if "input" not in payload:  # a task's result
+        return {**payload, "interrupts": [_interrupt(i) for i in payload.get("interrupts", ())]}
+    return {**payload, "metadata": clean_metadata(metadata, thread_id)}
+
+
+def stream_part(mode: str, payload: Any, thread_id: str, metadata: Any) -> Any:
+    """A `checkpoints`, `tasks` or `debug` stream part as langgraph-api sends it: checkpoint
+    configs carry only the client's ids, a task its run's metadata. Other parts unchanged."""
+    if mode == "checkpoints" and isinstance(payload, dict):
+        return _stream_checkpoint(payload, thread_id, metadata, refs=False)
+    if mode == "tasks" and isinstance(payload, dict):
+        return _stream_task(payload, thread_id, metadata)
+    if mode == "debug" and isinstance(payload, dict):
+        inner = payload.get("payload")
+        if not isinstance(inner, dict):
+            return payload
+        if payload.get("type") == "checkpoint":
+            inner = _stream_checkpoint(inner, thread_id, metadata, refs=True)
+        else:
+            inner = _stream_task(inner, thread_id, metadata)
+        return {**payload, "payload": inner}
+    return payload
+
+
 def _interrupt(pause: Any) -> dict[str, Any]:
     """A pause (`langgraph.types.Interrupt`) as LangGraph's server shows it (its fields;
     a response schema given as a class is not sent)."""
