@@ -333,6 +333,7 @@ class SessionStreaming(SessionCores):
         interrupt_after: Sequence[str] | str | None = None,
         views: bool = True,
         answering: bool = False,
+        subgraphs: bool = False,
     ) -> AsyncGenerator[tuple[str, Any], None]:
         """Run like `arun`, yielding the graph's own stream parts for LangGraph clients.
 
@@ -363,6 +364,10 @@ class SessionStreaming(SessionCores):
         `command` (`resume`, `update`, `goto`) answers it: the run continues from where the
         thread waits, with no new messages. `answering` makes such a run refuse a thread
         that does not exist (`NotFoundError`) or waits at no pause (`ConflictError`).
+
+        With `subgraphs`, the parts of the graph's subgraphs come too, each named
+        `mode|namespace` (the namespace's entries joined by `|`), their payloads as the
+        subgraph streamed them.
         """
         graph_context = self.graph_context(owner, context)
         run = await self._adrive(
@@ -398,7 +403,7 @@ class SessionStreaming(SessionCores):
             if checkpoint_id is not None:
                 await self._adrive(self._fork(run, config, checkpoint_id, run_id))
             earlier = await self._adrive(self._tail(run.key, None, recent)) if views else []
-            async for mode, payload in self.graph.astream(  # type: ignore[call-overload]
+            async for part in self.graph.astream(  # type: ignore[call-overload]
                 graph_input,
                 config,
                 context=graph_context,
@@ -406,7 +411,16 @@ class SessionStreaming(SessionCores):
                 durability=self.durability,
                 interrupt_before=interrupt_before,
                 interrupt_after=interrupt_after,
+                subgraphs=subgraphs,
             ):
+                if subgraphs:
+                    namespace, mode, payload = part
+                    if namespace:  # a subgraph's part, as it streamed it
+                        if mode in stream_mode:
+                            yield "|".join((mode, *namespace)), payload
+                        continue
+                else:
+                    mode, payload = part
                 if mode == "values":
                     values = payload
                     tally.values(payload)

@@ -449,7 +449,7 @@ class Runner:
         kwargs = record["kwargs"]
         owner = Owner(tenant=record["tenant"], user=record["user"])
         modes = list(kwargs.get("stream_mode") or ["values"])
-        graph_modes = ["messages" if m == "messages-tuple" else m for m in modes]
+        graph_modes = list(dict.fromkeys("messages" if m == "messages-tuple" else m for m in modes))
         # A run taken over waits out the lease of its dead holder on the thread.
         patience = BUSY_WAIT_SECONDS + (self.lease_ms / 1000 + 5 if record["attempt"] > 1 else 0)
         deadline = time.monotonic() + patience
@@ -478,6 +478,8 @@ class Runner:
         record = live.record
         kwargs = record["kwargs"]
         result: dict[str, Any] | None = None
+        # Both message modes asked for: the tuples alone, as langgraph-api sends them.
+        parts = None if "messages-tuple" in modes else views.MessageParts()
         async for kind, payload in sessions.astream_graph(
             owner,
             record["thread_id"],
@@ -491,6 +493,7 @@ class Runner:
             command=kwargs.get("command"),
             interrupt_before=kwargs.get("interrupt_before"),
             interrupt_after=kwargs.get("interrupt_after"),
+            subgraphs=bool(kwargs.get("stream_subgraphs")),
             metadata={
                 **(record.get("metadata") or {}),
                 "graph_id": views.GRAPH_ID,
@@ -504,13 +507,18 @@ class Runner:
                     live.started.set_result(None)
             elif kind == "done":
                 result = payload[1]
-            elif kind == "messages":
+            elif kind.partition("|")[0] == "messages":
                 chunk, meta = payload
-                live.emit("messages", [chunk, self._message_metadata(live, meta)])
-            elif kind in modes:
+                meta = self._message_metadata(live, meta)
+                if parts is None:  # a subgraph's under its namespace (`messages|ns`)
+                    live.emit(kind, [chunk, meta])
+                else:  # the older mode names no namespace, as in langgraph-api
+                    for name, data in parts.add(chunk, meta):
+                        live.emit(name, data)
+            elif (mode := kind.partition("|")[0]) in modes:
                 run_meta = {**(record.get("metadata") or {}), "run_id": live.run_id}
                 run_meta.update(graph_id=views.GRAPH_ID, assistant_id=views.ASSISTANT_ID)
-                live.emit(kind, views.stream_part(kind, payload, record["thread_id"], run_meta))
+                live.emit(kind, views.stream_part(mode, payload, record["thread_id"], run_meta))
         return result
 
     async def _stream_native(

@@ -6,14 +6,16 @@ import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCall
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolCall
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.tools import tool
+from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph.message import add_messages
 from langgraph.types import interrupt
 
 from agent.graph import make_builder
@@ -119,6 +121,43 @@ def make_reviewed_graph(chat_model: BaseChatModel | None = None, tools: Any = ()
     )
     builder.add_conditional_edges("save_memories", route_turn)
     builder.add_edge("review", "record_messages")
+    builder.add_edge("record_messages", END)
+    return builder
+
+
+class _CheckState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+    checks: int
+
+
+def _inspect(state: _CheckState) -> dict[str, Any]:
+    get_stream_writer()({"checked": len(state["messages"])})
+    return {"checks": 1}
+
+
+#: A subgraph that looks at the reply, says so on the custom stream and keeps a count of
+#: its own (not in the parent's state).
+_checker = StateGraph(_CheckState)
+_checker.add_node("inspect", _inspect)
+_checker.add_edge(START, "inspect")
+checker = _checker.compile()
+
+
+def make_checked_graph(chat_model: BaseChatModel | None = None, tools: Any = ()) -> StateGraph:
+    """The pieces' model node, then a node that is a graph of its own (a subgraph)."""
+    builder = StateGraph(State, context_schema=Context)
+    builder.add_node(summarize_conversation(chat_model))
+    builder.add_node(call_model(chat_model, tools=[*tools]))
+    builder.add_node(execute_tools([*tools], name="save_memories"))
+    builder.add_node("check", checker)
+    builder.add_node(record_messages())
+    builder.add_conditional_edges(START, route_turn)
+    builder.add_edge("summarize_conversation", "call_model")
+    builder.add_conditional_edges(
+        "call_model", route_model_output, {"save_memories": "save_memories", "__end__": "check"}
+    )
+    builder.add_conditional_edges("save_memories", route_turn)
+    builder.add_edge("check", "record_messages")
     builder.add_edge("record_messages", END)
     return builder
 

@@ -122,6 +122,50 @@ def _events(text: str) -> list[tuple[str, Any]]:
     return out
 
 
+async def test_older_messages_mode_streams_each_message_so_far(api: Api) -> None:
+    tid = fresh_id("partials")
+    body = _run("My name is Sam.", stream_mode=["messages", "values"], stream_resumable=True)
+    response = await api.request("alice", "POST", f"{LG}/threads/{tid}/runs/stream", json=body)
+    assert response.status_code == 200, response.text
+    events = _events(response.text)
+    (meta,) = [d for n, d in events if n == "metadata"]
+    described = [d for n, d in events if n == "messages/metadata"]
+    ids = [next(iter(d)) for d in described]
+    assert len(ids) == len(set(ids))  # each message described once, before its parts
+    for d in described:
+        (entry,) = d.values()
+        assert entry["metadata"]["run_id"] == meta["run_id"]
+        assert entry["metadata"]["thread_id"] == tid
+    last: dict[str, dict[str, Any]] = {}
+    for name, data in events:
+        if name in ("messages/partial", "messages/complete"):
+            (message,) = data
+            assert message["id"] in ids[: len(last) + 1]
+            assert "tool_call_chunks" not in message  # shaped as the message it becomes
+            last[message["id"]] = message
+    # The last part of each message is the message the thread keeps.
+    (final,) = [d for n, d in events if n == "values"][-1:]
+    kept = {m["id"]: m for m in final["messages"]}
+    replies = [m for i, m in last.items() if i in kept]
+    assert [m["type"] for m in replies] == ["ai", "tool", "ai"]
+    for m in replies:
+        assert m["content"] == kept[m["id"]]["content"]
+        assert m.get("tool_calls", []) == kept[m["id"]].get("tool_calls", [])
+    assert [n for n, _ in events if n == "messages/complete"] == ["messages/complete"]  # the tool's
+    # Rejoined, the same parts again; another user's rejoin finds nothing.
+    path = f"{LG}/threads/{tid}/runs/{meta['run_id']}/stream"
+    again = await api.request("alice", "GET", path)
+    assert [e for e in _events(again.text) if e[0] != "metadata"] == [
+        e for e in events if e[0] != "metadata"
+    ]
+    assert (await api.request("bob", "GET", path)).status_code == 404
+    # Both message modes asked for: the tuples alone, as langgraph-api sends them.
+    body = _run("hello", stream_mode=["messages", "messages-tuple"])
+    both = await api.request("alice", "POST", f"{LG}/threads/{tid}/runs/stream", json=body)
+    names = {n for n, _ in _events(both.text)}
+    assert names == {"metadata", "messages"}, names
+
+
 async def test_step_events_stream_and_rejoin_with_the_clients_ids(api: Api) -> None:
     tid = fresh_id("steps")
     modes = ["tasks", "checkpoints", "debug"]

@@ -294,3 +294,51 @@ def test_node_modules_is_the_cached_tree_for_these_package_files(node: str) -> N
     installed = json.loads((tree / "@langchain" / "langgraph-sdk" / "package.json").read_text())
     pinned = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
     assert installed["version"] == pinned["@langchain/langgraph-sdk"]
+
+
+@pytest.fixture(scope="module")
+def subgraph_server(
+    node: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LangGraphServer]:
+    """A server on SQLite serving a graph with a subgraph (`tests.owngraph`)."""
+    tmp = tmp_path_factory.mktemp("lg-js-modes")
+    with langgraph_server(
+        f"sqlite:///{tmp / 'agent.sqlite'}",
+        tmp,
+        runs_per_minute="1000",
+        graph="tests.owngraph:make_checked_graph",
+    ) as server:
+        yield server
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_older_messages_step_and_subgraph_modes(
+    node: str, subgraph_server: LangGraphServer, sdk: str
+) -> None:
+    server = subgraph_server
+    done = subprocess.run(
+        [node, str(JS_DIR / "streammodes.mjs"), sdk, server.url, server.keys["alice"]],
+        capture_output=True,
+        text=True,
+        timeout=_SCRIPT_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    messages = summary["messages"]
+    assert messages["names"] == ["metadata", "messages/metadata", "messages/partial"]
+    assert messages["described"] == 2  # the reply, and the model's closing empty chunk
+    assert (
+        messages["last"]
+        == '(offline model) You said: "hi there". I can remember facts you tell me.'
+    )
+    steps = summary["steps"]
+    assert set(steps["names"]) == {"metadata", "tasks", "checkpoints", "debug"}
+    assert steps["threadIds"] == [True]
+    assert steps["tasks"] == ["call_model", "check", "record_messages"]
+    assert summary["subgraphs"] == [
+        ["updates", "call_model"],
+        ["custom|check", "checked"],
+        ["updates|check", "inspect"],
+        ["updates", "check"],
+        ["updates", "record_messages"],
+    ]

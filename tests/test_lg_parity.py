@@ -10,6 +10,7 @@ reason; anything else fails, so a change on either side shows up here.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,6 +97,17 @@ async def _script(client: LangGraphClient) -> dict[str, Any]:
         )
     ]
     out["stream.steps.thread"] = other["thread_id"]
+    third = await client.threads.create()
+    out["stream.messages"] = [
+        (part.event, part.data)
+        async for part in client.runs.stream(
+            third["thread_id"],
+            "agent",
+            input=_human("My name is Sam."),
+            stream_mode=["messages", "updates"],
+            context=_CONTEXT,
+        )
+    ]
     await client.store.put_item(["parity", "notes"], "first", {"content": "hello"})
     out["store.get"] = await client.store.get_item(["parity", "notes"], "first")
     out["store.search"] = await client.store.search_items(["parity"])
@@ -349,3 +361,34 @@ def test_step_events_have_the_same_shape(answers: dict[str, dict[str, Any]]) -> 
         else:  # a task's result
             assert o["name"] == d["name"] and o["error"] is None and o["interrupts"] == []
             assert _keys(o["result"]) == _keys(d["result"])
+
+
+def test_older_messages_events_have_the_same_shape(answers: dict[str, dict[str, Any]]) -> None:
+    """The older `messages` mode: each message's metadata once, then the message so far
+    after each chunk (or whole when it comes whole), in the same order as langgraph-api."""
+    dev, ours = answers[DEV]["stream.messages"], answers[OURS]["stream.messages"]
+    assert [n for n, _ in ours] == [n for n, _ in dev]
+    names = {n for n, _ in ours}
+    assert {"messages/metadata", "messages/partial", "updates"} <= names
+    seen: set[str] = set()
+    for (name, d), (_, o) in zip(dev, ours, strict=True):
+        if name == "messages/metadata":
+            ((key, meta),) = o.items()
+            ((_, dev_meta),) = d.items()
+            assert key not in seen  # once per message
+            seen.add(key)
+            assert {"langgraph_node", "run_id", "thread_id"} <= set(meta["metadata"])
+            assert set(meta["metadata"]) <= set(dev_meta["metadata"])
+        elif name.startswith("messages/"):
+            ((message,),) = (o,)
+            ((dev_message,),) = (d,)
+            assert message["id"] in seen
+            assert _keys(message) == _keys(dev_message)
+            assert message["type"] == dev_message["type"]
+    partials = [o[0]["content"] for n, o in ours if n == "messages/partial"]
+    # Each partial is the one before it and more: the message so far.
+    firsts = [p for p in partials if p]
+    assert all(b.startswith(a) for a, b in itertools.pairwise(firsts[:-1]) if a)
+    replies = [o for n, o in ours if n == "updates" and "call_model" in o]
+    final = replies[-1]["call_model"]["messages"][-1]["content"]
+    assert final in partials

@@ -30,8 +30,11 @@ router = APIRouter(tags=["langgraph: runs"])
 _RUN_ERRORS = errors(401, 404, 409, 413, 422, 429)
 _STREAM_DOC = sse.stream_doc(
     "Server-sent events, each with an `id`: `metadata` ({run_id, attempt}) first, then the "
-    "stream modes asked for (`values`, `updates`, `messages` as [chunk, metadata], `custom`), "
-    "`error` ({error, message}) on failure; `: heartbeat` comments."
+    "stream modes asked for (`values`, `updates`, `messages-tuple` as `messages` events of "
+    "[chunk, metadata], `messages` as `messages/metadata` then `messages/partial` or "
+    "`messages/complete`, `custom`, `tasks`, `checkpoints`, `debug`; with `stream_subgraphs` "
+    "a subgraph's as `mode|namespace`), `error` ({error, message}) on failure; "
+    "`: heartbeat` comments."
 )
 
 
@@ -108,6 +111,7 @@ async def _start(
             "interrupt_after": body.interrupt_after,
             "context": context,
             "stream_mode": body.modes,
+            "stream_subgraphs": body.stream_subgraphs,
             "stream_resumable": body.stream_resumable,
             "on_disconnect": body.on_disconnect,
             "recent": settings.state_messages,

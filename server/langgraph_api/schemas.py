@@ -37,8 +37,18 @@ from server.schemas import (
     check_json,
 )
 
-#: Stream modes served; `messages-tuple` is sent as `messages` events.
-STREAM_MODES = ("values", "updates", "messages-tuple", "custom", "tasks", "checkpoints", "debug")
+#: Stream modes served; `messages-tuple` is sent as `messages` events, `messages` as
+#: `messages/metadata`, `messages/partial` and `messages/complete` ones.
+STREAM_MODES = (
+    "values",
+    "updates",
+    "messages",
+    "messages-tuple",
+    "custom",
+    "tasks",
+    "checkpoints",
+    "debug",
+)
 MAX_LABELS = 10
 MAX_LABEL_CHARS = 128
 MAX_KEY_CHARS = 1024

@@ -9,6 +9,12 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from fastapi.responses import JSONResponse
+from langchain_core.messages import (
+    BaseMessage,
+    BaseMessageChunk,
+    convert_to_messages,
+    message_chunk_to_message,
+)
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
@@ -194,6 +200,31 @@ def stream_part(mode: str, payload: Any, thread_id: str, metadata: Any) -> Any:
             inner = _stream_task(inner, thread_id, metadata)
         return {**payload, "payload": inner}
     return payload
+
+
+class MessageParts:
+    """The older `messages` stream mode: each message's metadata once (`messages/metadata`,
+    by message id), then the message so far after each chunk (`messages/partial`), or whole
+    when it arrives whole (`messages/complete`), as langgraph-api sends them."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, BaseMessage] = {}
+
+    def add(self, message: Any, metadata: dict[str, Any]) -> list[tuple[str, Any]]:
+        if not isinstance(message, BaseMessage):
+            message = convert_to_messages([message])[0]
+        key = message.id or f"#{len(self._seen)}"
+        parts: list[tuple[str, Any]] = []
+        before = self._seen.get(key)
+        if before is None:
+            parts.append(("messages/metadata", {key: {"metadata": metadata}}))
+        if isinstance(message, BaseMessageChunk) and isinstance(before, BaseMessageChunk):
+            message = before + message
+        self._seen[key] = message
+        # The message so far, shaped as the message it becomes (no chunk fields).
+        name = "messages/partial" if isinstance(message, BaseMessageChunk) else "messages/complete"
+        parts.append((name, [message_chunk_to_message(message)]))
+        return parts
 
 
 def _interrupt(pause: Any) -> dict[str, Any]:
