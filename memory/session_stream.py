@@ -389,8 +389,10 @@ class SessionStreaming(SessionCores):
                 config["configurable"] = {**value, **config["configurable"]}
             elif key in ("recursion_limit", "tags", "run_name"):
                 config[key] = value  # type: ignore[literal-required]
-        # `updates` always: a pause comes as one.
-        modes = list(dict.fromkeys([*stream_mode, "values", "updates"]))
+        # `updates` always: a pause comes as one. `events` is not a graph mode: it is the
+        # graph's callback events, beside its parts.
+        events = "events" in stream_mode
+        modes = [m for m in dict.fromkeys([*stream_mode, "values", "updates"]) if m != "events"]
         graph_input: Any = {"messages": run.input} if run.input else None
         if command is not None:
             graph_input = Command(**command)
@@ -403,24 +405,22 @@ class SessionStreaming(SessionCores):
             if checkpoint_id is not None:
                 await self._adrive(self._fork(run, config, checkpoint_id, run_id))
             earlier = await self._adrive(self._tail(run.key, None, recent)) if views else []
-            async for part in self.graph.astream(  # type: ignore[call-overload]
+            parts = self._graph_parts(
                 graph_input,
                 config,
+                events=events,
+                subgraphs=subgraphs,
                 context=graph_context,
                 stream_mode=modes,
                 durability=self.durability,
                 interrupt_before=interrupt_before,
                 interrupt_after=interrupt_after,
-                subgraphs=subgraphs,
-            ):
-                if subgraphs:
-                    namespace, mode, payload = part
-                    if namespace:  # a subgraph's part, as it streamed it
-                        if mode in stream_mode:
-                            yield "|".join((mode, *namespace)), payload
-                        continue
-                else:
-                    mode, payload = part
+            )
+            async for namespace, mode, payload in parts:
+                if namespace:  # a subgraph's part, as it streamed it
+                    if mode in stream_mode:
+                        yield "|".join((mode, *namespace)), payload
+                    continue
                 if mode == "values":
                     values = payload
                     tally.values(payload)
@@ -445,6 +445,26 @@ class SessionStreaming(SessionCores):
         result = await self._adrive(self._finish_run(run, values))
         tally.finish(values, result.messages)
         yield "done", (result, {**view, INTERRUPT: paused} if paused else view)
+
+    async def _graph_parts(
+        self, graph_input: Any, config: Any, *, events: bool, subgraphs: bool, **kwargs: Any
+    ) -> AsyncGenerator[tuple[tuple[str, ...], str, Any], None]:
+        """The graph's stream parts as `(namespace, mode, payload)`; with `events`, every
+        callback event of its runnables too, as `((), "events", event)`, in order."""
+        if not events:
+            stream = self.graph.astream(graph_input, config, subgraphs=subgraphs, **kwargs)
+            async for part in stream:
+                yield part if subgraphs else ((), *part)
+            return
+        feed = self.graph.astream_events(
+            graph_input, config, version="v2", subgraphs=subgraphs, **kwargs
+        )
+        async for event in feed:
+            if event["event"] == "on_chain_stream" and not event.get("parent_ids"):
+                chunk = event["data"]["chunk"]  # the graph's own part
+                yield chunk if subgraphs else ((), *chunk)
+            elif "langsmith:hidden" not in (event.get("tags") or ()):  # the graph's plumbing
+                yield (), "events", event
 
 
 # -- LangGraph server API: pure helpers ----------------------------------------------

@@ -515,6 +515,12 @@ class Runner:
                 else:  # the older mode names no namespace, as in langgraph-api
                     for name, data in parts.add(chunk, meta):
                         live.emit(name, data)
+            elif kind == "events":  # a callback event, its metadata as a message's
+                event = {
+                    **payload,
+                    "metadata": self._message_metadata(live, payload.get("metadata")),
+                }
+                live.emit("events", event)
             elif (mode := kind.partition("|")[0]) in modes:
                 run_meta = {**(record.get("metadata") or {}), "run_id": live.run_id}
                 run_meta.update(graph_id=views.GRAPH_ID, assistant_id=views.ASSISTANT_ID)

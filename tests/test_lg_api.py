@@ -393,7 +393,7 @@ def test_store_namespaces_are_private(server: LangGraphServer) -> None:
         (
             "POST",
             "/threads/{tid}/runs/stream",
-            {"assistant_id": "agent", "input": {"messages": ["x"]}, "stream_mode": "events"},
+            {"assistant_id": "agent", "input": {"messages": ["x"]}, "stream_mode": "tokens"},
         ),
         (
             "POST",

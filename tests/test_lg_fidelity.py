@@ -166,6 +166,34 @@ async def test_older_messages_mode_streams_each_message_so_far(api: Api) -> None
     assert names == {"metadata", "messages"}, names
 
 
+async def test_callback_events_stream_rejoin_and_the_turn_is_kept(api: Api) -> None:
+    tid = fresh_id("events")
+    body = _run("hi there", stream_mode=["events"], stream_resumable=True)
+    response = await api.request("alice", "POST", f"{LG}/threads/{tid}/runs/stream", json=body)
+    assert response.status_code == 200, response.text
+    events = _events(response.text)
+    assert {n for n, _ in events} == {"metadata", "events"}
+    feed = [d for n, d in events if n == "events"]
+    assert (feed[0]["event"], feed[-1]["event"]) == ("on_chain_start", "on_chain_end")
+    assert feed[0]["run_id"] == feed[-1]["run_id"] and feed[0]["parent_ids"] == []
+    tokens = "".join(
+        d["data"]["chunk"]["content"] for d in feed if d["event"] == "on_chat_model_stream"
+    )
+    assert tokens.startswith("(offline model) You said")
+    assert all(d["metadata"].get("thread_id", tid) == tid for d in feed)
+    # The turn is kept as with any other mode.
+    page = (await api.request("alice", "GET", f"/threads/{tid}/messages")).json()
+    assert [m["role"] for m in page["items"]] == ["user", "assistant"]
+    assert page["items"][1]["content"] == tokens
+    (meta,) = [d for n, d in events if n == "metadata"]
+    path = f"{LG}/threads/{tid}/runs/{meta['run_id']}/stream"
+    again = await api.request("alice", "GET", path)
+    assert [e for e in _events(again.text) if e[0] != "metadata"] == [
+        e for e in events if e[0] != "metadata"
+    ]
+    assert (await api.request("bob", "GET", path)).status_code == 404
+
+
 async def test_step_events_stream_and_rejoin_with_the_clients_ids(api: Api) -> None:
     tid = fresh_id("steps")
     modes = ["tasks", "checkpoints", "debug"]

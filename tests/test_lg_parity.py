@@ -97,6 +97,17 @@ async def _script(client: LangGraphClient) -> dict[str, Any]:
         )
     ]
     out["stream.steps.thread"] = other["thread_id"]
+    out["stream.events.thread"] = (await client.threads.create())["thread_id"]
+    out["stream.events"] = [
+        (part.event, part.data)
+        async for part in client.runs.stream(
+            out["stream.events.thread"],
+            "agent",
+            input=_human("hi there"),
+            stream_mode=["events", "updates"],
+            context=_CONTEXT,
+        )
+    ]
     third = await client.threads.create()
     out["stream.messages"] = [
         (part.event, part.data)
@@ -392,3 +403,27 @@ def test_older_messages_events_have_the_same_shape(answers: dict[str, dict[str, 
     replies = [o for n, o in ours if n == "updates" and "call_model" in o]
     final = replies[-1]["call_model"]["messages"][-1]["content"]
     assert final in partials
+
+
+def _event_name(name: str, data: Any) -> Any:
+    return (data["event"], data["name"]) if name == "events" else name
+
+
+def test_callback_events_have_the_same_shape(answers: dict[str, dict[str, Any]]) -> None:
+    """`events`: every callback event of the graph's runnables (its nodes, the chat model),
+    in the same order and with the same fields as langgraph-api sends them, the graph's own
+    parts beside them."""
+    dev, ours = answers[DEV]["stream.events"], answers[OURS]["stream.events"]
+    assert [_event_name(n, d) for n, d in ours] == [_event_name(n, d) for n, d in dev]
+    kinds = {d["event"] for n, d in ours if n == "events"}
+    assert {"on_chain_start", "on_chain_end", "on_chat_model_stream"} <= kinds
+    run_id = ours[0][1]["run_id"]
+    for (name, d), (_, o) in zip(dev, ours, strict=True):
+        if name != "events":
+            continue
+        assert _keys(o) == _keys(d), o["event"]
+        assert set(o["metadata"]) <= set(d["metadata"])
+        assert o["metadata"]["run_id"] == run_id
+        assert o["metadata"]["thread_id"] == answers[OURS]["stream.events.thread"]
+        if o["event"] == "on_chat_model_stream":
+            assert o["data"]["chunk"]["content"] == d["data"]["chunk"]["content"]

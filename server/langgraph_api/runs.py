@@ -32,7 +32,7 @@ _STREAM_DOC = sse.stream_doc(
     "Server-sent events, each with an `id`: `metadata` ({run_id, attempt}) first, then the "
     "stream modes asked for (`values`, `updates`, `messages-tuple` as `messages` events of "
     "[chunk, metadata], `messages` as `messages/metadata` then `messages/partial` or "
-    "`messages/complete`, `custom`, `tasks`, `checkpoints`, `debug`; with `stream_subgraphs` "
+    "`messages/complete`, `custom`, `tasks`, `checkpoints`, `debug`, `events`; with `stream_subgraphs` "
     "a subgraph's as `mode|namespace`), `error` ({error, message}) on failure; "
     "`: heartbeat` comments."
 )

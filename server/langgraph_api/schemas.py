@@ -48,6 +48,7 @@ STREAM_MODES = (
     "tasks",
     "checkpoints",
     "debug",
+    "events",
 )
 MAX_LABELS = 10
 MAX_LABEL_CHARS = 128
