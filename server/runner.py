@@ -74,6 +74,9 @@ END_RETRY_SECONDS = 0.25
 #: How long a new run waits for its thread when something else holds it briefly (a
 #: session transition of the native API), before it is refused as busy.
 BUSY_WAIT_SECONDS = 2.0
+#: Seconds the records of a run without a thread of its own stay after its thread is
+#: deleted (`on_completion: "delete"`), for callers following it from other processes.
+DISCARD_SECONDS = 30.0
 
 
 def _now() -> str:
@@ -661,6 +664,32 @@ class Runner:
             logger.warning("run %s changed hands before it finished here", live.run_id)
         if live.stop == "rollback":
             await runs.delete(record["thread_key"], live.run_id)
+        if (record.get("kwargs") or {}).get("on_completion") == "delete":
+            await self._discard(sessions, live)
+
+    async def _discard(self, sessions: SessionManager, live: LiveRun) -> None:
+        """Delete the thread a run without one was given, now that the run has ended;
+        its run records go a little later (`DISCARD_SECONDS`)."""
+        record = live.record
+        owner = Owner(tenant=record["tenant"], user=record["user"])
+        with contextlib.suppress(NotFoundError):  # deleted already (a first try's end)
+            await sessions.adelete(owner, record["thread_id"])
+        task = asyncio.get_running_loop().create_task(
+            self._forget_runs(sessions.db.runs, record["thread_key"]),
+            name=f"records of run {live.run_id}",
+        )
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    @staticmethod
+    async def _forget_runs(runs: RunDB, thread_key: str) -> None:
+        try:
+            await asyncio.sleep(DISCARD_SECONDS)
+        finally:  # at once when the process stops
+            try:
+                await runs.delete_thread(thread_key)
+            except Exception as exc:
+                logger.warning("deleting the runs of a deleted thread failed: %s", exc)
 
     async def _end_later(
         self, sessions: SessionManager, live: LiveRun, status: str, result: Any, error: Any

@@ -197,7 +197,8 @@ def test_event_streams_are_documented_as_text_event_stream_with_their_events() -
         for method, op in ops.items()
         if "text/event-stream" in op["responses"].get("200", {}).get("content", {})
     ]
-    assert len(streams) == 5
+    assert len(streams) == 6
+    assert ("/langgraph/runs/stream", "post") in {(p, m) for p, m, _ in streams}
     for path, method, content in streams:
         assert list(content) == ["text/event-stream"], (method, path)
         events = content["text/event-stream"]["itemSchema"]

@@ -312,7 +312,7 @@ def subgraph_server(
 
 
 @pytest.mark.parametrize("sdk", SDKS)
-def test_older_messages_step_and_subgraph_modes(
+def test_older_messages_step_subgraph_modes_and_runs_without_a_thread(
     node: str, subgraph_server: LangGraphServer, sdk: str
 ) -> None:
     server = subgraph_server
@@ -342,3 +342,8 @@ def test_older_messages_step_and_subgraph_modes(
         ["updates", "check"],
         ["updates", "record_messages"],
     ]
+    assert summary["stateless"] == {
+        "reply": "ai",
+        "streamed": ["metadata", "values"],
+        "threadsAdded": 0,
+    }

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from agent.namespaces import Owner
@@ -20,7 +20,7 @@ from memory.stores.rundb import Record
 from server import sse
 from server.deps import OwnerDep, RunnerDep, SessionsDep, SettingsDep, ThreadId
 from server.langgraph_api import views
-from server.langgraph_api.schemas import RunCreate, RunsCancel
+from server.langgraph_api.schemas import MAX_BATCH, RunCreate, RunCreateStateless, RunsCancel
 from server.langgraph_api.views import LangGraphJSON
 from server.runner import LiveRun, Runner
 from server.schemas import QueryFlag, QueryInt, RunId, errors
@@ -72,6 +72,23 @@ def final_body(record: Record) -> dict[str, Any]:
     return record.get("result") or {}
 
 
+def _checked(
+    body: RunCreate, owner: Owner, sessions: SessionManager, settings: Settings
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The run's messages and context overrides, once everything that can be checked
+    before it starts is: its assistant, its messages' bounds, its context, its nodes."""
+    if not views.is_assistant(body.assistant_id):
+        raise NotFoundError(f"assistant {body.assistant_id!r} not found")
+    messages = body.messages(settings.max_message_chars, settings.max_messages_per_request)
+    context = body.context.overrides() if body.context else {}
+    sessions.graph_context(owner, context)  # a bad override is a 422 before anything starts
+    for field in ("interrupt_before", "interrupt_after"):
+        nodes = getattr(body, field)
+        if isinstance(nodes, list) and (unknown := sorted(set(nodes) - set(sessions.graph.nodes))):
+            raise InvalidInputError(f"{field} names nodes this graph does not have: {unknown}")
+    return messages, context
+
+
 async def _start(
     thread_id: str,
     body: RunCreate,
@@ -82,15 +99,7 @@ async def _start(
     *,
     streamed: bool,
 ) -> tuple[Record, LiveRun | None]:
-    if not views.is_assistant(body.assistant_id):
-        raise NotFoundError(f"assistant {body.assistant_id!r} not found")
-    messages = body.messages(settings.max_message_chars, settings.max_messages_per_request)
-    context = body.context.overrides() if body.context else {}
-    sessions.graph_context(owner, context)  # a bad override is a 422 before anything starts
-    for field in ("interrupt_before", "interrupt_after"):
-        nodes = getattr(body, field)
-        if isinstance(nodes, list) and (unknown := sorted(set(nodes) - set(sessions.graph.nodes))):
-            raise InvalidInputError(f"{field} names nodes this graph does not have: {unknown}")
+    messages, context = _checked(body, owner, sessions, settings)
     checkpoint_id = body.from_checkpoint
     if checkpoint_id is not None:  # a checkpoint of another thread, or none: 404 now
         await sessions.aview_state(owner, thread_id, checkpoint_id, recent=0)
@@ -115,6 +124,7 @@ async def _start(
             "stream_resumable": body.stream_resumable,
             "on_disconnect": body.on_disconnect,
             "recent": settings.state_messages,
+            "on_completion": getattr(body, "on_completion", "keep"),
         },
         metadata=body.metadata or {},
         strategy=body.multitask_strategy or "enqueue",
@@ -345,6 +355,73 @@ async def thread_stream(
             quiet_since = time.monotonic()
 
     return sse.response(events())
+
+
+# -- runs without a thread: each on a thread made for it ---------------------------------
+
+
+def _new_thread() -> str:
+    return str(uuid.uuid4())
+
+
+@router.post("/runs/stream", response_class=StreamingResponse, responses=_STREAM_DOC | _RUN_ERRORS)
+async def stream_stateless_run(
+    body: RunCreateStateless,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    runner: RunnerDep,
+) -> StreamingResponse:
+    """Run on a new thread and stream its events; the thread is deleted once the run ends
+    (`on_completion: "delete"`, the default) or kept (`keep`); `metadata` names the run."""
+    return await stream_run(_new_thread(), body, owner, sessions, settings, runner)
+
+
+@router.post("/runs/wait", response_class=LangGraphJSON, responses=_RUN_ERRORS)
+async def wait_stateless_run(
+    body: RunCreateStateless,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    runner: RunnerDep,
+) -> LangGraphJSON:
+    """Run on a new thread and answer its final values (the thread as `on_completion`)."""
+    return await wait_run(_new_thread(), body, owner, sessions, settings, runner)
+
+
+@router.post("/runs", response_class=LangGraphJSON, responses=_RUN_ERRORS)
+async def create_stateless_run(
+    body: RunCreateStateless,
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    runner: RunnerDep,
+) -> LangGraphJSON:
+    """Start a run on a new thread in the background and answer it (its `thread_id` to poll
+    or join it by; with `on_completion: "delete"` the thread and run go once it ends)."""
+    return await create_run(_new_thread(), body, owner, sessions, settings, runner)
+
+
+@router.post("/runs/batch", response_class=LangGraphJSON, responses=_RUN_ERRORS)
+async def create_stateless_runs(
+    body: Annotated[list[RunCreateStateless], Body(min_length=1, max_length=MAX_BATCH)],
+    owner: OwnerDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    runner: RunnerDep,
+) -> LangGraphJSON:
+    """Start several runs in the background, each on a new thread, in order; answers them.
+    Every run is checked before any starts; one refused as it starts (429) answers the
+    error, the runs before it going on."""
+    for run in body:
+        _checked(run, owner, sessions, settings)
+    started = []
+    for run in body:
+        record, _ = await _start(
+            _new_thread(), run, owner, sessions, settings, runner, streamed=False
+        )
+        started.append(run_out(record))
+    return LangGraphJSON(started)
 
 
 _CANCEL_ACTION = Annotated[str, Query(pattern="^(interrupt|rollback)$")]

@@ -506,6 +506,31 @@ def _exactly_false(value: Any) -> Any:
     return value
 
 
+class RunCreateStateless(RunCreate):
+    """`POST /runs/stream`, `/runs/wait`, `/runs` and each run of `/runs/batch`: a run on a
+    thread of its own, made for it."""
+
+    on_completion: Literal["delete", "keep"] = Field(
+        default="delete",
+        description="What becomes of the run's thread once the run ends: `delete` (the "
+        "default) removes it with everything it holds, `keep` leaves it to the caller (read "
+        "it by the run's `thread_id`).",
+    )
+
+    @model_validator(mode="after")
+    def _stateless(self) -> RunCreateStateless:
+        if self.from_checkpoint is not None:
+            raise ValueError("a run without a thread has no checkpoint to start from")
+        if self.command is not None and "resume" in self.command.model_fields_set:
+            raise ValueError("a run without a thread has no pause to resume: name its thread")
+        self.if_not_exists = "create"
+        return self
+
+
+#: Runs one `/runs/batch` call starts at most.
+MAX_BATCH = 100
+
+
 class StorePut(_Body):
     """`PUT /store/items`."""
 

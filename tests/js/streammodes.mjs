@@ -1,7 +1,8 @@
 // Stream modes beyond a chat UI's, read with the JavaScript SDK from memory-agent's
 // `/langgraph` API: the older `messages` mode, the step-by-step `tasks`, `checkpoints` and
-// `debug`, and a subgraph's parts with `streamSubgraphs`. Prints a JSON summary on stdout;
-// tests/test_lg_js_sdk.py starts the server (on a graph with a subgraph) and asserts on it.
+// `debug`, a subgraph's parts with `streamSubgraphs`, and runs without a thread. Prints a
+// JSON summary on stdout; tests/test_lg_js_sdk.py starts the server (on a graph with a
+// subgraph) and asserts on it.
 //
 //   node tests/js/streammodes.mjs <sdk-package> <url> <api-key>
 import { randomUUID } from "node:crypto";
@@ -50,5 +51,20 @@ summary.steps = {
 const sub = await stream("hi there", { streamMode: ["updates", "custom"], streamSubgraphs: true });
 summary.subgraphs = sub.events.filter(([name]) => name !== "metadata")
   .map(([name, d]) => [name.replace(/:[0-9a-f-]+$/, ""), Object.keys(d)[0]]);
+
+// A run without a thread: on one made for it, gone once the run ends.
+const before = (await client.threads.search({ limit: 100 })).length;
+const waited = await client.runs.wait(null, "agent", { input: { messages: [human("hello")] } });
+const streamed = [];
+for await (const part of client.runs.stream(null, "agent", {
+  input: { messages: [human("hello again")] },
+})) {
+  streamed.push(part.event);
+}
+summary.stateless = {
+  reply: waited.messages.at(-1).type,
+  streamed: [...new Set(streamed)],
+  threadsAdded: (await client.threads.search({ limit: 100 })).length - before,
+};
 
 console.log(JSON.stringify(summary));
