@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,22 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from agent.settings import AgentSettings
 
 SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "redis", "rediss")
+
+
+def langgraph_json_auth(directory: Path | None = None) -> str | None:
+    """The `auth.path` a `langgraph.json` in `directory` (the working directory) names, as
+    `langgraph dev` reads it; None without one. A relative file path is taken from there."""
+    config = (directory or Path.cwd()) / "langgraph.json"
+    try:
+        found = json.loads(config.read_text()).get("auth", {}).get("path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(found, str) or ":" not in found:
+        return None
+    target, _, attribute = found.rpartition(":")
+    if target.endswith(".py") or "/" in target:
+        target = str((config.parent / target).resolve())
+    return f"{target}:{attribute}"
 
 
 class Settings(AgentSettings):
@@ -64,7 +81,9 @@ class Settings(AgentSettings):
         default="",
         description="How the caller is identified: `keys` (`api_keys`), `jwt` (a bearer JWT), "
         "`gateway` (headers a trusted proxy sets) or `package.module:attribute` (a "
-        "`langgraph_sdk.Auth` object's authenticate handler). Empty: `keys`.",
+        "`langgraph_sdk.Auth` object's authenticate handler; also `path/to/file.py:attribute`). "
+        "Empty: `keys`, or the `auth.path` of a `langgraph.json` in the working directory "
+        "when no keys are set either.",
     )
     jwt_secret: SecretStr | None = Field(
         default=None, description="`jwt` mode: the shared HS256 secret tokens are signed with."
@@ -259,6 +278,8 @@ class Settings(AgentSettings):
 
     @model_validator(mode="after")
     def _auth_mode(self) -> Settings:
+        if not self.auth.strip() and not self.api_keys.strip():
+            self.auth = langgraph_json_auth() or ""
         mode = self.auth_mode
         if mode not in ("keys", "jwt", "gateway", "sdk"):
             raise ValueError(

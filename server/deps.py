@@ -14,6 +14,7 @@ from memory.settings import Settings
 from memory.stores.factory import Backends
 from server import logs
 from server.auth import Authenticator
+from server.sdk_auth import OPEN, Policy
 
 if TYPE_CHECKING:
     from server.runner import Runner
@@ -69,9 +70,19 @@ async def get_owner(
     (`default/local` in development mode); `credentials` and `api_key` document the headers
     in the OpenAPI schema."""
     authenticator: Authenticator = request.app.state.auth
-    owner = await authenticator.authenticate(request.headers)
+    identify = getattr(authenticator, "identify", None)
+    if identify is not None:  # an `Auth` object's handlers: the policy they make for the user
+        owner, request.state.policy = await identify(request.headers)
+    else:
+        owner = await authenticator.authenticate(request.headers)
     logs.identify(owner)
     return owner
+
+
+async def get_policy(request: Request, owner: Annotated[Owner, Depends(get_owner)]) -> Policy:
+    """What the application's `Auth` handlers allow the caller (everything it owns when
+    there are none)."""
+    return getattr(request.state, "policy", OPEN)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -79,6 +90,7 @@ BackendsDep = Annotated[Backends, Depends(get_backends)]
 SessionsDep = Annotated[SessionManager, Depends(get_sessions)]
 RunnerDep = Annotated["Runner", Depends(get_runner)]
 OwnerDep = Annotated[Owner, Depends(get_owner)]
+PolicyDep = Annotated[Policy, Depends(get_policy)]
 ThreadId = Annotated[
     str, Path(pattern=ID_PATTERN, description="The thread's id: 1-128 of A-Z a-z 0-9 _-:@.")
 ]

@@ -526,3 +526,64 @@ async def test_a_langgraph_sdk_auth_handler_names_the_caller() -> None:
 def test_an_auth_object_that_cannot_be_served_is_refused(path: str, says: str) -> None:
     with pytest.raises(AuthConfigError, match=re.escape(says)):
         create_app(Settings(database_url="memory://", embeddings="none", auth=path))
+
+
+@pytest.mark.parametrize(
+    ("metadata", "wanted", "passes"),
+    [
+        ({"org": "red", "x": 1}, {"org": "red"}, True),
+        ({"org": "blue"}, {"org": "red"}, False),
+        ({}, {"org": "red"}, False),
+        ({"org": "red"}, {"org": {"$eq": "red"}}, True),
+        ({"tags": ["a", "b"]}, {"tags": {"$contains": "a"}}, True),
+        ({"tags": ["a", "b"]}, {"tags": {"$contains": ["a", "c"]}}, False),
+        ({"tags": "a"}, {"tags": {"$contains": "a"}}, False),
+        ({"org": "red"}, None, True),
+        ({"org": "red"}, {}, True),
+    ],
+)
+def test_an_auth_handlers_filter_matches_metadata(
+    metadata: dict[str, Any], wanted: dict[str, Any] | None, passes: bool
+) -> None:
+    from server.sdk_auth import matches
+
+    assert matches(metadata, wanted) is passes
+
+
+async def test_on_handlers_deny_with_403_and_their_own_status() -> None:
+    """`False` and an `AssertionError` are a 403 naming the resource and action; an
+    `Auth.exceptions.HTTPException` keeps its status and detail; no handler allows."""
+    from langgraph_sdk import Auth
+
+    from server.sdk_auth import OPEN, Policy
+
+    auth = Auth()
+
+    @auth.on.threads.delete
+    async def never(ctx: Any, value: Any) -> bool:
+        return False
+
+    @auth.on.threads.update
+    async def teapot(ctx: Any, value: Any) -> None:
+        raise Auth.exceptions.HTTPException(status_code=418, detail="not today")
+
+    @auth.on.store.put
+    async def checked(ctx: Any, value: Any) -> None:
+        assert value["key"] != "secret", "no secrets"
+
+    policy = Policy(auth, None, ())
+    assert await OPEN.check("threads", "delete", {}) is None
+    assert await policy.check("threads", "read", {}) is None  # no handler for it
+    assert await policy.check("store", "put", {"key": "fine"}) is None
+    from fastapi import HTTPException
+
+    for resource, action, value, code, detail in [
+        ("threads", "delete", {}, 403, "threads delete: forbidden by the auth policy"),
+        ("threads", "update", {}, 418, "not today"),
+        ("store", "put", {"key": "secret"}, 403, "no secrets"),
+    ]:
+        with pytest.raises(HTTPException) as refused:
+            await policy.check(resource, action, value)
+        # (pytest adds its own explanation to an assert's message in this module)
+        first_line = str(refused.value.detail).splitlines()[0]
+        assert (refused.value.status_code, first_line) == (code, detail)

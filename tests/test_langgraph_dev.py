@@ -55,15 +55,23 @@ def _server_env() -> dict[str, str]:
     return env
 
 
-def _workdir(root: Path) -> Path:
+def _workdir(root: Path, auth: str | None = None) -> Path:
     """A working directory that holds the project as `langgraph.json` sees it.
 
     The in-memory runtime persists threads, runs and the store under `.langgraph_api/` in
     its working directory; running from a temporary copy of the layout keeps the test's
     state out of the checkout (and away from `make dev` and other test runs), while the
-    committed `langgraph.json` is used unchanged.
+    committed `langgraph.json` is used unchanged. With `auth` (a file of this repository,
+    `tests/x.py:attribute`), the copy names it as its `auth.path`.
     """
     shutil.copy(REPO_ROOT / "langgraph.json", root / "langgraph.json")
+    if auth is not None:
+        config = json.loads((root / "langgraph.json").read_text())
+        config["auth"] = {"path": f"./{auth}"}
+        (root / "langgraph.json").write_text(json.dumps(config))
+        path = auth.partition(":")[0]
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).symlink_to(REPO_ROOT / path)
     for entry in _PROJECT_ENTRIES:
         (root / entry).symlink_to(REPO_ROOT / entry, target_is_directory=True)
     return root
@@ -105,9 +113,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def langgraph_dev(workdir: Path) -> Iterator[str]:
-    """Run `langgraph dev` in `workdir` on a free loopback port; yields its base URL."""
-    _workdir(workdir)
+def langgraph_dev(workdir: Path, auth: str | None = None) -> Iterator[str]:
+    """Run `langgraph dev` in `workdir` on a free loopback port; yields its base URL.
+    `auth`: an auth handler file of this repository for its `langgraph.json`."""
+    _workdir(workdir, auth)
     log = workdir / "server.log"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"

@@ -8,18 +8,29 @@ import langgraph.version
 from fastapi import APIRouter, Query
 
 from memory.errors import NotFoundError
-from server.deps import OwnerDep, SessionsDep
+from server.deps import OwnerDep, PolicyDep, SessionsDep
 from server.langgraph_api import views
 from server.langgraph_api.schemas import AssistantId, AssistantSearch
 from server.langgraph_api.views import LangGraphJSON
 from server.schemas import errors
+from server.sdk_auth import Policy, matches
 
 router = APIRouter(tags=["langgraph: assistants"])
 
 
-def _check(assistant_id: str) -> None:
+async def _check(assistant_id: str, policy: Policy, sessions: Any) -> None:
+    """The assistant exists, and the `assistants` read handler lets the caller see it."""
     if not views.is_assistant(assistant_id):
         raise NotFoundError(f"assistant {assistant_id!r} not found")
+    wanted = await policy.check("assistants", "read", {"assistant_id": assistant_id})
+    if not matches(views.assistant(sessions.graph)["metadata"], wanted):
+        raise NotFoundError(f"assistant {assistant_id!r} not found")
+
+
+async def _searched(policy: Policy, body: AssistantSearch) -> Any:
+    asked = {"graph_id": body.graph_id, "metadata": body.metadata, "limit": body.limit}
+    asked["offset"] = body.offset
+    return await policy.check("assistants", "search", asked)
 
 
 @router.get("/info", responses=errors(401))
@@ -47,39 +58,44 @@ async def ok() -> dict[str, bool]:
 
 @router.post("/assistants/search", response_class=LangGraphJSON, responses=errors(401, 422))
 async def search_assistants(
-    owner: OwnerDep, sessions: SessionsDep, body: AssistantSearch | None = None
+    owner: OwnerDep, policy: PolicyDep, sessions: SessionsDep, body: AssistantSearch | None = None
 ) -> LangGraphJSON:
     """The agent, when it matches the filters."""
     body = body or AssistantSearch()
+    wanted = await _searched(policy, body)
     found = views.assistant(sessions.graph)
-    matches = (
+    hit = (
         (body.graph_id in (None, views.GRAPH_ID))
         and (body.name in (None, found["name"]))
         and views.metadata_matches(found["metadata"], body.metadata)
+        and matches(found["metadata"], wanted)
     )
-    items = [found] if matches else []
+    items = [found] if hit else []
     return LangGraphJSON(items[body.offset : body.offset + body.limit])
 
 
 @router.post("/assistants/count", response_class=LangGraphJSON, responses=errors(401, 422))
 async def count_assistants(
-    owner: OwnerDep, sessions: SessionsDep, body: AssistantSearch | None = None
+    owner: OwnerDep, policy: PolicyDep, sessions: SessionsDep, body: AssistantSearch | None = None
 ) -> LangGraphJSON:
     """How many assistants match the filters (the agent, or none)."""
     body = body or AssistantSearch()
+    wanted = await _searched(policy, body)
     found = views.assistant(sessions.graph)
-    matches = body.graph_id in (None, views.GRAPH_ID) and views.metadata_matches(
-        found["metadata"], body.metadata
+    hit = (
+        body.graph_id in (None, views.GRAPH_ID)
+        and views.metadata_matches(found["metadata"], body.metadata)
+        and matches(found["metadata"], wanted)
     )
-    return LangGraphJSON(int(matches))
+    return LangGraphJSON(int(hit))
 
 
 @router.get("/assistants/{assistant_id}", response_class=LangGraphJSON, responses=errors(401, 404))
 async def get_assistant(
-    assistant_id: AssistantId, owner: OwnerDep, sessions: SessionsDep
+    assistant_id: AssistantId, owner: OwnerDep, policy: PolicyDep, sessions: SessionsDep
 ) -> LangGraphJSON:
     """The agent, by graph id (`agent`) or assistant id."""
-    _check(assistant_id)
+    await _check(assistant_id, policy, sessions)
     return LangGraphJSON(views.assistant(sessions.graph))
 
 
@@ -89,11 +105,12 @@ async def get_assistant(
 async def get_graph(
     assistant_id: AssistantId,
     owner: OwnerDep,
+    policy: PolicyDep,
     sessions: SessionsDep,
     xray: bool | int = Query(default=False, description="Include subgraphs (there are none)."),
 ) -> LangGraphJSON:
     """The graph's nodes and edges."""
-    _check(assistant_id)
+    await _check(assistant_id, policy, sessions)
     return LangGraphJSON(sessions.graph.get_graph(xray=xray).to_json())
 
 
@@ -101,10 +118,10 @@ async def get_graph(
     "/assistants/{assistant_id}/schemas", response_class=LangGraphJSON, responses=errors(401, 404)
 )
 async def get_schemas(
-    assistant_id: AssistantId, owner: OwnerDep, sessions: SessionsDep
+    assistant_id: AssistantId, owner: OwnerDep, policy: PolicyDep, sessions: SessionsDep
 ) -> LangGraphJSON:
     """JSON schemas of the graph's input, output, state and context."""
-    _check(assistant_id)
+    await _check(assistant_id, policy, sessions)
     graph = sessions.graph
     output = graph.get_output_jsonschema()
     return LangGraphJSON(
@@ -125,8 +142,8 @@ async def get_schemas(
     responses=errors(401, 404),
 )
 async def get_subgraphs(
-    assistant_id: AssistantId, owner: OwnerDep, sessions: SessionsDep
+    assistant_id: AssistantId, owner: OwnerDep, policy: PolicyDep, sessions: SessionsDep
 ) -> LangGraphJSON:
     """The graph's subgraphs: none."""
-    _check(assistant_id)
+    await _check(assistant_id, policy, sessions)
     return LangGraphJSON({})

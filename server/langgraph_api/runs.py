@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from agent.namespaces import Owner
@@ -18,14 +18,15 @@ from memory.sessions import SessionManager
 from memory.settings import Settings
 from memory.stores.rundb import Record
 from server import sse
-from server.deps import OwnerDep, RunnerDep, SessionsDep, SettingsDep, ThreadId
-from server.langgraph_api import views
+from server.deps import OwnerDep, PolicyDep, RunnerDep, SessionsDep, SettingsDep, ThreadId
+from server.langgraph_api import guard, views
 from server.langgraph_api.schemas import MAX_BATCH, RunCreate, RunCreateStateless, RunsCancel
 from server.langgraph_api.views import LangGraphJSON
 from server.runner import LiveRun, Runner
 from server.schemas import QueryFlag, QueryInt, RunId, errors
+from server.sdk_auth import OPEN, Policy
 
-router = APIRouter(tags=["langgraph: runs"])
+router = APIRouter(tags=["langgraph: runs"], dependencies=[Depends(guard.thread_route)])
 
 _RUN_ERRORS = errors(401, 404, 409, 413, 422, 429)
 _STREAM_DOC = sse.stream_doc(
@@ -98,8 +99,28 @@ async def _start(
     runner: Runner,
     *,
     streamed: bool,
+    policy: Policy = OPEN,
 ) -> tuple[Record, LiveRun | None]:
     messages, context = _checked(body, owner, sessions, settings)
+    metadata = dict(body.metadata or {})
+    if policy.active:
+        asked: dict[str, Any] = {
+            "thread_id": None if isinstance(body, RunCreateStateless) else thread_id,
+            "assistant_id": body.assistant_id,
+            "run_id": None,
+            "status": "pending",
+            "metadata": metadata,
+            "prevent_insert_if_inflight": True,
+            "multitask_strategy": body.multitask_strategy or "enqueue",
+            "if_not_exists": body.if_not_exists,
+            "after_seconds": body.after_seconds,
+            "kwargs": {"input": body.input, "context": context, "stream_mode": body.modes},
+        }
+        await guard.thread(policy, owner, sessions, thread_id, "create_run", asked)
+        metadata = asked.get("metadata") or {}  # as the handler left it
+    if metadata and body.if_not_exists == "create":
+        # A thread the run creates holds the run's metadata, as in LangGraph.
+        await sessions.aget_or_create(owner, thread_id, metadata)
     checkpoint_id = body.from_checkpoint
     if checkpoint_id is not None:  # a checkpoint of another thread, or none: 404 now
         await sessions.aview_state(owner, thread_id, checkpoint_id, recent=0)
@@ -126,7 +147,7 @@ async def _start(
             "recent": settings.state_messages,
             "on_completion": getattr(body, "on_completion", "keep"),
         },
-        metadata=body.metadata or {},
+        metadata=metadata,
         strategy=body.multitask_strategy or "enqueue",
         delay_seconds=body.after_seconds or 0.0,
         streamed=streamed,
@@ -160,13 +181,16 @@ async def stream_run(
     thread_id: ThreadId,
     body: RunCreate,
     owner: OwnerDep,
+    policy: PolicyDep,
     sessions: SessionsDep,
     settings: SettingsDep,
     runner: RunnerDep,
 ) -> StreamingResponse:
     """Run and stream its events (queued behind the thread's active run by default); the
     run continues if the client goes away (unless `on_disconnect` is `cancel`)."""
-    record, live = await _start(thread_id, body, owner, sessions, settings, runner, streamed=True)
+    record, live = await _start(
+        thread_id, body, owner, sessions, settings, runner, streamed=True, policy=policy
+    )
     events = sse.run_events(
         runner,
         sessions,
@@ -184,6 +208,7 @@ async def wait_run(
     thread_id: ThreadId,
     body: RunCreate,
     owner: OwnerDep,
+    policy: PolicyDep,
     sessions: SessionsDep,
     settings: SettingsDep,
     runner: RunnerDep,
@@ -191,7 +216,9 @@ async def wait_run(
     """Run and answer its final values (`{"__error__": ...}` if it failed once started)."""
     # The caller is there for the end, as a stream's is: the events are logged only when
     # the run is resumable.
-    record, _ = await _start(thread_id, body, owner, sessions, settings, runner, streamed=True)
+    record, _ = await _start(
+        thread_id, body, owner, sessions, settings, runner, streamed=True, policy=policy
+    )
     run_id = record["run_id"]
     final = await runner.wait(sessions, owner, thread_id, run_id)
     return LangGraphJSON(
@@ -209,12 +236,15 @@ async def create_run(
     thread_id: ThreadId,
     body: RunCreate,
     owner: OwnerDep,
+    policy: PolicyDep,
     sessions: SessionsDep,
     settings: SettingsDep,
     runner: RunnerDep,
 ) -> LangGraphJSON:
     """Start a run in the background and answer it (poll, join or cancel it by id)."""
-    record, _ = await _start(thread_id, body, owner, sessions, settings, runner, streamed=False)
+    record, _ = await _start(
+        thread_id, body, owner, sessions, settings, runner, streamed=False, policy=policy
+    )
     return LangGraphJSON(
         run_out(record), headers={"Content-Location": location(thread_id, record["run_id"])}
     )
@@ -368,44 +398,48 @@ def _new_thread() -> str:
 async def stream_stateless_run(
     body: RunCreateStateless,
     owner: OwnerDep,
+    policy: PolicyDep,
     sessions: SessionsDep,
     settings: SettingsDep,
     runner: RunnerDep,
 ) -> StreamingResponse:
     """Run on a new thread and stream its events; the thread is deleted once the run ends
     (`on_completion: "delete"`, the default) or kept (`keep`); `metadata` names the run."""
-    return await stream_run(_new_thread(), body, owner, sessions, settings, runner)
+    return await stream_run(_new_thread(), body, owner, policy, sessions, settings, runner)
 
 
 @router.post("/runs/wait", response_class=LangGraphJSON, responses=_RUN_ERRORS)
 async def wait_stateless_run(
     body: RunCreateStateless,
     owner: OwnerDep,
+    policy: PolicyDep,
     sessions: SessionsDep,
     settings: SettingsDep,
     runner: RunnerDep,
 ) -> LangGraphJSON:
     """Run on a new thread and answer its final values (the thread as `on_completion`)."""
-    return await wait_run(_new_thread(), body, owner, sessions, settings, runner)
+    return await wait_run(_new_thread(), body, owner, policy, sessions, settings, runner)
 
 
 @router.post("/runs", response_class=LangGraphJSON, responses=_RUN_ERRORS)
 async def create_stateless_run(
     body: RunCreateStateless,
     owner: OwnerDep,
+    policy: PolicyDep,
     sessions: SessionsDep,
     settings: SettingsDep,
     runner: RunnerDep,
 ) -> LangGraphJSON:
     """Start a run on a new thread in the background and answer it (its `thread_id` to poll
     or join it by; with `on_completion: "delete"` the thread and run go once it ends)."""
-    return await create_run(_new_thread(), body, owner, sessions, settings, runner)
+    return await create_run(_new_thread(), body, owner, policy, sessions, settings, runner)
 
 
 @router.post("/runs/batch", response_class=LangGraphJSON, responses=_RUN_ERRORS)
 async def create_stateless_runs(
     body: Annotated[list[RunCreateStateless], Body(min_length=1, max_length=MAX_BATCH)],
     owner: OwnerDep,
+    policy: PolicyDep,
     sessions: SessionsDep,
     settings: SettingsDep,
     runner: RunnerDep,
@@ -418,7 +452,7 @@ async def create_stateless_runs(
     started = []
     for run in body:
         record, _ = await _start(
-            _new_thread(), run, owner, sessions, settings, runner, streamed=False
+            _new_thread(), run, owner, sessions, settings, runner, streamed=False, policy=policy
         )
         started.append(run_out(record))
     return LangGraphJSON(started)

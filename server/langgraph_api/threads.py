@@ -6,14 +6,14 @@ import asyncio
 from contextlib import aclosing
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from agent.namespaces import Owner
-from memory.errors import InvalidInputError, NotFoundError
+from memory.errors import ConflictError, InvalidInputError, NotFoundError
 from memory.sessions import SessionManager
 from memory.settings import Settings
-from server.deps import OwnerDep, RunnerDep, SessionsDep, SettingsDep, ThreadId
-from server.langgraph_api import views
+from server.deps import OwnerDep, PolicyDep, RunnerDep, SessionsDep, SettingsDep, ThreadId
+from server.langgraph_api import guard, views
 from server.langgraph_api.schemas import (
     CheckpointId,
     History,
@@ -28,21 +28,32 @@ from server.langgraph_api.schemas import (
 from server.langgraph_api.views import LangGraphJSON
 from server.runner import Runner
 from server.schemas import MAX_METADATA_CHARS, MAX_METADATA_KEYS, QueryFlag, errors
+from server.sdk_auth import Filter, matches
 
-router = APIRouter(tags=["langgraph: threads"])
+router = APIRouter(tags=["langgraph: threads"], dependencies=[Depends(guard.thread_route)])
 
 
 @router.post("/threads", response_class=LangGraphJSON, responses=errors(401, 409, 413, 422))
 async def create_thread(
-    owner: OwnerDep, sessions: SessionsDep, settings: SettingsDep, body: ThreadCreate | None = None
+    owner: OwnerDep,
+    policy: PolicyDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    body: ThreadCreate | None = None,
 ) -> LangGraphJSON:
     """Create a thread (409 if `thread_id` exists, unless `if_exists` is `do_nothing`),
     then apply `supersteps` to it when this request created it."""
     body = body or ThreadCreate()
+    asked: dict[str, Any] = {"thread_id": body.thread_id, "metadata": dict(body.metadata or {})}
+    asked["if_exists"] = body.if_exists
+    wanted = await policy.check("threads", "create", asked)
+    metadata = asked.get("metadata")  # as the handler left it
     if body.if_exists == "do_nothing":
-        record, created = await sessions.aget_or_create(owner, body.thread_id, body.metadata)
+        record, created = await sessions.aget_or_create(owner, body.thread_id, metadata)
+        if not created and not matches(views.thread_metadata(record), wanted):
+            raise ConflictError(f"thread {record['thread_id']!r} already exists")
     else:
-        record, created = await sessions.acreate(owner, body.thread_id, body.metadata), True
+        record, created = await sessions.acreate(owner, body.thread_id, metadata), True
     if created and body.supersteps:
         thread_id = record["thread_id"]
         try:
@@ -73,25 +84,38 @@ async def _with_values(
 
 
 async def _matching(
-    owner: Owner, sessions: SessionManager, metadata: dict[str, Any] | None, ids: list[str] | None
+    owner: Owner,
+    sessions: SessionManager,
+    metadata: dict[str, Any] | None,
+    ids: list[str] | None,
+    wanted: Filter | None = None,
 ) -> list[dict[str, Any]]:
-    """The records of the caller's threads whose metadata holds `metadata` (and whose id
-    is in `ids`, when given)."""
+    """The records of the caller's threads whose metadata holds `metadata` and passes the
+    auth handler's filter `wanted` (and whose id is in `ids`, when given)."""
     return [
         r
         for r in await sessions.alist_all(owner)
         if views.metadata_matches(views.thread_metadata(r), metadata)
+        and matches(views.thread_metadata(r), wanted)
         and (ids is None or r["thread_id"] in ids)
     ]
 
 
+async def _searched(policy: Any, body: ThreadSearch | ThreadCount) -> Filter | None:
+    asked: dict[str, Any] = {"metadata": body.metadata, "values": None, "status": body.status}
+    if isinstance(body, ThreadSearch):
+        asked.update(limit=body.limit, offset=body.offset, thread_id=None)
+    return await policy.check("threads", "search", asked)  # type: ignore[no-any-return]
+
+
 @router.post("/threads/count", response_class=LangGraphJSON, responses=errors(401, 422))
 async def count_threads(
-    owner: OwnerDep, sessions: SessionsDep, body: ThreadCount | None = None
+    owner: OwnerDep, policy: PolicyDep, sessions: SessionsDep, body: ThreadCount | None = None
 ) -> LangGraphJSON:
     """How many of the caller's threads match `metadata` (and `status`)."""
     body = body or ThreadCount()
-    records = await _matching(owner, sessions, body.metadata, None)
+    wanted = await _searched(policy, body)
+    records = await _matching(owner, sessions, body.metadata, None, wanted)
     if body.status is None:
         return LangGraphJSON(len(records))
     busy = await asyncio.gather(*(sessions.arunning(owner, r["thread_id"]) for r in records))
@@ -101,7 +125,7 @@ async def count_threads(
 
 @router.post("/threads/prune", response_class=LangGraphJSON, responses=errors(401, 409, 422))
 async def prune_threads(
-    body: ThreadPrune, owner: OwnerDep, sessions: SessionsDep, runner: RunnerDep
+    body: ThreadPrune, owner: OwnerDep, policy: PolicyDep, sessions: SessionsDep, runner: RunnerDep
 ) -> LangGraphJSON:
     """Prune the caller's threads among `thread_ids` (others' and unknown ids are passed
     over): `delete` deletes each as `DELETE /threads/{id}` does; `keep_latest` keeps each
@@ -111,6 +135,9 @@ async def prune_threads(
     for thread_id in dict.fromkeys(body.thread_ids):
         try:
             await sessions.aget(owner, thread_id)
+            await guard.thread(
+                policy, owner, sessions, thread_id, "delete", {"thread_id": thread_id}
+            )
         except NotFoundError:
             continue
         if body.strategy == "delete":
@@ -124,6 +151,7 @@ async def prune_threads(
 @router.post("/threads/search", response_class=LangGraphJSON, responses=errors(401, 422))
 async def search_threads(
     owner: OwnerDep,
+    policy: PolicyDep,
     sessions: SessionsDep,
     settings: SettingsDep,
     body: ThreadSearch | None = None,
@@ -131,7 +159,8 @@ async def search_threads(
     """The caller's threads matching `metadata` (and `ids`, `status`), sorted and paged, each
     with its current values (unless `select` leaves them out)."""
     body = body or ThreadSearch()
-    records = await _matching(owner, sessions, body.metadata, body.ids)
+    wanted = await _searched(policy, body)
+    records = await _matching(owner, sessions, body.metadata, body.ids, wanted)
     sort_by = body.sort_by or "updated_at"
     descending = (body.sort_order or "desc") == "desc"
     key = {"thread_id": "thread_id", "created_at": "created_at"}.get(sort_by, "last_active_at")

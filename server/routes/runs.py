@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends, Header
 from fastapi.responses import StreamingResponse
 
 from agent.namespaces import Owner
@@ -29,15 +29,17 @@ from memory.stores.rundb import Record
 from server import sse
 from server.deps import (
     OwnerDep,
+    PolicyDep,
     RunnerDep,
     SessionsDep,
     SettingsDep,
     ThreadId,
 )
+from server.langgraph_api import guard
 from server.runner import LiveRun, Runner, is_native, native_kwargs
 from server.schemas import ChatRequest, RunId, RunOut, RunRequest, errors
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], dependencies=[Depends(guard.native_thread_route)])
 
 _RUN_ERRORS = errors(401, 404, 409, 413, 422, 429)
 _STREAM_DOC = sse.stream_doc(
@@ -230,16 +232,25 @@ async def rejoin_stream(
 async def chat(
     body: ChatRequest,
     owner: OwnerDep,
+    policy: PolicyDep,
     settings: SettingsDep,
     sessions: SessionsDep,
     runner: RunnerDep,
 ) -> RunOut:
     """Send a message on `thread_id`, or on a new thread when it is omitted, or when that
     session has ended or expired (the reply then names both ids and says why)."""
+
+    async def asked(thread_id: str | None) -> str | None:
+        if not policy.active:
+            return thread_id
+        thread_id = thread_id or str(uuid.uuid4())
+        await guard.native_run(policy, owner, sessions, thread_id)
+        return thread_id
+
     try:
-        return await _run(owner, body.thread_id, body, settings, sessions, runner)
+        return await _run(owner, await asked(body.thread_id), body, settings, sessions, runner)
     except SessionEndedError:
-        out = await _run(owner, None, body, settings, sessions, runner)
+        out = await _run(owner, await asked(None), body, settings, sessions, runner)
         return out.model_copy(
             update={
                 "previous_thread_id": body.thread_id,

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from langchain_core.messages import BaseMessage
 
 from agent import transcript
-from server.deps import OwnerDep, SessionsDep, SettingsDep, ThreadId
+from memory.errors import ConflictError
+from server.deps import OwnerDep, PolicyDep, SessionsDep, SettingsDep, ThreadId
+from server.langgraph_api import guard, views
 from server.schemas import (
     Analytics,
     Appended,
@@ -31,8 +33,9 @@ from server.schemas import (
     UndoOut,
     errors,
 )
+from server.sdk_auth import matches
 
-router = APIRouter(tags=["threads"])
+router = APIRouter(tags=["threads"], dependencies=[Depends(guard.native_thread_route)])
 
 Limit = Annotated[QueryInt, Query(ge=1, le=100, description="Page size, 1-100.")]
 MessageLimit = Annotated[QueryInt, Query(ge=1, le=500, description="Page size, 1-500.")]
@@ -84,15 +87,25 @@ def _message(message: BaseMessage) -> MessageOut:
     },
 )
 async def create_thread(
-    owner: OwnerDep, sessions: SessionsDep, response: Response, body: CreateThread | None = None
+    owner: OwnerDep,
+    policy: PolicyDep,
+    sessions: SessionsDep,
+    response: Response,
+    body: CreateThread | None = None,
 ) -> ThreadOut:
     """Create a session: a random UUID id unless `thread_id` is given (409 if it exists, or
     200 with the existing session when `if_exists` is `do_nothing`)."""
     body = body or CreateThread()
+    asked: dict[str, Any] = {"thread_id": body.thread_id, "metadata": dict(body.metadata or {})}
+    asked["if_exists"] = body.if_exists
+    wanted = await policy.check("threads", "create", asked)
+    metadata = asked.get("metadata")  # as the handler left it
     if body.if_exists == "do_nothing":
-        record, created = await sessions.aget_or_create(owner, body.thread_id, body.metadata)
+        record, created = await sessions.aget_or_create(owner, body.thread_id, metadata)
+        if not created and not matches(views.thread_metadata(record), wanted):
+            raise ConflictError(f"thread {record['thread_id']!r} already exists")
     else:
-        record, created = await sessions.acreate(owner, body.thread_id, body.metadata), True
+        record, created = await sessions.acreate(owner, body.thread_id, metadata), True
     if not created:
         response.status_code = status.HTTP_200_OK
     return ThreadOut.model_validate(record)
@@ -101,6 +114,7 @@ async def create_thread(
 @router.get("/threads", response_model=ThreadPage, responses=errors(401, 422))
 async def list_threads(
     owner: OwnerDep,
+    policy: PolicyDep,
     sessions: SessionsDep,
     limit: Limit = 20,
     offset: Offset = 0,
@@ -109,7 +123,18 @@ async def list_threads(
     ] = None,
 ) -> ThreadPage:
     """The caller's sessions (optionally only `active` or `ended` ones), newest activity first."""
-    records, total = await sessions.alist(owner, limit, offset, status)
+    wanted = await policy.check("threads", "search", {"metadata": None, "status": status})
+    if wanted:  # only those the auth handler's filter lets the caller see
+        shown = [
+            r
+            for r in await sessions.alist_all(owner)
+            if matches(views.thread_metadata(r), wanted)
+            and (status is None or r.get("status") == status)
+        ]
+        shown.sort(key=lambda r: r["last_active_at"], reverse=True)
+        records, total = shown[offset : offset + limit], len(shown)
+    else:
+        records, total = await sessions.alist(owner, limit, offset, status)
     return ThreadPage(items=[ThreadOut.model_validate(r) for r in records], total=total)
 
 
