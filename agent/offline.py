@@ -37,7 +37,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
 from agent.prompts import NONE, SUMMARY_PROMPT
-from agent.transcript import content_text
+from agent.transcript import attachment_kinds, content_text
 
 OFFLINE_NOTICE = (
     "offline model in use: deterministic replies, no LLM. "
@@ -216,6 +216,11 @@ def _reply(messages: Sequence[BaseMessage], tools_bound: bool) -> AIMessage:
                 return _tool_message(msg_id, [("save_memory", a) for a in calls])
         else:
             return AIMessage(content="I have nothing like that to forget.", id=msg_id)
+    kinds = attachment_kinds(last.content) if isinstance(last, HumanMessage) else []
+    if kinds:  # it reads text only, and says so rather than pretend
+        said = f"(offline model) I cannot see the {' or '.join(kinds)} you sent: I read only text."
+        answer = _answer(text, user, session).removeprefix("(offline model) ") if text else ""
+        return AIMessage(content=f"{said} {answer}".strip(), id=msg_id)
     return AIMessage(content=_answer(text, user, session) if text else "Hello!", id=msg_id)
 
 

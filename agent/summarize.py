@@ -7,12 +7,29 @@ from collections.abc import Callable, Sequence
 from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
-from agent.transcript import content_text
+from agent.transcript import binary_strings, content_text
+
+#: Tokens an image, file or audio block counts for (OpenAI's low-detail image cost), its
+#: base64 data aside: a photo is not a hundred thousand tokens of text.
+TOKENS_PER_ATTACHMENT = 85
 
 
 def message_tokens(message: BaseMessage) -> int:
-    """Approximate tokens of one message (content, role, tool calls)."""
-    return count_tokens_approximately([message])
+    """Approximate tokens of one message (content, role, tool calls); each image, file or
+    audio block counts `TOKENS_PER_ATTACHMENT`, whatever its size."""
+    if isinstance(message.content, str) or not binary_strings(message.content):
+        return count_tokens_approximately([message])
+    blocks = sum(
+        1 for b in message.content if isinstance(b, dict) and b.get("type") not in (None, "text")
+    )
+    text = message.model_copy(
+        update={
+            "content": [
+                b for b in message.content if not isinstance(b, dict) or b.get("type") == "text"
+            ]
+        }
+    )
+    return count_tokens_approximately([text]) + blocks * TOKENS_PER_ATTACHMENT
 
 
 def is_safe_cut(messages: Sequence[BaseMessage], index: int) -> bool:

@@ -87,6 +87,80 @@ def unrecorded(values: Mapping[str, Any]) -> list[AnyMessage]:
     return list(messages)  # the marker was removed by hand: record the window again
 
 
+#: Keys of a content block whose string is its binary data, in base64 (LangChain's
+#: `data` / `base64`, OpenAI's `file_data`); any string that is a base64 data URL is too.
+_DATA_KEYS = frozenset({"data", "base64", "file_data"})
+
+
+def _is_data_url(value: str) -> bool:
+    return value.startswith("data:") and ";base64," in value[:200]
+
+
+def binary_strings(content: Any) -> list[str]:
+    """The base64 strings a message content carries in its blocks (images, files, audio,
+    as LangChain's and OpenAI's content blocks hold them), data URLs whole."""
+    if isinstance(content, str):
+        return []
+    found: list[str] = []
+    pending: list[Any] = [
+        b for b in content or [] if isinstance(b, dict) and b.get("type") != "text"
+    ]
+    while pending:
+        node = pending.pop()
+        for key, value in node.items():
+            if isinstance(value, str) and (key in _DATA_KEYS or _is_data_url(value)):
+                found.append(value)
+            elif isinstance(value, dict):
+                pending.append(value)
+    return found
+
+
+def binary_bytes(content: Any) -> int:
+    """The decoded size of the binary data a message content carries (see `binary_strings`)."""
+    total = 0
+    for value in binary_strings(content):
+        encoded = value.partition(";base64,")[2] if _is_data_url(value) else value
+        total += len(encoded) * 3 // 4
+    return total
+
+
+def attachment_kinds(content: Any) -> list[str]:
+    """The kinds of the non-text blocks of a message content (`image`, `file`, `audio`...),
+    each once, in order; OpenAI's `image_url` and `input_audio` named as their kind."""
+    if isinstance(content, str):
+        return []
+    kinds: list[str] = []
+    for block in content or []:
+        if isinstance(block, dict) and block.get("type") not in (None, "text"):
+            kind = {"image_url": "image", "input_audio": "audio"}.get(block["type"], block["type"])
+            if kind not in kinds:
+                kinds.append(str(kind))
+    return kinds
+
+
+def without_binary(content: Any) -> Any:
+    """The content with each block's binary data left out (its size said instead), for
+    what measures or shows text: a token count, a summary."""
+    if isinstance(content, str) or not binary_strings(content):
+        return content
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: (
+                    f"<{len(v)} base64 characters>"
+                    if isinstance(v, str) and (k in _DATA_KEYS or _is_data_url(v))
+                    else strip(v)
+                )
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return [b if not isinstance(b, dict) or b.get("type") == "text" else strip(b) for b in content]
+
+
 def content_text(content: Any) -> str:
     """Plain text of a message content (strings, or lists of content blocks)."""
     if isinstance(content, str):

@@ -155,8 +155,18 @@ class Settings(AgentSettings):
     max_messages_per_request: int = Field(
         default=50, ge=1, description="Most messages one run request may carry."
     )
+    max_attachment_bytes: int = Field(
+        default=8_000_000,
+        ge=0,
+        description="Most bytes of images, files and audio (base64 content blocks, as decoded) "
+        "one run request's messages may carry; 0 refuses them. The body of a request that "
+        "starts runs may be that much larger (in base64) than `max_body_bytes`.",
+    )
     max_body_bytes: int = Field(
-        default=1_000_000, ge=1024, description="Largest request body accepted; larger is 413."
+        default=1_000_000,
+        ge=1024,
+        description="Largest request body accepted (a run's may also carry "
+        "`max_attachment_bytes` of attachments); larger is 413.",
     )
     header_timeout_seconds: float = Field(
         default=10.0,
@@ -310,6 +320,12 @@ class Settings(AgentSettings):
                 "client could claim any tenant and user"
             )
         return self
+
+    @property
+    def body_limit(self) -> int:
+        """The largest body of a request that starts runs: `max_body_bytes`, plus room for
+        `max_attachment_bytes` of attachments in base64."""
+        return self.max_body_bytes + 4 * -(-self.max_attachment_bytes // 3)
 
     @property
     def auth_mode(self) -> str:

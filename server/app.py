@@ -321,7 +321,11 @@ def create_app(
         (route.path_format, route.methods or ()) for route in openapi.routes(app)
     )
     app.add_middleware(ExactPathMiddleware, table=app.state.methods)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=server_settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=server_settings.max_body_bytes,
+        run_bytes=server_settings.body_limit,
+    )
     if server_settings.metrics:
         app.add_middleware(metrics.MetricsMiddleware)
     if origins := server_settings.cors_origin_list:

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from agent.namespaces import ID_PATTERN
+from agent.transcript import without_binary
 from memory.errors import InvalidInputError
 
 #: Deepest nesting accepted in client JSON (metadata, memory values).
@@ -72,6 +73,14 @@ def _scalar_problem(value: Any) -> str | None:
     if isinstance(value, str):
         return _text_problem(value, "strings")
     return None
+
+
+def text_size(content: Any) -> int:
+    """A message content's size in characters, as the message limit counts it: a string's
+    length, or a block list's JSON without the base64 data of its images, files and audio."""
+    if isinstance(content, str):
+        return len(content)
+    return len(json.dumps(without_binary(content), ensure_ascii=False))
 
 
 def check_json(

@@ -275,6 +275,29 @@ def test_edit_a_message(chat: object, target: Target) -> None:
     page.assert_no_error_toast()
 
 
+@pytest.mark.parametrize("size", [30_000, 1_500_000], ids=["30KB", "1.5MB"])
+def test_an_image_upload(chat: object, target: Target, size: int, tmp_path: Path) -> None:
+    """A picture sent with a message is kept whole in the thread, and the offline model says
+    it cannot see it (the same graph under `langgraph dev` says the same)."""
+    picture = tmp_path / "photo.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(size - 8))
+    page = chat(target)  # type: ignore[operator]
+    page.page.locator("#file-input").set_input_files(str(picture))
+    page.type("what is in this picture")
+    expect(page.page.get_by_text("I cannot see the image you sent")).to_be_visible()
+    expect(page.page.get_by_role("button", name="Send")).to_be_visible()
+    page.assert_no_error_toast()
+    headers = {"x-api-key": target.api_key} if target.api_key else {}
+    state = httpx.get(
+        f"{target.api_url}/threads/{page.thread_id}/state", headers=headers, timeout=30
+    ).json()
+    human, reply = state["values"]["messages"][-2:]
+    (image,) = [b for b in human["content"] if b.get("type") == "image"]
+    assert image["mimeType"] == "image/png" and len(image["data"]) == 4 * -(-size // 3)
+    assert _text(human["content"]) == "what is in this picture"
+    assert _text(reply["content"]).startswith("(offline model) I cannot see the image you sent")
+
+
 # A reply that streams over time is what these need: `langgraph dev` serves the graph with the
 # unpaced offline model (its settings come from `langgraph.json`), so its replies are whole
 # before a click could stop or a reload could interrupt them.

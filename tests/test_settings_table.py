@@ -211,6 +211,11 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
     ),
     "MEMORY_AGENT_MAX_BODY_BYTES": (
         "tests/test_server_limits.py::test_bad_input_is_a_4xx_naming_the_problem",
+        "tests/test_attachments.py::test_the_body_limit_makes_room_for_attachments_on_runs_only",
+    ),
+    "MEMORY_AGENT_MAX_ATTACHMENT_BYTES": (
+        "tests/test_attachments.py::test_too_much_binary_data_is_a_422_naming_the_setting",
+        "tests/test_attachments.py::test_the_body_limit_makes_room_for_attachments_on_runs_only",
     ),
     "MEMORY_AGENT_STATE_MESSAGES": (
         "tests/test_lg_api.py::test_values_never_jump_back_when_the_window_folds",

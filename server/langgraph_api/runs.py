@@ -80,7 +80,11 @@ def _checked(
     before it starts is: its assistant, its messages' bounds, its context, its nodes."""
     if not views.is_assistant(body.assistant_id):
         raise NotFoundError(f"assistant {body.assistant_id!r} not found")
-    messages = body.messages(settings.max_message_chars, settings.max_messages_per_request)
+    messages = body.messages(
+        settings.max_message_chars,
+        settings.max_messages_per_request,
+        settings.max_attachment_bytes,
+    )
     context = body.context.overrides() if body.context else {}
     sessions.graph_context(owner, context)  # a bad override is a 422 before anything starts
     for field in ("interrupt_before", "interrupt_after"):

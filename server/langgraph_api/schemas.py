@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.transcript import binary_bytes
 from memory.errors import InvalidInputError
 from memory.stores.values import check_filter
 from server.schemas import (
@@ -35,6 +36,7 @@ from server.schemas import (
     StorableBody,
     ThreadIdField,
     check_json,
+    text_size,
 )
 
 #: Stream modes served; `messages-tuple` is sent as `messages` events, `messages` as
@@ -476,11 +478,15 @@ class RunCreate(_Body):
         modes = [self.stream_mode] if isinstance(self.stream_mode, str) else self.stream_mode
         return list(dict.fromkeys(modes))
 
-    def messages(self, max_chars: int, max_messages: int) -> list[dict[str, Any]]:
-        """The input messages, within the server's bounds.
+    def messages(
+        self, max_chars: int, max_messages: int, max_binary: int = 0
+    ) -> list[dict[str, Any]]:
+        """The input messages, within the server's bounds: `max_chars` of text per message
+        (its content without the base64 data of its images, files and audio), `max_binary`
+        bytes of that data in all.
 
         Raises:
-            InvalidInputError: too many messages, none, or one too long.
+            InvalidInputError: too many messages, none, one too long, or too much binary data.
         """
         assert self.input is not None
         items = self.input["messages"]
@@ -490,12 +496,19 @@ class RunCreate(_Body):
             raise InvalidInputError(
                 f"input.messages holds {len(items)} messages; the limit is {max_messages}"
             )
+        binary = 0
         for i, item in enumerate(items):
             content = item.get("content", "")
-            size = len(content) if isinstance(content, str) else len(json.dumps(content))
+            size = text_size(content)
             if size > max_chars:
                 raise InvalidInputError(
                     f"input.messages[{i}].content is {size} characters; the limit is {max_chars}"
+                )
+            binary += binary_bytes(content)
+            if binary > max_binary:
+                raise InvalidInputError(
+                    f"input.messages[{i}].content takes the request's images, files and audio "
+                    f"to {binary} bytes; the limit is {max_binary} (MEMORY_AGENT_MAX_ATTACHMENT_BYTES)"
                 )
         return items
 

@@ -27,7 +27,7 @@ from server.langgraph_api.schemas import (
 )
 from server.langgraph_api.views import LangGraphJSON
 from server.runner import Runner
-from server.schemas import MAX_METADATA_CHARS, MAX_METADATA_KEYS, QueryFlag, errors
+from server.schemas import MAX_METADATA_CHARS, MAX_METADATA_KEYS, QueryFlag, errors, text_size
 from server.sdk_auth import Filter, matches
 
 router = APIRouter(tags=["langgraph: threads"], dependencies=[Depends(guard.thread_route)])
@@ -343,7 +343,7 @@ async def _apply(
             )
         for i, message in enumerate(messages):
             content = message.get("content", "") if isinstance(message, dict) else ""
-            if len(views.dumps(content)) > settings.max_message_chars + 2:
+            if text_size(content) > settings.max_message_chars:
                 raise InvalidInputError(
                     f"values.messages[{i}].content is longer than "
                     f"{settings.max_message_chars} characters"
