@@ -331,6 +331,34 @@ def page_records(results: Sequence[Any], offset: int, limit: int) -> list[dict[s
     ]
 
 
+def session_digest(records: Sequence[dict[str, Any]], summary: str, limit: int = 1500) -> str:
+    """What a session was about, for a person (and a prompt) to read: the summary of its
+    older turns, then what the user said in its recent ones and the last reply, with tool
+    calls, their results and attachments left out."""
+
+    def clip(text: str, size: int) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= size else text[: size - 1] + "…"
+
+    said = [
+        clip(t, 160)
+        for r in records
+        if r["role"] == "user" and (t := content_text(r.get("content")).strip())
+    ]
+    replies = [
+        content_text(r.get("content")).strip()
+        for r in records
+        if r["role"] == "assistant" and not r.get("tool_calls")
+    ]
+    parts = [clip(summary, 600)] if summary.strip() else []
+    if said:
+        parts.append("The user said: " + "; ".join(f'"{s}"' for s in said) + ".")
+    if replies and replies[-1]:
+        parts.append(f'The last reply: "{clip(replies[-1], 200)}"')
+    text = " ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def format_context(records: Sequence[dict[str, Any]]) -> str:
     """Recent messages as prompt-ready lines: `user: ...`, `assistant: ...`."""
     lines = []

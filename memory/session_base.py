@@ -412,8 +412,7 @@ class SessionBase:
         ended = {**record, "status": "ended", "ended_at": self.clock().isoformat()}
         if record.get("message_count", 0) >= self.min_messages_for_summary:
             recent, _ = yield Db.page(owner.thread_key(thread_id), -_RECENT, _RECENT)
-            lines = transcript.format_context(recent)
-            text = (f"{summary}\n{lines}" if summary else lines)[-3000:]
+            text = transcript.session_digest(recent, summary)
             value = memory_value(
                 f"Summary of session {thread_id} ({record['created_at'][:10]}): {text}"
             )

@@ -309,3 +309,77 @@ def test_a_tool_call_waits_for_approval_on_the_page(approval_server: str, open_p
     _answer(page, "Approve")
     expect(page.locator(".message.tool .text").filter(has_text="croissants")).to_have_count(1)
     watched.assert_clean()
+
+
+def _watch_blank(page: Page) -> None:
+    """Count, in `window.blank`, every moment the transcript of a session is left empty."""
+    page.evaluate(
+        """() => {
+          window.blank = 0;
+          const transcript = document.getElementById('transcript');
+          new MutationObserver(() => {
+            if (transcript.children.length === 0) window.blank += 1;
+          }).observe(transcript, {childList: true});
+        }"""
+    )
+
+
+def test_back_and_forward_move_between_sessions(dev_server: str, open_page) -> None:
+    """Each session picked is an entry of the browser's history; the reply's reload never
+    leaves the transcript blank; the session's count goes up while the reply streams; the
+    composer keeps the focus for the next message."""
+    watched: Watched = open_page(dev_server)
+    page = watched.page
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    _send(page, "in the first session")
+    first = page.url.split("#", 1)[1]
+    page.click("#new-session")
+    expect(page).not_to_have_url(re.compile(re.escape(first) + "$"))
+    second = page.url.split("#", 1)[1]
+    # The count in the list says 1 as soon as the message is shown, 2 while the reply streams.
+    count = page.locator(f'.session[data-thread-id="{second}"] .session-count')
+    expect(count).to_have_text("0")
+    _watch_blank(page)
+    page.fill("#message", "in the second session")
+    page.press("#message", "Enter")
+    expect(count).to_have_text("2")
+    expect(page.locator(".message.streaming")).to_have_count(1)  # still streaming
+    expect(page.locator("body")).to_have_attribute("data-sent", "2")
+    assert page.evaluate("window.blank") == 0
+    assert page.evaluate("document.activeElement.id") == "message"
+    # Back: the first session, with its messages; Forward: the second again.
+    page.go_back()
+    expect(page).to_have_url(re.compile(re.escape(first) + "$"))
+    expect(page.locator(".message.user .text")).to_have_text(["in the first session"])
+    page.go_forward()
+    expect(page).to_have_url(re.compile(re.escape(second) + "$"))
+    expect(page.locator(".message.user .text")).to_have_text(["in the second session"])
+    # A session picked from the list is an entry too.
+    page.locator(f'.session[data-thread-id="{first}"] button').click()
+    expect(page.locator(".message.user .text")).to_have_text(["in the first session"])
+    page.go_back()
+    expect(page.locator(".message.user .text")).to_have_text(["in the second session"])
+    watched.assert_clean()
+
+
+def test_the_page_works_on_a_phone(dev_server: str, browser: Browser) -> None:
+    """At 390 px wide: the composer stays in view as the conversation grows, and the
+    memories show beside the sessions."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    context.set_default_timeout(_TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto(dev_server + "/")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        _send(page, "My name is Sam.")
+        for i in range(6):
+            _send(page, f"line {i} of a conversation that grows past the screen's height")
+        for selector in ("#message", "#send", "#memories .memory", "#sessions .session"):
+            box = page.locator(selector).first.bounding_box()
+            assert box is not None, selector
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (selector, box)
+            assert box["y"] >= 0 and box["y"] + box["height"] <= 844, (selector, box)
+        expect(page.locator("#memories .memory").first).to_contain_text("Sam")
+        _screenshot(page, "chat-page-phone.png")
+    finally:
+        context.close()

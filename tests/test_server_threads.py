@@ -177,7 +177,11 @@ async def test_end_saves_the_summary_and_refuses_further_runs(api: Api) -> None:
     assert ended.json()["ended_at"]
     memory = await api.request("alice", "GET", f"/memories/session-summary-{thread}")
     assert memory.status_code == 200
-    assert "Lisbon" in memory.json()["content"]
+    content = memory.json()["content"]
+    assert "Lisbon" in content
+    # Readable: what was said, not the transcript's tool calls.
+    assert '"my name is Sam"; "I live in Lisbon"' in content
+    assert "[calls" not in content and "save_memory" not in content and "{" not in content
     refused = await api.run("alice", thread, "hello?")
     assert refused.status_code == 409
     assert "ended" in refused.json()["detail"]

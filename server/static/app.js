@@ -225,16 +225,28 @@
       const button = el("button", "session-button");
       button.type = "button";
       button.title = thread.thread_id;
-      const meta = `${thread.message_count} messages · ${when(thread.last_active_at)}`;
-      button.append(el("span", "session-id", thread.thread_id), el("span", "session-meta", meta));
+      const meta = el("span", "session-meta");
+      meta.append(
+        el("span", "session-count", String(thread.message_count)),
+        ` messages · ${when(thread.last_active_at)}`,
+      );
+      button.append(el("span", "session-id", thread.thread_id), meta);
       if (thread.status === "ended") button.append(el("span", "badge ended", "ended"));
-      button.addEventListener("click", () => selectThread(thread.thread_id));
+      button.addEventListener("click", guarded(() => openThread(thread.thread_id)));
       item.append(button);
       list.append(item);
     }
     $("sessions-total").textContent = page.total ? `(${page.total})` : "";
     $("sessions-empty").hidden = page.items.length > 0;
     markSelected();
+  }
+
+  // The session list's count of a session, moved on by `n` before the list is read again.
+  function bumpCount(threadId, n) {
+    const item = [...$("sessions").children].find((li) => li.dataset.threadId === threadId);
+    if (!item) return;
+    const count = item.querySelector(".session-count");
+    count.textContent = String(Number(count.textContent) + n);
   }
 
   async function loadMemories() {
@@ -262,6 +274,28 @@
     if (threadId !== state.threadId) return; // another session was picked meanwhile
     $("transcript").replaceChildren(...items);
     scrollToEnd();
+  }
+
+  // A session the user picks: a new entry in the browser's history, so Back returns to the
+  // one before (and Forward comes back), as `hashchange` selects what the address names.
+  async function openThread(threadId) {
+    const hash = threadId ? `#${encodeURIComponent(threadId)}` : "";
+    if (location.hash !== hash) history.pushState(null, "", hash || location.pathname);
+    await selectThread(threadId);
+  }
+
+  // The session in view again, as recorded, without clearing it first (no blank frame).
+  async function refreshThread(threadId) {
+    if (threadId !== state.threadId) return;
+    try {
+      state.thread = await api("GET", threadPath(threadId));
+    } catch (error) {
+      if (error.status === 404) return selectThread(threadId); // deleted meanwhile
+      throw error;
+    }
+    renderHeader();
+    await loadTranscript();
+    await loadPending();
   }
 
   async function selectThread(threadId) {
@@ -402,7 +436,7 @@
   async function newSession() {
     const thread = await api("POST", "threads", {});
     await loadSessions();
-    await selectThread(thread.thread_id);
+    await openThread(thread.thread_id);
     $("message").focus();
   }
 
@@ -417,7 +451,10 @@
     showNotice("");
     setBusy(true);
     const transcript = $("transcript");
-    if (text !== null) transcript.append(messageItem("user", text));
+    if (text !== null) {
+      transcript.append(messageItem("user", text));
+      bumpCount(threadId, 1);
+    }
     const reply = messageItem("assistant", "");
     reply.classList.add("streaming");
     reply.dataset.state = "streaming";
@@ -431,6 +468,7 @@
       let streamed = "";
       for await (const { event, data } of sseEvents(response)) {
         if (event === "token") {
+          if (!streamed) bumpCount(threadId, 1); // the reply being written counts already
           streamed += data.text;
           replyText.textContent = streamed;
           scrollToEnd();
@@ -448,11 +486,7 @@
       setBusy(false);
     }
     // The transcript as recorded (tool calls included), the session's counts, new memories.
-    await Promise.all([
-      threadId === state.threadId ? selectThread(threadId) : null,
-      loadSessions(),
-      loadMemories(),
-    ]);
+    await Promise.all([refreshThread(threadId), loadSessions(), loadMemories()]);
     if (failed) {
       showNotice(`The ${text === null ? "answer" : "message"} was not taken: ${failed.message}`);
       if (text !== null) $("message").value = text;
@@ -506,6 +540,7 @@
       if (!text || state.busy) return;
       box.value = "";
       await send(text);
+      box.focus(); // the next message goes where the last one went
     });
     $("composer").addEventListener("submit", (event) => {
       event.preventDefault();
